@@ -1,0 +1,222 @@
+"""Settings shared by the worker and the web app, parsed once, in one place.
+
+Order of precedence: defaults -> the TOML file -> ``TARDIST_*`` environment
+variables -> explicit overrides (tests, ``create_app(test_config)``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = "instance/tardist.toml"
+
+# key: (default, meaning). The one table of every setting tardist reads.
+SETTINGS: dict[str, tuple[Any, str]] = {
+    "database": ("instance/tardist.sqlite3", "SQLite database (the worker writes, the web app reads)"),
+    "mirrors": ("mirrors", "folder of bare git mirrors, mirrors/<kind>/<Name>.git"),
+    "tarballs": ("tarballs", "folder of built tarballs, tarballs/<kind>/<file>, served as /dist/"),
+    "tarball_url": ("/dist", "public base URL of the tarballs folder"),
+    "branches": (["master", "REL1_45", "REL1_44", "REL1_43", "REL1_39"],
+                 "snapshot branches, in display order"),
+    "jobs": (4, "repositories synced in parallel"),
+    "retention_days": (7, "days a superseded tarball (or a removed repository) is kept"),
+    "git_timeout": (300, "seconds one git network operation may take before it is killed"),
+    "max_tarball_bytes": (512 * 1024 * 1024, "largest uncompressed tarball content built"),
+    "max_files": (100_000, "most files one tarball may hold"),
+    "max_manifest_bytes": (1024 * 1024, "largest extension.json/skin.json read"),
+    "submodule_protocols": (["https", "http", "git", "ssh"],
+                            "transports a repository's submodule URLs may use"),
+    "schedule": ("0 * * * *", "cron expression for `tardist worker` syncs"),
+    "gc_schedule": ("30 3 * * *", "cron expression for `tardist worker` garbage collection"),
+    "cache_seconds": (300, "Cache-Control max-age of API answers"),
+    "serve_tarballs": (True, "let Flask serve /dist/ (nginx serves it in production)"),
+}
+PATH_KEYS = ("database", "mirrors", "tarballs")
+SOURCE_TYPES = {"directory": ("path",), "list": ("repos",), "gerrit": ("url", "prefix")}
+
+KIND_RE = re.compile(r"^[a-z][a-z0-9]{0,31}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+BRANCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+PROTOCOLS = {"https", "http", "git", "ssh", "file"}
+
+
+class SettingsError(Exception):
+    """The configuration is wrong; the message names the file, the key and what was expected."""
+
+
+def is_plain_name(name: str) -> bool:
+    """True when name is safe as a repository name and a file-name component."""
+    return bool(NAME_RE.match(name)) and ".." not in name and not name.endswith((".git", "."))
+
+
+def is_kind(kind: str) -> bool:
+    """True when kind is a lower-case word usable as a folder name."""
+    return bool(KIND_RE.match(kind))
+
+
+@dataclass(frozen=True)
+class Source:
+    """One configured place repositories come from."""
+
+    kind: str
+    type: str
+    path: Path | None = None
+    repos: dict[str, str] = field(default_factory=dict)
+    url: str = ""
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, with paths made absolute."""
+
+    config_file: Path
+    database: Path
+    mirrors: Path
+    tarballs: Path
+    tarball_url: str
+    branches: tuple[str, ...]
+    jobs: int
+    retention_days: int
+    git_timeout: int
+    max_tarball_bytes: int
+    max_files: int
+    max_manifest_bytes: int
+    submodule_protocols: tuple[str, ...]
+    schedule: str
+    gc_schedule: str
+    cache_seconds: int
+    serve_tarballs: bool
+    sources: tuple[Source, ...] = ()
+
+    @property
+    def lock_file(self) -> Path:
+        """The file `tardist sync` holds locked while it runs."""
+        return self.database.with_name(self.database.name + ".lock")
+
+
+def load_settings(config_file: str | os.PathLike | None = None,
+                  overrides: dict[str, Any] | None = None,
+                  environ: dict[str, str] | None = None) -> Settings:
+    """Read the TOML file (missing means defaults), the environment and overrides."""
+    environ = os.environ if environ is None else environ
+    path = Path(config_file or environ.get("TARDIST_CONFIG") or DEFAULT_CONFIG).absolute()
+    raw: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    elif config_file is not None or "TARDIST_CONFIG" in environ:
+        raise SettingsError(f"{path}: no such configuration file")
+    where = str(path)
+    for key, text in environ.items():
+        if key.startswith("TARDIST_") and key != "TARDIST_CONFIG":
+            name = key[len("TARDIST_"):].lower()
+            if name not in SETTINGS:
+                raise SettingsError(f"environment {key}: unknown setting (known: {', '.join(SETTINGS)})")
+            raw[name] = _from_environment(key, text, SETTINGS[name][0])
+    raw.update(overrides or {})
+    return _build(raw, where)
+
+
+def _from_environment(key: str, text: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise SettingsError(f"environment {key}: expected true or false, got {text!r}")
+        return text.lower() in ("1", "true", "yes")
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise SettingsError(f"environment {key}: expected a whole number, got {text!r}") from None
+    if isinstance(default, list):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def _build(raw: dict[str, Any], where: str) -> Settings:
+    values: dict[str, Any] = {}
+    for key in raw:
+        if key not in SETTINGS and key != "source":
+            raise SettingsError(f"{where}: unknown key {key!r} (known: {', '.join(SETTINGS)}, [[source]])")
+    for key, (default, _meaning) in SETTINGS.items():
+        values[key] = _check_type(where, key, raw.get(key, default), default)
+    for key in PATH_KEYS:
+        values[key] = Path(values[key]).absolute()
+    for branch in values["branches"]:
+        if not BRANCH_RE.match(branch) or ".." in branch or branch.endswith(".lock"):
+            raise SettingsError(f"{where}: key 'branches': {branch!r} is not a plain branch name "
+                                "(letters, digits, '_', '.', '-'; it becomes part of a file name)")
+    if not values["branches"]:
+        raise SettingsError(f"{where}: key 'branches': expected at least one branch")
+    if values["jobs"] < 1:
+        raise SettingsError(f"{where}: key 'jobs': expected a whole number >= 1")
+    for protocol in values["submodule_protocols"]:
+        if protocol not in PROTOCOLS:
+            raise SettingsError(f"{where}: key 'submodule_protocols': {protocol!r} is not one of "
+                                f"{', '.join(sorted(PROTOCOLS))}")
+    values["tarball_url"] = values["tarball_url"].rstrip("/")
+    values["branches"] = tuple(values["branches"])
+    values["submodule_protocols"] = tuple(values["submodule_protocols"])
+    sources = raw.get("source", [])
+    if not isinstance(sources, list):
+        raise SettingsError(f"{where}: key 'source': expected [[source]] tables")
+    values["sources"] = tuple(_source(where, index, entry) for index, entry in enumerate(sources))
+    return Settings(config_file=Path(where), **values)
+
+
+def _check_type(where: str, key: str, value: Any, default: Any) -> Any:
+    expected: type = type(default)
+    if expected is list:
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        wanted = "a list of strings"
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        wanted = "a whole number >= 0"
+    elif expected is bool:
+        ok, wanted = isinstance(value, bool), "true or false"
+    else:
+        ok, wanted = isinstance(value, str), "a string"
+    if not ok:
+        raise SettingsError(f"{where}: key {key!r}: expected {wanted}, got {value!r}")
+    return value
+
+
+def _source(where: str, index: int, entry: Any) -> Source:
+    at = f"{where}: source[{index}]"
+    if not isinstance(entry, dict):
+        raise SettingsError(f"{at}: expected a table")
+    kind, type_ = entry.get("kind"), entry.get("type")
+    if not isinstance(kind, str) or not is_kind(kind):
+        raise SettingsError(f"{at}: key 'kind': expected a lower-case word such as 'extensions', got {kind!r}")
+    if type_ not in SOURCE_TYPES:
+        raise SettingsError(f"{at}: key 'type': expected one of {', '.join(SOURCE_TYPES)}, got {type_!r}")
+    allowed = {"kind", "type", *SOURCE_TYPES[type_]}
+    for key in entry:
+        if key not in allowed:
+            raise SettingsError(f"{at}: unknown key {key!r} for type {type_!r} (allowed: {', '.join(sorted(allowed))})")
+    for key in SOURCE_TYPES[type_]:
+        if key not in entry:
+            raise SettingsError(f"{at}: key {key!r} is required for type {type_!r}")
+    if type_ == "directory":
+        if not isinstance(entry["path"], str):
+            raise SettingsError(f"{at}: key 'path': expected a folder path string")
+        return Source(kind, type_, path=Path(entry["path"]).absolute())
+    if type_ == "list":
+        repos = entry["repos"]
+        if not isinstance(repos, dict) or not all(isinstance(v, str) for v in repos.values()):
+            raise SettingsError(f"{at}: key 'repos': expected a table of name = \"clone URL\"")
+        for name in repos:
+            if not is_plain_name(name):
+                raise SettingsError(f"{at}: key 'repos': {name!r} is not a plain repository name")
+        return Source(kind, type_, repos=dict(repos))
+    for key in ("url", "prefix"):
+        if not isinstance(entry[key], str):
+            raise SettingsError(f"{at}: key {key!r}: expected a string")
+    return Source(kind, type_, url=entry["url"].rstrip("/"), prefix=entry["prefix"])

@@ -1,0 +1,262 @@
+"""The SQLite database: its schema, the worker's writes and the shared reads.
+
+The worker is the only writer and commits one transaction per repository;
+the web app opens the file read-only. WAL mode lets both run at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import sqlite_utils
+
+
+def utcnow() -> str:
+    """The current time as an ISO 8601 UTC string with a Z."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class BranchRecord:
+    """What one sync learned about one snapshot branch."""
+
+    branch: str
+    commit: str
+    state: str  # "built", "unchanged" or "failed"
+    committed_at: str = ""
+    tarball: str = ""
+    size: int = 0
+    sha256: str = ""
+    manifest: dict[str, Any] | None = None
+    manifest_errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class RepoRecord:
+    """What one sync learned about one repository."""
+
+    kind: str
+    name: str
+    repository: str
+    branches: list[BranchRecord] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # recorded branches that no longer exist
+    error: str | None = None  # the whole repository failed (clone, fetch, ...)
+
+    @property
+    def failed(self) -> bool:
+        """True when the repository or any of its branches failed."""
+        return self.error is not None or any(b.state == "failed" for b in self.branches)
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["repos"].create({
+        "kind": str, "name": str, "repository": str, "present": int, "removed_at": str,
+        "checked_at": str, "error": str,
+    }, pk=("kind", "name"), not_null={"kind", "name"})
+    db["branches"].create({
+        "kind": str, "name": str, "branch": str, "commit_sha": str, "committed_at": str,
+        "tarball": str, "size": int, "sha256": str, "built_at": str, "manifest": str,
+        "manifest_errors": str, "warnings": str, "error": str, "error_commit": str,
+    }, pk=("kind", "name", "branch"))
+    db["tarballs"].create({
+        "kind": str, "file": str, "name": str, "branch": str, "commit_sha": str,
+        "sha256": str, "size": int, "built_at": str, "superseded_at": str,
+    }, pk=("kind", "file"))
+    db["tarballs"].create_index(["superseded_at"])
+    db["runs"].create({
+        "id": int, "started_at": str, "finished_at": str, "status": str, "options": str,
+        "built": int, "unchanged": int, "failed": int, "seconds": float,
+    }, pk="id")
+
+
+MIGRATIONS = [_v1]
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Bring the schema up to date: the one way the schema changes."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        with db.atomic():
+            step(db)
+            db.execute(f"PRAGMA user_version = {number}")
+
+
+def open_writer(path: Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the database for the worker, migrated, in WAL mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+    db = sqlite_utils.Database(conn)
+    db.enable_wal()
+    db.execute("PRAGMA synchronous = NORMAL")
+    migrate(db)
+    return db
+
+
+def open_reader(path: Path) -> sqlite3.Connection | None:
+    """Open the database read-only for the web app; None while no sync has created it."""
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    if conn.execute("PRAGMA user_version").fetchone()[0] < len(MIGRATIONS):
+        conn.close()
+        return None
+    return conn
+
+
+def all_recorded_branches(db: sqlite_utils.Database) -> dict[tuple[str, str], dict[str, dict]]:
+    """Every recorded branch row, by (kind, name) and then branch name."""
+    recorded: dict[tuple[str, str], dict[str, dict]] = {}
+    for row in db["branches"].rows:
+        recorded.setdefault((row["kind"], row["name"]), {})[row["branch"]] = row
+    return recorded
+
+
+def save_repo(db: sqlite_utils.Database, record: RepoRecord) -> None:
+    """Record one repository's sync in a single transaction."""
+    now = utcnow()
+    with db.atomic():
+        db["repos"].upsert({
+            "kind": record.kind, "name": record.name, "repository": record.repository,
+            "present": 1, "removed_at": None, "checked_at": now, "error": record.error,
+        }, pk=("kind", "name"))
+        for branch in record.branches:
+            _save_branch(db, record, branch, now)
+        for branch in record.gone:
+            db.execute("DELETE FROM branches WHERE kind = ? AND name = ? AND branch = ?",
+                       [record.kind, record.name, branch])
+            _supersede(db, record.kind, record.name, branch, keep="", now=now)
+
+
+def _save_branch(db: sqlite_utils.Database, record: RepoRecord, branch: BranchRecord, now: str) -> None:
+    key = {"kind": record.kind, "name": record.name, "branch": branch.branch}
+    if branch.state == "failed":
+        db["branches"].upsert({**key, "error": branch.error, "error_commit": branch.commit},
+                              pk=("kind", "name", "branch"))
+        return
+    if branch.state == "unchanged":
+        db.execute("UPDATE branches SET error = NULL, error_commit = NULL "
+                   "WHERE kind = ? AND name = ? AND branch = ? AND error IS NOT NULL",
+                   [record.kind, record.name, branch.branch])
+        return
+    db["branches"].upsert({
+        **key, "commit_sha": branch.commit, "committed_at": branch.committed_at,
+        "tarball": branch.tarball, "size": branch.size, "sha256": branch.sha256, "built_at": now,
+        "manifest": json.dumps(branch.manifest) if branch.manifest is not None else None,
+        "manifest_errors": json.dumps(branch.manifest_errors),
+        "warnings": json.dumps(branch.warnings), "error": None, "error_commit": None,
+    }, pk=("kind", "name", "branch"))
+    _supersede(db, record.kind, record.name, branch.branch, keep=branch.tarball, now=now)
+    db["tarballs"].upsert({
+        "kind": record.kind, "file": branch.tarball, "name": record.name, "branch": branch.branch,
+        "commit_sha": branch.commit, "sha256": branch.sha256, "size": branch.size,
+        "built_at": now, "superseded_at": None,
+    }, pk=("kind", "file"))
+
+
+def _supersede(db: sqlite_utils.Database, kind: str, name: str, branch: str, keep: str, now: str) -> None:
+    db.execute("UPDATE tarballs SET superseded_at = ? WHERE kind = ? AND name = ? AND branch = ? "
+               "AND file != ? AND superseded_at IS NULL", [now, kind, name, branch, keep])
+
+
+def mark_removed(db: sqlite_utils.Database, present: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Mark repositories no source lists any more as removed; return them."""
+    present = set(present)
+    now = utcnow()
+    removed = [(kind, name) for kind, name in
+               db.execute("SELECT kind, name FROM repos WHERE present = 1").fetchall()
+               if (kind, name) not in present]
+    with db.atomic():
+        for kind, name in removed:
+            db.execute("UPDATE repos SET present = 0, removed_at = ? WHERE kind = ? AND name = ?",
+                       [now, kind, name])
+            db.execute("UPDATE tarballs SET superseded_at = ? WHERE kind = ? AND name = ? "
+                       "AND superseded_at IS NULL", [now, kind, name])
+            db.execute("DELETE FROM branches WHERE kind = ? AND name = ?", [kind, name])
+    return removed
+
+
+def start_run(db: sqlite_utils.Database, options: dict[str, Any]) -> int:
+    """Record the start of a sync run (runs left 'running' by a crash become 'interrupted')."""
+    with db.atomic():
+        db.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+        db["runs"].insert({"started_at": utcnow(), "status": "running", "options": json.dumps(options)})
+        return db.execute("SELECT last_insert_rowid()").fetchone()[0]
+
+
+def finish_run(db: sqlite_utils.Database, run_id: int, summary: dict[str, Any]) -> None:
+    """Record how a sync run ended."""
+    with db.atomic():
+        db["runs"].update(run_id, {
+            "finished_at": utcnow(),
+            "status": "interrupted" if summary.get("interrupted") else "failed" if summary["failed"] else "ok",
+            "built": summary["built"], "unchanged": summary["unchanged"],
+            "failed": summary["failed"], "seconds": summary["seconds"],
+        })
+
+
+def status(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Last runs, counts and what is in error: `tardist status` and GET /status."""
+    def rows(sql: str) -> list[dict]:
+        cursor = conn.execute(sql)
+        columns = [c[0] for c in cursor.description]
+        return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+    runs = rows("SELECT id, started_at, finished_at, status, built, unchanged, failed, seconds, "
+                "options FROM runs ORDER BY id DESC LIMIT 10")
+    for run in runs:
+        run["options"] = json.loads(run["options"] or "{}")
+    counts = {
+        "repositories": dict(conn.execute(
+            "SELECT kind, count(*) FROM repos WHERE present = 1 GROUP BY kind ORDER BY kind").fetchall()),
+        "branches": conn.execute("SELECT count(*) FROM branches WHERE tarball IS NOT NULL").fetchone()[0],
+        "tarballs": conn.execute("SELECT count(*) FROM tarballs WHERE superseded_at IS NULL").fetchone()[0],
+        "superseded_tarballs": conn.execute(
+            "SELECT count(*) FROM tarballs WHERE superseded_at IS NOT NULL").fetchone()[0],
+    }
+    return {
+        "runs": runs,
+        "counts": counts,
+        "repository_errors": rows("SELECT kind, name, error, checked_at FROM repos "
+                                  "WHERE present = 1 AND error IS NOT NULL ORDER BY kind, name"),
+        "branch_errors": rows("SELECT b.kind, b.name, b.branch, b.error, b.error_commit AS 'commit' "
+                              "FROM branches b JOIN repos r USING (kind, name) "
+                              "WHERE r.present = 1 AND b.error IS NOT NULL ORDER BY b.kind, b.name, b.branch"),
+    }
+
+
+def expired_tarballs(db: sqlite_utils.Database, cutoff: str) -> list[tuple[str, str]]:
+    """(kind, file) of tarballs superseded before cutoff."""
+    return db.execute("SELECT kind, file FROM tarballs WHERE superseded_at IS NOT NULL AND superseded_at < ? "
+                      "ORDER BY kind, file", [cutoff]).fetchall()
+
+
+def known_tarballs(db: sqlite_utils.Database) -> set[tuple[str, str]]:
+    """(kind, file) of every tarball the database knows, current or superseded."""
+    return set(db.execute("SELECT kind, file FROM tarballs").fetchall())
+
+
+def expired_repos(db: sqlite_utils.Database, cutoff: str) -> list[tuple[str, str]]:
+    """(kind, name) of repositories that left every source before cutoff."""
+    return db.execute("SELECT kind, name FROM repos WHERE present = 0 AND removed_at < ? ORDER BY kind, name",
+                      [cutoff]).fetchall()
+
+
+def forget_tarball(db: sqlite_utils.Database, kind: str, file: str) -> None:
+    """Drop a superseded tarball's row (never a current one)."""
+    with db.atomic():
+        db.execute("DELETE FROM tarballs WHERE kind = ? AND file = ? AND superseded_at IS NOT NULL", [kind, file])
+
+
+def forget_repo(db: sqlite_utils.Database, kind: str, name: str) -> None:
+    """Drop a removed repository's rows."""
+    with db.atomic():
+        db.execute("DELETE FROM branches WHERE kind = ? AND name = ?", [kind, name])
+        db.execute("DELETE FROM repos WHERE kind = ? AND name = ? AND present = 0", [kind, name])

@@ -1,0 +1,1 @@
+"""The sync worker: sources, mirrors, tarballs, the `tardist` command line."""

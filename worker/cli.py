@@ -1,0 +1,154 @@
+"""`tardist`: the command line. Translates outcomes into output and exit statuses.
+
+Exit statuses: 0 all synced (or another sync was already running), 1 some
+repositories failed, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from tardist import store
+from tardist.settings import Settings, SettingsError, is_kind, load_settings
+from worker.gc import collect_garbage
+from worker.lock import AlreadyRunning, sync_lock
+from worker.progress import Progress
+from worker.scheduler import run_worker
+from worker.sync import run_sync
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="tardist", description="Mirror plugin repositories and build tarballs.")
+    parser.add_argument("--config", metavar="FILE",
+                        help="configuration file (default: $TARDIST_CONFIG or instance/tardist.toml)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sync = commands.add_parser("sync", help="fetch repositories and build what changed (what cron runs)")
+    sync.add_argument("--only", action="append", default=[], metavar="NAME",
+                      help="sync only this repository (repeatable)")
+    sync.add_argument("--kind", metavar="KIND", help="sync only repositories of this kind")
+    sync.add_argument("--force", action="store_true", help="rebuild tarballs even when they exist")
+    sync.add_argument("--jobs", type=_positive, metavar="N", help="repositories synced in parallel")
+    commands.add_parser("status", help="JSON: last runs, counts, what is in error")
+    gc = commands.add_parser("gc", help="remove tarballs and mirrors past the retention period")
+    gc.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    commands.add_parser("worker", help="run syncs (and gc) on a schedule, for hosts without cron")
+    commands.add_parser("init-db", help="create or migrate the database")
+    return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `tardist` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        settings = load_settings(args.config)
+        return COMMANDS[args.command](settings, args)
+    except SettingsError as exc:
+        print(f"tardist: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
+    """`tardist sync`."""
+    if args.kind is not None and not is_kind(args.kind):
+        raise SettingsError(f"--kind: expected a lower-case word such as 'extensions', got {args.kind!r}")
+    if not settings.sources:
+        print(f"tardist: {settings.config_file}: no [[source]] configured; nothing to sync", file=sys.stderr)
+    stop = threading.Event()
+    progress = Progress()
+    try:
+        with sync_lock(settings.lock_file), _stop_on_signals(stop):
+            warnings: list[str] = []
+            summary = run_sync(settings, only=tuple(args.only), kind=args.kind, force=args.force, jobs=args.jobs,
+                               on_repo=progress.update, on_start=progress.start, stop=stop, warnings=warnings)
+            progress.finish()
+    except AlreadyRunning as exc:
+        print(f"tardist: {exc}; not starting another", file=sys.stderr)
+        return EXIT_OK
+    for warning in warnings:
+        print(f"tardist: warning: {warning}", file=sys.stderr)
+    print(json.dumps(summary))
+    return EXIT_FAILED if summary["failed"] or summary["interrupted"] else EXIT_OK
+
+
+class _stop_on_signals:
+    """SIGTERM/SIGINT ask the run to finish the repositories in hand and stop."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.previous[signum] = signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        print(f"tardist: {signal.Signals(signum).name}: finishing the repositories in hand, then stopping",
+              file=sys.stderr)
+        self.stop.set()
+        signal.signal(signum, self.previous[signum])  # a second signal acts at once
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    """`tardist status`."""
+    conn = store.open_reader(settings.database)
+    if conn is None:
+        print(json.dumps({"runs": [], "counts": {}, "repository_errors": [], "branch_errors": [],
+                          "note": f"no database yet at {settings.database}: run `tardist sync`"}, indent=2))
+        return EXIT_OK
+    try:
+        print(json.dumps(store.status(conn), indent=2))
+    finally:
+        conn.close()
+    return EXIT_OK
+
+
+def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
+    """`tardist gc`."""
+    try:
+        with sync_lock(settings.lock_file):
+            report = collect_garbage(settings, dry_run=args.dry_run)
+    except AlreadyRunning as exc:
+        print(f"tardist: {exc}; gc not started", file=sys.stderr)
+        return EXIT_OK
+    for path in report["removed"]:
+        print(f"{'would remove' if args.dry_run else 'removed'} {path}", file=sys.stderr)
+    print(json.dumps({key: value for key, value in report.items() if key != "removed"}))
+    return EXIT_OK
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """`tardist worker`."""
+    run_worker(settings)
+    return EXIT_OK
+
+
+def cmd_init_db(settings: Settings, args: argparse.Namespace) -> int:
+    """`tardist init-db`."""
+    store.open_writer(settings.database).close()
+    print(f"database ready at {settings.database}", file=sys.stderr)
+    return EXIT_OK
+
+
+COMMANDS = {"sync": cmd_sync, "status": cmd_status, "gc": cmd_gc, "worker": cmd_worker, "init-db": cmd_init_db}
+
+if __name__ == "__main__":
+    sys.exit(main())

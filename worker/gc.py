@@ -1,0 +1,62 @@
+"""Garbage collection: superseded tarballs and removed repositories past retention."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from tardist import store
+from tardist.settings import Settings
+from worker.tarball import TEMP_PREFIX
+
+
+def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | None = None) -> dict:
+    """Remove what has been superseded or removed for longer than retention_days.
+
+    Never touches a tarball the database lists as current. Call while holding the sync lock.
+    """
+    now = now or datetime.now(timezone.utc)
+    cutoff_time = now - timedelta(days=settings.retention_days)
+    cutoff = cutoff_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+    report: dict = {"removed": [], "tarballs": 0, "mirrors": 0, "bytes": 0, "dry_run": dry_run}
+    db = store.open_writer(settings.database)
+    try:
+        for kind, file in store.expired_tarballs(db, cutoff):
+            _remove(report, settings.tarballs / kind / file, dry_run, "tarballs")
+            if not dry_run:
+                store.forget_tarball(db, kind, file)
+        known = store.known_tarballs(db)
+        for path in _tarball_files(settings.tarballs):
+            # Published but never recorded (a crash between the two): old ones are orphans.
+            if (path.parent.name, path.name) not in known and path.stat().st_mtime < cutoff_time.timestamp():
+                _remove(report, path, dry_run, "tarballs")
+        for kind, name in store.expired_repos(db, cutoff):
+            _remove(report, settings.mirrors / kind / f"{name}.git", dry_run, "mirrors")
+            if not dry_run:
+                store.forget_repo(db, kind, name)
+    finally:
+        db.close()
+    return report
+
+
+def _tarball_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(path for kind_dir in folder.iterdir() if kind_dir.is_dir()
+                  for path in kind_dir.glob("*.tar.gz") if not path.name.startswith(TEMP_PREFIX))
+
+
+def _remove(report: dict, path: Path, dry_run: bool, counter: str) -> None:
+    if not path.exists():
+        return
+    size = path.stat().st_size if path.is_file() else sum(
+        p.stat().st_size for p in path.rglob("*") if p.is_file())
+    report["removed"].append(str(path))
+    report[counter] += 1
+    report["bytes"] += size
+    if not dry_run:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()

@@ -1,0 +1,34 @@
+"""The sync lock: one sync at a time, whoever started it (cron, worker mode, a person)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+class AlreadyRunning(Exception):
+    """Another sync holds the lock."""
+
+
+@contextmanager
+def sync_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on path, or raise AlreadyRunning at once.
+
+    The kernel drops the lock when the process dies, so a crash never leaves it stuck.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            raise AlreadyRunning(f"another tardist sync is running (pid {holder or 'unknown'}, lock {path})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

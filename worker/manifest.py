@@ -1,0 +1,134 @@
+"""Reading extension.json / skin.json and validating the fields tardist uses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jsonschema
+
+MANIFEST_FILES = {"extensions": ("extension.json", "skin.json"), "skins": ("skin.json", "extension.json")}
+DEFAULT_MANIFEST_FILES = ("extension.json", "skin.json")
+I18N_FILE = "i18n/en.json"
+
+STRING = {"type": "string", "maxLength": 10_000}
+# Only the fields tardist reads; anything else in a manifest is MediaWiki's business.
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": STRING,
+        "version": STRING,
+        "author": {"anyOf": [STRING, {"type": "array", "items": STRING, "maxItems": 1000}]},
+        "url": STRING,
+        "description": STRING,
+        "descriptionmsg": STRING,
+        "license-name": STRING,
+        "type": STRING,
+        "requires": {
+            "type": "object",
+            "properties": {
+                "MediaWiki": STRING,
+                "extensions": {"type": "object", "additionalProperties": STRING},
+                "skins": {"type": "object", "additionalProperties": STRING},
+                "platform": {"type": "object"},
+            },
+        },
+    },
+}
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
+@dataclass
+class Manifest:
+    """The validated manifest fields of one commit, and what was wrong with it."""
+
+    fields: dict[str, Any] | None  # None: no readable manifest
+    errors: list[str] = field(default_factory=list)
+
+
+def read_manifest(kind: str, size_of: Callable[[str], int | None], read: Callable[[str], bytes],
+                  max_bytes: int) -> Manifest:
+    """Read and validate a commit's manifest.
+
+    ``size_of(path)`` gives a file's size or None when it is absent; ``read(path)``
+    its bytes, asked for only when the size is within ``max_bytes``.
+    """
+    candidates = MANIFEST_FILES.get(kind, DEFAULT_MANIFEST_FILES)
+    filename = next((name for name in candidates if size_of(name) is not None), None)
+    if filename is None:
+        return Manifest(None, [f"no {' or '.join(candidates)}"])
+    document, error = _load(filename, size_of, read, max_bytes)
+    if error:
+        return Manifest(None, [error])
+    if not isinstance(document, dict):
+        return Manifest(None, [f"{filename}: expected a JSON object"])
+    errors = []
+    bad_fields = set()
+    for problem in sorted(VALIDATOR.iter_errors(document), key=lambda e: list(map(str, e.path))):
+        where = "/".join(map(str, problem.absolute_path)) or "(top)"
+        errors.append(f"{filename}: {where}: {_short(problem.message)}")
+        if problem.absolute_path:
+            bad_fields.add(problem.absolute_path[0])
+    fields = {key: document[key] for key in SCHEMA["properties"] if key in document and key not in bad_fields}
+    description, error = _description(fields, size_of, read, max_bytes)
+    if error:
+        errors.append(error)
+    return Manifest(_summary(fields, description), errors)
+
+
+def _load(filename: str, size_of: Callable[[str], int | None], read: Callable[[str], bytes],
+          max_bytes: int) -> tuple[Any, str | None]:
+    size = size_of(filename)
+    if size is None:
+        return None, f"no {filename}"
+    if size > max_bytes:
+        return None, f"{filename}: larger than {max_bytes} bytes (max_manifest_bytes)"
+    return _parse_json(filename, read(filename))
+
+
+def _parse_json(filename: str, data: bytes) -> tuple[Any, str | None]:
+    try:
+        return json.loads(data.decode("utf-8")), None
+    except UnicodeDecodeError:
+        return None, f"{filename}: not UTF-8"
+    except RecursionError:
+        return None, f"{filename}: nested too deeply"
+    except ValueError as exc:
+        return None, f"{filename}: invalid JSON: {exc}"
+
+
+def _short(message: str, limit: int = 200) -> str:
+    return message if len(message) <= limit else message[:limit] + "..."
+
+
+def _description(fields: dict[str, Any], size_of: Callable[[str], int | None], read: Callable[[str], bytes],
+                 max_bytes: int) -> tuple[str | None, str | None]:
+    key = fields.get("descriptionmsg")
+    if key is None:
+        return fields.get("description"), None
+    messages, error = _load(I18N_FILE, size_of, read, max_bytes)
+    if error:
+        if size_of(I18N_FILE) is None:
+            error = f"descriptionmsg {key!r}: no {I18N_FILE}"
+        return fields.get("description"), error
+    text = messages.get(key) if isinstance(messages, dict) else None
+    if not isinstance(text, str):
+        return fields.get("description"), f"descriptionmsg {key!r}: not a string in {I18N_FILE}"
+    return text, None
+
+
+def _summary(fields: dict[str, Any], description: str | None) -> dict[str, Any]:
+    """The manifest facts /info shows, under their API names."""
+    author = fields.get("author")
+    requires = fields.get("requires")
+    return {
+        "name": fields.get("name"),
+        "description": description,
+        "license": fields.get("license-name"),
+        "url": fields.get("url"),
+        "authors": [author] if isinstance(author, str) else list(author or []),
+        "type": fields.get("type"),
+        "version": fields.get("version"),
+        "requires": requires if isinstance(requires, dict) else {},
+    }

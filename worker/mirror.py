@@ -1,0 +1,145 @@
+"""Bare git mirrors: learning remote branch heads, fetching, reading objects."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from pathlib import Path
+
+import git
+
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+# Never ask for credentials, never read the operator's global git config.
+BASE_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "true",
+    "SSH_ASKPASS": "true",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "LC_ALL": "C",
+}
+
+
+class GitError(Exception):
+    """A git operation failed; the message is readable on its own."""
+
+
+def run_git(args: list[str], cwd: Path | None = None, timeout: float | None = None,
+            protocols: tuple[str, ...] | None = None) -> bytes:
+    """Run one git command and return its standard output.
+
+    ``protocols`` limits the transports git may use (GIT_ALLOW_PROTOCOL), for URLs
+    that come from repository contents rather than from the operator.
+    """
+    env = dict(BASE_ENV)
+    if protocols is not None:
+        env["GIT_ALLOW_PROTOCOL"] = ":".join(protocols)
+    try:
+        return git.Git(str(cwd) if cwd else None).execute(
+            ["git", *args], env=env, kill_after_timeout=timeout, stdout_as_string=False)
+    except git.GitCommandError as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr)
+        detail = " ".join(line.strip() for line in stderr.strip().splitlines()[-3:]
+                          if line.strip()).removeprefix("stderr: ").strip("' ")
+        if "did not complete in" in detail:
+            detail = f"timed out after {timeout:g} seconds"
+        raise GitError(f"git {args[0]} failed: {detail or f'exit status {exc.status}'}") from None
+
+
+def check_url(url: str) -> None:
+    """Refuse URLs git would read as an option."""
+    if not url or url.startswith("-"):
+        raise GitError(f"refusing repository URL {url!r}")
+
+
+def remote_heads(url: str, branches: tuple[str, ...], timeout: float) -> dict[str, str]:
+    """The head commit of every snapshot branch the remote has, in one round trip."""
+    check_url(url)
+    wanted = {f"refs/heads/{b}": b for b in branches}
+    out = run_git(["ls-remote", url, *wanted], timeout=timeout)
+    heads: dict[str, str] = {}
+    for line in out.decode(errors="replace").splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref in wanted and SHA_RE.match(sha):
+            heads[wanted[ref]] = sha
+    return heads
+
+
+def ensure_mirror(path: Path) -> None:
+    """Create an empty bare repository at path unless one is there."""
+    if (path / "HEAD").exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run_git(["init", "--quiet", "--bare", str(path)])
+
+
+def fetch_branches(path: Path, url: str, branches: list[str], timeout: float) -> None:
+    """Fetch just the given branches into the mirror's refs/heads (force, no tags)."""
+    check_url(url)
+    ensure_mirror(path)
+    refspecs = [f"+refs/heads/{b}:refs/heads/{b}" for b in branches]
+    run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url, *refspecs],
+            cwd=path, timeout=timeout)
+
+
+def delete_branches(path: Path, branches: list[str]) -> None:
+    """Forget mirror branches the remote no longer has."""
+    for branch in branches:
+        if (path / "HEAD").exists():
+            try:
+                run_git(["update-ref", "-d", f"refs/heads/{branch}"], cwd=path)
+            except GitError:
+                pass  # never fetched: nothing to forget
+
+
+def has_commit(path: Path, sha: str) -> bool:
+    """True when the mirror at path has the commit sha."""
+    if not (path / "HEAD").exists():
+        return False
+    try:
+        run_git(["cat-file", "-e", f"{sha}^{{commit}}"], cwd=path)
+        return True
+    except GitError:
+        return False
+
+
+_mirror_locks: dict[Path, threading.Lock] = {}
+_mirror_locks_guard = threading.Lock()
+
+
+def mirror_lock(path: Path) -> threading.Lock:
+    """One lock per mirror path, so parallel jobs sharing a submodule do not fetch at once."""
+    with _mirror_locks_guard:
+        return _mirror_locks.setdefault(path, threading.Lock())
+
+
+def fetch_commit(path: Path, url: str, sha: str, timeout: float, protocols: tuple[str, ...]) -> None:
+    """Make sure the mirror at path has commit sha from url (a submodule's pinned commit)."""
+    check_url(url)
+    with mirror_lock(path):
+        if has_commit(path, sha):
+            return
+        ensure_mirror(path)
+        try:
+            run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url,
+                     "+refs/heads/*:refs/heads/*"], cwd=path, timeout=timeout, protocols=protocols)
+        except GitError as exc:
+            raise GitError(f"cannot fetch {url}: {exc}") from None
+        if has_commit(path, sha):
+            return
+        try:  # a commit no branch contains: servers may still allow asking for it by id
+            run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url, sha],
+                    cwd=path, timeout=timeout, protocols=protocols)
+        except GitError:
+            pass
+        if not has_commit(path, sha):
+            raise GitError(f"commit {sha} is not in {url}")
+
+
+def module_mirror_path(mirrors: Path, url: str) -> Path:
+    """Where the shared mirror of a submodule URL lives."""
+    base = re.sub(r"[^A-Za-z0-9_.-]", "_", url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))[:40]
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return mirrors / "_modules" / f"{base or 'module'}-{digest}.git"

@@ -1,0 +1,75 @@
+"""`tardist worker`: syncs and gc on a schedule, for hosts without cron.
+
+A thin layer over run_sync and collect_garbage; the sync lock keeps it from
+overlapping with itself or with a cron-started sync.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from datetime import datetime, timezone
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from tardist.settings import Settings, SettingsError
+from worker.gc import collect_garbage
+from worker.lock import AlreadyRunning, sync_lock
+from worker.sync import run_sync
+
+log = logging.getLogger("tardist.worker")
+
+
+def _trigger(settings: Settings, key: str) -> CronTrigger:
+    try:
+        return CronTrigger.from_crontab(getattr(settings, key), timezone=timezone.utc)
+    except ValueError as exc:
+        raise SettingsError(f"{settings.config_file}: key {key!r}: expected a cron expression "
+                            f"such as '0 * * * *': {exc}") from None
+
+
+def run_worker(settings: Settings) -> None:
+    """Sync at start and on `schedule`, gc on `gc_schedule`, until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    scheduler = BlockingScheduler(timezone=timezone.utc)
+
+    def sync_job() -> None:
+        try:
+            with sync_lock(settings.lock_file):
+                summary = run_sync(settings, stop=stop)
+            log.info("sync finished: %s", json.dumps(summary))
+        except AlreadyRunning as exc:
+            log.info("sync skipped: %s", exc)
+        except SettingsError as exc:
+            log.error("sync not possible: %s", exc)
+
+    def gc_job() -> None:
+        try:
+            with sync_lock(settings.lock_file):
+                report = collect_garbage(settings)
+            log.info("gc removed %d tarballs, %d mirrors, %d bytes",
+                     report["tarballs"], report["mirrors"], report["bytes"])
+        except AlreadyRunning as exc:
+            log.info("gc skipped: %s", exc)
+
+    scheduler.add_job(sync_job, _trigger(settings, "schedule"), id="sync", max_instances=1, coalesce=True,
+                      next_run_time=datetime.now(timezone.utc))
+    scheduler.add_job(gc_job, _trigger(settings, "gc_schedule"), id="gc", max_instances=1, coalesce=True)
+
+    def shutdown(signum: int, frame: object) -> None:
+        log.info("%s: finishing the repositories in hand, then exiting", signal.Signals(signum).name)
+        stop.set()
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    log.info("worker started: sync on %r, gc on %r (UTC)", settings.schedule, settings.gc_schedule)
+    scheduler.start()
+    # start() returns once shut down; wait for a sync in hand to finish its repositories.
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    log.info("worker stopped")

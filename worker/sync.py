@@ -1,0 +1,165 @@
+"""Syncing: one repository (`sync_repo`) and a whole run (`run_sync`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from tardist import store
+from tardist.settings import Settings, SettingsError
+from tardist.store import BranchRecord, RepoRecord
+from worker.manifest import read_manifest
+from worker.mirror import GitError, delete_branches, fetch_branches, has_commit, remote_heads, run_git
+from worker.sources import Repo, list_repos
+from worker.tarball import PublishError, build_tarball, extra_files, remove_stale_temporaries, tarball_name
+from worker.tree import ObjectReader, TreeError, read_tree
+
+log = logging.getLogger("tardist.sync")
+
+
+def mirror_path(settings: Settings, repo: Repo) -> Path:
+    """`mirrors/<kind>/<Name>.git`."""
+    return settings.mirrors / repo.kind / f"{repo.name}.git"
+
+
+def tarball_path(settings: Settings, kind: str, file: str) -> Path:
+    """`tarballs/<kind>/<file>`."""
+    return settings.tarballs / kind / file
+
+
+def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: bool = False) -> RepoRecord:
+    """Bring one repository's mirror and tarballs up to date; report what happened.
+
+    ``recorded`` is what the database holds for its branches. Nothing here writes
+    to the database: the caller records the result in one transaction.
+    """
+    record = RepoRecord(repo.kind, repo.name, repo.url)
+    mirror = mirror_path(settings, repo)
+    try:
+        heads = remote_heads(repo.url, settings.branches, settings.git_timeout)
+    except GitError as exc:
+        record.error = str(exc)
+        return record
+    record.gone = sorted(branch for branch in recorded if branch not in heads)
+    todo = []
+    for branch in settings.branches:
+        if branch not in heads:
+            continue
+        if force or not _is_current(settings, repo, recorded.get(branch), heads[branch]):
+            todo.append(branch)
+        else:
+            record.branches.append(BranchRecord(branch, heads[branch], "unchanged"))
+    if not todo and not record.gone:
+        return record
+    try:
+        missing = [branch for branch in todo if not has_commit(mirror, heads[branch])]
+        if missing:
+            fetch_branches(mirror, repo.url, missing, settings.git_timeout)
+        delete_branches(mirror, record.gone)
+    except GitError as exc:
+        record.error = str(exc)
+        return record
+    with ObjectReader() as reader:
+        for branch in todo:
+            record.branches.append(build_branch(settings, reader, repo, mirror, branch, heads[branch]))
+    return record
+
+
+def _is_current(settings: Settings, repo: Repo, row: dict | None, head: str) -> bool:
+    return bool(row and row["commit_sha"] == head and row["tarball"]
+                and tarball_path(settings, repo.kind, row["tarball"]).is_file())
+
+
+def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: Path,
+                 branch: str, commit: str) -> BranchRecord:
+    """Build and publish the tarball of one branch head; failures become a failed record."""
+    try:
+        committed = int(run_git(["show", "-s", "--format=%ct", commit], cwd=mirror).strip())
+        tree = read_tree(settings, reader, mirror, repo.url, commit)
+
+        def size_of(path: str) -> int | None:
+            blob = tree.files.get(path)
+            return blob.size if blob else None
+
+        manifest = read_manifest(repo.kind, size_of, lambda path: reader.read(tree.files[path]),
+                                 settings.max_manifest_bytes)
+        extras = extra_files(repo.name, branch, commit, committed, repo.url)
+        dest = tarball_path(settings, repo.kind, tarball_name(repo.name, branch, commit))
+        built = build_tarball(reader, tree, extras, repo.name, committed, dest)
+    except (GitError, TreeError, PublishError) as exc:
+        return BranchRecord(branch, commit, "failed", error=str(exc))
+    return BranchRecord(
+        branch, commit, "built",
+        committed_at=datetime.fromtimestamp(committed, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        tarball=built.file, size=built.size, sha256=built.sha256,
+        manifest=manifest.fields, manifest_errors=manifest.errors, warnings=tree.warnings)
+
+
+def _sync_guarded(settings: Settings, repo: Repo, recorded: dict[str, dict], force: bool,
+                  stop: threading.Event) -> RepoRecord | None:
+    """sync_repo, skipped once a stop was asked for, with surprises recorded instead of raised."""
+    if stop.is_set():
+        return None
+    try:
+        return sync_repo(settings, repo, recorded, force)
+    except Exception as exc:  # a bug must cost one repository, not the run
+        log.exception("unexpected error syncing %s/%s", repo.kind, repo.name)
+        return RepoRecord(repo.kind, repo.name, repo.url, error=f"internal error: {exc!r}")
+
+
+def select_repos(repos: list[Repo], only: tuple[str, ...] = (), kind: str | None = None) -> list[Repo]:
+    """The repositories a run covers; asking --only for an unknown name is a usage error."""
+    unknown = sorted(set(only) - {repo.name for repo in repos})
+    if unknown:
+        raise SettingsError(f"--only: no configured repository is named {', '.join(unknown)}")
+    return [repo for repo in repos if (not only or repo.name in only) and (kind is None or repo.kind == kind)]
+
+
+def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None = None, force: bool = False,
+             jobs: int | None = None, on_repo: Callable[[RepoRecord], None] | None = None,
+             on_start: Callable[[int], None] | None = None,
+             stop: threading.Event | None = None, warnings: list[str] | None = None) -> dict:
+    """Sync every selected repository in parallel and record each in its own transaction.
+
+    The caller holds the sync lock. Returns the summary `tardist sync` prints.
+    """
+    started = time.monotonic()
+    stop = stop or threading.Event()
+    warnings = [] if warnings is None else warnings
+    repos = list_repos(settings, warnings)
+    selected = select_repos(repos, only, kind)
+    db = store.open_writer(settings.database)
+    try:
+        remove_stale_temporaries(settings.tarballs)
+        run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force})
+        recorded = store.all_recorded_branches(db)
+        if on_start:
+            on_start(len(selected))
+        summary = {"repositories": 0, "built": 0, "unchanged": 0, "failed": 0}
+        with ThreadPoolExecutor(max_workers=jobs or settings.jobs, thread_name_prefix="sync") as pool:
+            futures = [pool.submit(_sync_guarded, settings, repo, recorded.get((repo.kind, repo.name), {}),
+                                   force, stop) for repo in selected]
+            for future in as_completed(futures):
+                record = future.result()
+                if record is None:
+                    continue
+                store.save_repo(db, record)
+                summary["repositories"] += 1
+                summary["built"] += sum(b.state == "built" for b in record.branches)
+                summary["unchanged"] += sum(b.state == "unchanged" for b in record.branches)
+                summary["failed"] += record.failed
+                if on_repo:
+                    on_repo(record)
+        if not only and kind is None and not stop.is_set():
+            store.mark_removed(db, {(repo.kind, repo.name) for repo in repos})
+        summary["interrupted"] = stop.is_set()
+        summary["seconds"] = round(time.monotonic() - started, 3)
+        store.finish_run(db, run_id, summary)
+        return summary
+    finally:
+        db.close()

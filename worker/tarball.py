@@ -1,0 +1,128 @@
+"""Writing reproducible tarballs and publishing them atomically.
+
+Same commit in, same bytes out: entries sorted, every mtime the commit date,
+owner 0/0 with no names, no timestamp or file name in the gzip header.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from worker.tree import Blob, ObjectReader, Tree
+
+TEMP_PREFIX = ".tmp-"
+
+
+class PublishError(Exception):
+    """The tarball could not be written (disk full, permissions, ...)."""
+
+
+@dataclass(frozen=True)
+class Built:
+    """A published tarball."""
+
+    file: str
+    size: int
+    sha256: str
+
+
+def tarball_name(name: str, branch: str, commit: str) -> str:
+    """`<Name>-<branch>-<sha7>.tar.gz`, the name ExtensionDistributor computes on its own."""
+    return f"{name}-{branch}-{commit[:7]}.tar.gz"
+
+
+def extra_files(name: str, branch: str, commit: str, committed: int, remote_url: str) -> dict[str, bytes]:
+    """The gitinfo.json and version files extdist put at the top of every tarball."""
+    date = datetime.fromtimestamp(committed, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    gitinfo = {"head": f"refs/heads/{branch}", "headSHA1": commit, "headCommitDate": str(committed),
+               "branch": branch, "remoteURL": remote_url}
+    return {
+        "gitinfo.json": json.dumps(gitinfo, indent=1).encode() + b"\n",
+        "version": f"{name}: {branch}\n{date}\n{commit[:7]}\n".encode(),
+    }
+
+
+class _HashingWriter(io.RawIOBase):
+    """A file wrapper that hashes and counts what passes through it."""
+
+    def __init__(self, raw: io.BufferedWriter) -> None:
+        self.raw, self.sha256, self.size = raw, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        self.raw.write(data)
+        self.sha256.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def build_tarball(reader: ObjectReader, tree: Tree, extras: dict[str, bytes], top: str,
+                  mtime: int, dest: Path) -> Built:
+    """Write tree (plus extras at the top) as `top/...` into dest, atomically."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    temp = dest.with_name(f"{TEMP_PREFIX}{dest.name}.{os.getpid()}")
+    try:
+        with open(temp, "wb") as raw:
+            hashing = _HashingWriter(raw)
+            with gzip.GzipFile(filename="", mode="wb", fileobj=hashing, mtime=0, compresslevel=6) as gz:
+                with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                    _write_entries(tar, reader, tree, extras, top, mtime)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(temp, dest)
+        _fsync_dir(dest.parent)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise PublishError(f"cannot write {dest.name}: {exc.strerror or exc}") from None
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return Built(dest.name, hashing.size, hashing.sha256.hexdigest())
+
+
+def _write_entries(tar: tarfile.TarFile, reader: ObjectReader, tree: Tree, extras: dict[str, bytes],
+                   top: str, mtime: int) -> None:
+    files: dict[str, Blob | bytes] = {**tree.files, **extras}
+    dirs = tree.dirs | {""}
+    for path in sorted(dirs | files.keys()):
+        info = tarfile.TarInfo(f"{top}/{path}" if path else top)
+        info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
+        if path in files:
+            item = files[path]
+            data = item if isinstance(item, bytes) else reader.read(item)
+            executable = isinstance(item, Blob) and item.mode == "100755"
+            info.mode, info.size = (0o755 if executable else 0o644), len(data)
+            tar.addfile(info, io.BytesIO(data))
+        else:
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete temporary files a killed run left behind (call only while holding the sync lock)."""
+    removed = 0
+    if folder.is_dir():
+        for kind_dir in folder.iterdir():
+            if kind_dir.is_dir():
+                for temp in kind_dir.glob(f"{TEMP_PREFIX}*"):
+                    temp.unlink(missing_ok=True)
+                    removed += 1
+    return removed
