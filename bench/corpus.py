@@ -258,7 +258,7 @@ class _History:
         self.code: dict[str, list[str]] = {}
         self.messages: dict[str, dict[str, str]] = {}
         self.pending_code = self._plan_code_files()
-        self.pending_languages = rng.sample(_LANGUAGES, rng.randint(10, len(_LANGUAGES)))
+        self.pending_languages = rng.sample(_LANGUAGES, rng.randint(20, len(_LANGUAGES)))
         self.message_keys = [f"{self.lname}-desc"] + [
             f"{self.lname}-{a}-{b}" for a, b in (rng.sample(_WORDS, 2) for _ in range(rng.randint(15, 60)))]
         self.message_keys = list(dict.fromkeys(self.message_keys))
@@ -270,7 +270,7 @@ class _History:
 
     def _plan_code_files(self) -> list[str]:
         rng, name = self.rng, self.name
-        count = rng.randint(40, 260)
+        count = rng.randint(100, 320)
         folders = ["includes", "includes/Hooks", "includes/Special", "includes/Api",
                    "maintenance", "tests/phpunit/integration", "tests/phpunit/unit",
                    "modules", "modules/ui", "tests/qunit", "resources/styles"]
@@ -436,7 +436,8 @@ class _History:
         roll = rng.random()
         if roll < 0.3:
             changes = self._add_languages(1) if rng.random() < 0.2 else {}
-            for path in rng.sample(list(self.messages), min(len(self.messages), rng.randint(1, 5))):
+            translated = [p for p in self.messages if p != "i18n/en.json"]
+            for path in rng.sample(translated, min(len(translated), rng.randint(1, 5))):
                 key = rng.choice([k for k in self.messages[path] if k != "@metadata"])
                 self.messages[path][key] = rng.choice(_POOLS.sentences)
                 changes[path] = self._render(path)

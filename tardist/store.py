@@ -260,3 +260,26 @@ def forget_repo(db: sqlite_utils.Database, kind: str, name: str) -> None:
     with db.atomic():
         db.execute("DELETE FROM branches WHERE kind = ? AND name = ?", [kind, name])
         db.execute("DELETE FROM repos WHERE kind = ? AND name = ? AND present = 0", [kind, name])
+
+
+def present_names(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    """Names of the repositories sources list now, by kind, sorted."""
+    names: dict[str, list[str]] = {}
+    for kind, name in conn.execute("SELECT kind, name FROM repos WHERE present = 1 ORDER BY kind, name"):
+        names.setdefault(kind, []).append(name)
+    return names
+
+
+def repo_rows(conn: sqlite3.Connection, kind: str, names: list[str] | None = None
+              ) -> list[tuple[sqlite3.Row, list[sqlite3.Row]]]:
+    """(repository row, its branch rows) for a kind, or for some names of it, sorted by name."""
+    where, params = "kind = ? AND present = 1", [kind]
+    if names is not None:
+        where += f" AND name IN ({', '.join('?' * len(names))})"
+        params += names
+    repos = conn.execute(f"SELECT * FROM repos WHERE {where} ORDER BY name", params).fetchall()
+    branches: dict[str, list[sqlite3.Row]] = {}
+    for row in conn.execute(f"SELECT * FROM branches WHERE name IN (SELECT name FROM repos WHERE {where}) "
+                            "AND kind = ?", [*params, kind]):
+        branches.setdefault(row["name"], []).append(row)
+    return [(repo, branches.get(repo["name"], [])) for repo in repos]

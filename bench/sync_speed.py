@@ -1,0 +1,231 @@
+"""Issue 4 benchmark: `tardist sync` against a git ls-remote floor and extdist's old method.
+
+    python bench/sync_speed.py --repos 200
+
+Generates (or reuses) a corpus under /tmp/tardist-bench-N, serves it with a
+real `git daemon`, times every phase in one run, prints a table and writes
+bench/results/sync_speed-N.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import corpus
+import extdist_baseline
+from gitdaemon import git_daemon
+
+BENCH = Path(__file__).resolve().parent
+TARDIST = BENCH.parent / ".venv" / "bin" / "tardist"
+# Runs a command and writes the peak RSS (KiB) of its process tree's largest
+# member to a file: RUSAGE_CHILDREN of a fresh process covers only that command.
+_RSS_WRAPPER = """\
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code)
+"""
+
+
+def timed(action: Callable[[], object]) -> tuple[float, object]:
+    """Run `action`; return (seconds, its result)."""
+    started = time.monotonic()
+    result = action()
+    return round(time.monotonic() - started, 2), result
+
+
+def ensure_corpus(path: Path, repos: int, seed: int) -> tuple[dict, bool]:
+    """Return the corpus under `path`, generating it unless a matching one exists."""
+    info = corpus.load(path)
+    if info and info["repos"] == repos and info["seed"] == seed:
+        return info, False
+    print(f"generating {repos} repositories under {path} ...", file=sys.stderr)
+    return corpus.generate(path, repos, seed), True
+
+
+def ls_remote_all(urls: list[str], jobs: int) -> None:
+    """The floor: one `git ls-remote` per repository, `jobs` at a time."""
+    def ls_remote(url: str) -> None:
+        subprocess.run(["git", "ls-remote", url], check=True, stdout=subprocess.DEVNULL)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(ls_remote, urls))
+
+
+def write_config(path: Path, state: Path, repos: dict[str, str], jobs: int) -> None:
+    """Write the tardist TOML config for the corpus."""
+    lines = [
+        f"database = {json.dumps(str(state / 'tardist.sqlite3'))}",
+        f"mirrors = {json.dumps(str(state / 'mirrors'))}",
+        f"tarballs = {json.dumps(str(state / 'tarballs'))}",
+        f"branches = {json.dumps(corpus.SNAPSHOT_BRANCHES)}",
+        f"jobs = {jobs}",
+        'submodule_protocols = ["git", "http", "https", "ssh"]',
+        "", "[[source]]", 'kind = "extensions"', 'type = "list"', "", "[source.repos]",
+        *(f"{json.dumps(name)} = {json.dumps(url)}" for name, url in repos.items()),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def tardist_sync(config: Path, work: Path, label: str) -> dict:
+    """Run `tardist sync` in a fresh process; return its summary, seconds and peak RSS."""
+    rss_file = work / f"rss-{label}.txt"
+    with open(work / f"tardist-{label}.log", "w") as log:
+        seconds, proc = timed(lambda: subprocess.run(
+            [sys.executable, "-c", _RSS_WRAPPER, str(rss_file), str(TARDIST), "sync"],
+            cwd=work, env={**os.environ, "TARDIST_CONFIG": str(config)},
+            stdout=subprocess.PIPE, stderr=log, text=True))
+    lines = proc.stdout.strip().splitlines()
+    try:
+        summary = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        summary = {"error": f"exit {proc.returncode}, no JSON summary; see {log.name}"}
+    return {"seconds": seconds, "exit": proc.returncode, "summary": summary,
+            "peak_rss_mb": round(int(rss_file.read_text()) / 1024, 1)}
+
+
+def baseline(repos: dict[str, str], work: Path) -> dict:
+    """Run the old method over `repos` with the persistent clones under `work`."""
+    seconds, outcome = timed(lambda: extdist_baseline.run(
+        repos, work / "extdist" / "clones", work / "extdist" / "dist", corpus.SNAPSHOT_BRANCHES))
+    return {"seconds": seconds, "built": len(outcome.built), "unchanged": outcome.unchanged,
+            "failed": outcome.failed}
+
+
+def tarball_names(folder: Path) -> set[str]:
+    """Names of the tarballs in `folder`."""
+    return {p.name for p in folder.glob("*.tar.gz")}
+
+
+def measure(args: argparse.Namespace, work: Path, info: dict, url: str) -> dict:
+    """Time every phase against the daemon at `url`; return the raw results."""
+    repos = {name: f"{url}/extensions/{name}.git" for name in info["extensions"]}
+    for stale in ("extdist", "tardist"):
+        shutil.rmtree(work / stale, ignore_errors=True)
+    results: dict = {}
+    results["floor"] = {"seconds": timed(lambda: ls_remote_all(list(repos.values()), args.jobs))[0]}
+    results["old_cold"] = baseline(repos, work)
+    results["old_noop"] = baseline(repos, work)
+    changed = sorted(random.Random(args.seed).sample(sorted(repos), max(1, len(repos) // 10)))
+    config = work / "tardist.toml"
+    if not args.skip_tardist:
+        (work / "tardist").mkdir()
+        write_config(config, work / "tardist", repos, args.jobs)
+        results["tardist_cold"] = tardist_sync(config, work, "cold")
+        results["tardist_noop"] = tardist_sync(config, work, "noop")
+    heads = {name: corpus.add_commit(work / "corpus" / "extensions" / f"{name}.git", ["master"])
+             for name in changed}
+    try:
+        if not args.skip_tardist:
+            results["tardist_changed"] = tardist_sync(config, work, "changed")
+        results["old_changed"] = baseline({name: repos[name] for name in changed}, work)
+    finally:
+        for name, old in heads.items():
+            corpus.restore_heads(work / "corpus" / "extensions" / f"{name}.git", old)
+    results["changed_repos"] = len(changed)
+    if not args.skip_tardist:
+        results["checks"] = checks(results, work)
+    return results
+
+
+def checks(results: dict, work: Path) -> list[str]:
+    """Cross-check tardist against the old method; return the problems found."""
+    problems = []
+    cold, noop, changed = (results[f"tardist_{k}"]["summary"] for k in ("cold", "noop", "changed"))
+    expected = {"cold": results["old_cold"]["built"], "noop": 0, "changed": results["changed_repos"]}
+    for label, summary in (("cold", cold), ("noop", noop), ("changed", changed)):
+        if summary.get("failed"):
+            problems.append(f"tardist {label}: {summary['failed']} failed")
+        if summary.get("built") != expected[label]:
+            problems.append(f"tardist {label}: built {summary.get('built')}, "
+                            f"the old method built {expected[label]}")
+    old = tarball_names(work / "extdist" / "dist")
+    new = tarball_names(work / "tardist" / "tarballs" / "extensions")
+    if old - new:
+        problems.append(f"{len(old - new)} tarballs the old method built are missing from "
+                        f"tardist, e.g. {sorted(old - new)[:3]}")
+    return problems
+
+
+def goals(results: dict) -> dict:
+    """The issue 4 goal ratios, each with its value, target and verdict."""
+    seconds = {k: v["seconds"] for k, v in results.items() if isinstance(v, dict) and "seconds" in v}
+    noop, cold, floor = seconds["tardist_noop"], seconds["tardist_cold"], seconds["floor"]
+    peak = max(results[f"tardist_{k}"]["peak_rss_mb"] for k in ("cold", "noop", "changed"))
+    changed_limit = noop + 1.5 * seconds["old_changed"]
+    rows = {
+        "noop_over_floor": (noop / floor, "<= 2", noop / floor <= 2),
+        "old_noop_over_noop": (seconds["old_noop"] / noop, ">= 10", seconds["old_noop"] / noop >= 10),
+        "old_cold_over_cold": (seconds["old_cold"] / cold, ">= 2", seconds["old_cold"] / cold >= 2),
+        "changed_seconds": (seconds["tardist_changed"], f"<= {changed_limit:.2f}",
+                            seconds["tardist_changed"] <= changed_limit),
+        "peak_rss_mb": (peak, "< 300", peak < 300),
+    }
+    return {name: {"value": round(value, 2), "goal": goal, "met": met}
+            for name, (value, goal, met) in rows.items()}
+
+
+def print_table(results: dict, ratios: dict | None) -> None:
+    """Print the timings and goals as plain text tables."""
+    print(f"{'phase':<18}{'seconds':>10}  detail")
+    for name, row in results.items():
+        if not isinstance(row, dict):
+            continue
+        detail = {k: v for k, v in row.items() if k != "seconds"}
+        print(f"{name:<18}{row['seconds']:>10.2f}  {json.dumps(detail)[:100]}")
+    for problem in results.get("checks", []):
+        print(f"CHECK FAILED: {problem}")
+    if ratios:
+        print(f"\n{'goal':<20}{'value':>10}  {'target':<12}met")
+        for name, row in ratios.items():
+            print(f"{name:<20}{row['value']:>10.2f}  {row['goal']:<12}{'yes' if row['met'] else 'NO'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run the benchmark and report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repos", type=int, default=200, help="number of extensions")
+    parser.add_argument("--jobs", type=int, default=4, help="tardist jobs and ls-remote threads")
+    parser.add_argument("--seed", type=int, default=0, help="corpus seed")
+    parser.add_argument("--workdir", type=Path, help="default: /tmp/tardist-bench-N")
+    parser.add_argument("--skip-tardist", action="store_true",
+                        help="only the floor and the old method")
+    args = parser.parse_args(argv)
+    if not args.skip_tardist and not TARDIST.exists():
+        parser.error(f"{TARDIST} not found (install tardist, or pass --skip-tardist)")
+    work = args.workdir or Path(f"/tmp/tardist-bench-{args.repos}")
+    work.mkdir(parents=True, exist_ok=True)
+    info, generated = ensure_corpus(work / "corpus", args.repos, args.seed)
+    with git_daemon(work / "corpus", port=info["port"]) as url:
+        results = measure(args, work, info, url)
+    ratios = None if args.skip_tardist else goals(results)
+    print_table(results, ratios)
+    report = {
+        "repos": args.repos, "jobs": args.jobs, "seed": args.seed,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "git": subprocess.run(["git", "--version"], capture_output=True,
+                                          text=True).stdout.strip()},
+        "corpus_seconds": info["seconds"] if generated else None,
+        "results": results, "goals": ratios,
+    }
+    out = BENCH / "results" / f"sync_speed-{args.repos}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""tardist: mirrors plugin repositories, builds tarballs, answers /list and /info."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from tardist import api, dist, openapi
+from tardist.errors import register_error_handlers
+from tardist.reader import Reader
+from tardist.settings import load_settings
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """The Flask app: defaults -> TOML config -> TARDIST_* environment -> test_config.
+
+    Lower-case keys of test_config are tardist settings, upper-case ones Flask's.
+    """
+    test_config = test_config or {}
+    settings = load_settings(overrides={k: v for k, v in test_config.items() if k.islower()})
+    app = Flask(__name__)
+    app.config.update({k: v for k, v in test_config.items() if k.isupper()})
+    app.json.sort_keys = False
+    app.json.compact = True
+    app.extensions["tardist.settings"] = settings
+    app.extensions["tardist.reader"] = Reader(settings.database)
+    register_error_handlers(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(openapi.bp)
+    if settings.serve_tarballs:
+        app.register_blueprint(dist.bp)
+    return app

@@ -1,0 +1,185 @@
+"""The JSON API: /, /list, /info, /download, /status."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from importlib.metadata import version
+from typing import Any
+
+from flask import Blueprint, Response, current_app, redirect, request
+from werkzeug.exceptions import BadRequest, NotFound
+
+from tardist import store
+from tardist.reader import Answer
+from tardist.settings import Settings, is_kind, is_plain_name
+
+bp = Blueprint("api", __name__)
+MAX_NAMES = 500
+
+
+def settings() -> Settings:
+    """The app's settings."""
+    return current_app.extensions["tardist.settings"]
+
+
+def respond(key: str, compute, max_age: int | None = None) -> Response:
+    """A cached, ETagged JSON answer; 304 when the client already has it."""
+    answer: Answer = current_app.extensions["tardist.reader"].answer(key, compute)
+    max_age = settings().cache_seconds if max_age is None else max_age
+    headers = {"ETag": f'"{answer.etag}"',
+               "Cache-Control": f"public, max-age={max_age}" if max_age else "no-cache"}
+    if answer.etag in request.if_none_match:
+        return Response(status=304, headers=headers)
+    return Response(answer.body, mimetype="application/json", headers=headers)
+
+
+def configured_kinds() -> list[str]:
+    """Kinds named by the configured sources, in configuration order."""
+    return list(dict.fromkeys(source.kind for source in settings().sources))
+
+
+def check_kind(conn: sqlite3.Connection | None, kind: str) -> None:
+    """404 unless kind is configured or recorded."""
+    if not is_kind(kind) or (kind not in configured_kinds()
+                             and (conn is None or kind not in store.present_names(conn))):
+        raise NotFound(f"no such kind: {kind!r}")
+
+
+@bp.get("/")
+def index() -> Response:
+    """Service name, version and the endpoints."""
+    return respond("/", lambda conn: {
+        "service": "tardist",
+        "version": version("tardist"),
+        "endpoints": {
+            "list": "/list", "list_kind": "/list/<kind>", "info": "/info/<kind>/<name>",
+            "info_batch": "/info/<kind>?names=A|B", "download": "/download/<kind>/<name>/<branch>",
+            "status": "/status", "tarballs": f"{settings().tarball_url}/<kind>/<file>",
+            "openapi": "/openapi.json",
+        },
+    })
+
+
+@bp.get("/list")
+def list_all() -> Response:
+    """Every kind with its repository names."""
+    def compute(conn):
+        names = store.present_names(conn) if conn else {}
+        return {kind: names.get(kind, []) for kind in dict.fromkeys([*configured_kinds(), *sorted(names)])}
+    return respond("/list", compute)
+
+
+@bp.get("/list/<kind>")
+def list_kind(kind: str) -> Response:
+    """The repository names of one kind."""
+    def compute(conn):
+        check_kind(conn, kind)
+        return {kind: store.present_names(conn).get(kind, []) if conn else []}
+    return respond(f"/list/{kind}", compute)
+
+
+@bp.get("/info/<kind>/<name>")
+def info(kind: str, name: str) -> Response:
+    """Everything about one repository."""
+    def compute(conn):
+        check_kind(conn, kind)
+        rows = store.repo_rows(conn, kind, [name]) if conn and is_plain_name(name) else []
+        if not rows:
+            raise NotFound(f"no {kind} named {name!r}")
+        return repo_info(*rows[0])
+    return respond(f"/info/{kind}/{name}", compute)
+
+
+@bp.get("/info/<kind>")
+def info_kind(kind: str) -> Response:
+    """Every repository of a kind, or those named in ?names=A|B."""
+    names = parse_names(request.args)
+
+    def compute(conn):
+        check_kind(conn, kind)
+        rows = store.repo_rows(conn, kind, names) if conn else []
+        return {kind: {repo["name"]: repo_info(repo, branches) for repo, branches in rows}}
+    key = f"/info/{kind}" if names is None else f"/info/{kind}?names={'|'.join(names)}"
+    return respond(key, compute)
+
+
+def parse_names(args) -> list[str] | None:
+    """The ?names=A|B of a batch lookup, checked; None when absent."""
+    unknown = set(args) - {"names"}
+    if unknown:
+        raise BadRequest(f"unknown query parameter {sorted(unknown)[0]!r} (only 'names' is accepted)")
+    if "names" not in args:
+        return None
+    names = sorted(set(args.get("names", "").split("|")) - {""})
+    if not names:
+        raise BadRequest("names: expected repository names separated by '|'")
+    if len(names) > MAX_NAMES:
+        raise BadRequest(f"names: at most {MAX_NAMES} names at once")
+    bad = [n for n in names if not is_plain_name(n)]
+    if bad:
+        raise BadRequest(f"names: {bad[0][:100]!r} is not a repository name")
+    return names
+
+
+@bp.get("/download/<kind>/<name>/<branch>")
+def download(kind: str, name: str, branch: str) -> Response:
+    """302 to the current tarball of a branch: the stable URL people hard-code."""
+    def compute(conn):
+        check_kind(conn, kind)
+        rows = store.repo_rows(conn, kind, [name]) if conn and is_plain_name(name) else []
+        if not rows:
+            raise NotFound(f"no {kind} named {name!r}")
+        branches = repo_info(*rows[0])["branches"]
+        if branch not in branches:
+            raise NotFound(f"{kind}/{name} has no tarball for branch {branch!r}")
+        return branches[branch]["url"]
+    answer = current_app.extensions["tardist.reader"].answer(f"/download/{kind}/{name}/{branch}", compute)
+    response = redirect(json.loads(answer.body), code=302)
+    response.headers["Cache-Control"] = f"public, max-age={min(settings().cache_seconds, 60)}"
+    return response
+
+
+@bp.get("/status")
+def status() -> Response:
+    """Last runs, counts and what is in error (as `tardist status`)."""
+    def compute(conn):
+        if conn is None:
+            return {"runs": [], "counts": {}, "repository_errors": [], "branch_errors": []}
+        return store.status(conn)
+    return respond("/status", compute, max_age=0)
+
+
+def repo_info(repo: sqlite3.Row, branch_rows: list[sqlite3.Row]) -> dict[str, Any]:
+    """The /info answer of one repository from its rows."""
+    config = settings()
+    by_branch = {row["branch"]: row for row in branch_rows}
+    branches: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    facts: dict[str, Any] | None = None
+    for branch in config.branches:
+        row = by_branch.get(branch)
+        if row is None:
+            continue
+        if row["error"]:
+            errors[branch] = row["error"]
+        if not row["tarball"]:
+            continue
+        manifest = json.loads(row["manifest"]) if row["manifest"] else None
+        if facts is None and manifest is not None:
+            facts = manifest
+        branches[branch] = {
+            "commit": row["commit_sha"], "sha7": row["commit_sha"][:7], "committed_at": row["committed_at"],
+            "tarball": row["tarball"], "url": f"{config.tarball_url}/{repo['kind']}/{row['tarball']}",
+            "size": row["size"], "sha256": row["sha256"], "built_at": row["built_at"],
+            "version": (manifest or {}).get("version"), "requires": (manifest or {}).get("requires", {}),
+            "manifest_errors": json.loads(row["manifest_errors"] or "[]"),
+            "warnings": json.loads(row["warnings"] or "[]"),
+        }
+    facts = facts or {}
+    return {
+        "name": repo["name"], "kind": repo["kind"], "repository": repo["repository"],
+        "description": facts.get("description"), "license": facts.get("license"), "url": facts.get("url"),
+        "authors": facts.get("authors", []), "type": facts.get("type"),
+        "branches": branches, "errors": errors, "error": repo["error"], "checked_at": repo["checked_at"],
+    }

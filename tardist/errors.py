@@ -1,0 +1,37 @@
+"""The one JSON error shape: {"error": {"status": 404, "message": "..."}}."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger("tardist.api")
+
+
+def error_body(status: int, message: str) -> dict:
+    """The body of every error answer."""
+    return {"error": {"status": status, "message": message}}
+
+
+def error_response(status: int, message: str, headers: dict | None = None) -> Response:
+    """An error answer, never cached."""
+    response = Response(json.dumps(error_body(status, message)), status=status, mimetype="application/json",
+                        headers=headers)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Turn every HTTPException, and any unexpected exception, into the JSON error shape."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        headers = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type", "content-length")}
+        return error_response(exc.code or 500, exc.description or exc.name, headers)
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, InternalServerError.description)

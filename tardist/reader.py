@@ -1,0 +1,77 @@
+"""Read-only database access for the web app, with answers cached until the data changes.
+
+Each thread keeps one read-only connection. SQLite's `PRAGMA data_version`
+changes whenever another connection (the worker) commits, so cached answers
+are dropped exactly when a sync has recorded something new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable
+
+from flask import json
+
+from tardist import store
+
+MAX_CACHED = 4096
+
+
+class Answer:
+    """A computed JSON body and its ETag."""
+
+    __slots__ = ("body", "etag")
+
+    def __init__(self, value: Any) -> None:
+        self.body = json.dumps(value).encode()
+        self.etag = hashlib.blake2b(self.body, digest_size=12).hexdigest()
+
+
+class Reader:
+    """Per-thread read-only connections and answer caches."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self._local = threading.local()
+
+    def _connection(self) -> sqlite3.Connection | None:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = store.open_reader(self.database)
+            if conn is None:
+                return None
+            self._local.conn = conn
+            self._local.version = None
+            self._local.cache = OrderedDict()
+        return conn
+
+    def answer(self, key: str, compute: Callable[[sqlite3.Connection | None], Any]) -> Answer:
+        """The answer for key, computed from one consistent snapshot of the database.
+
+        ``compute(conn)`` gets None while no sync has created the database yet.
+        """
+        conn = self._connection()
+        if conn is None:
+            return Answer(compute(None))
+        cache: OrderedDict[str, Answer] = self._local.cache
+        conn.execute("BEGIN")
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._local.version:
+                cache.clear()
+                self._local.version = version
+            hit = cache.get(key)
+            if hit is not None:
+                cache.move_to_end(key)
+                return hit
+            answer = Answer(compute(conn))
+        finally:
+            conn.execute("COMMIT")
+        cache[key] = answer
+        if len(cache) > MAX_CACHED:
+            cache.popitem(last=False)
+        return answer
