@@ -178,12 +178,17 @@ def goals(results: dict) -> dict:
 
 def print_table(results: dict, ratios: dict | None) -> None:
     """Print the timings and goals as plain text tables."""
-    print(f"{'phase':<18}{'seconds':>10}  detail")
+    print(f"{'phase':<16}{'seconds':>9}{'built':>7}{'unchanged':>11}{'failed':>8}{'peak MB':>9}")
     for name, row in results.items():
         if not isinstance(row, dict):
             continue
-        detail = {k: v for k, v in row.items() if k != "seconds"}
-        print(f"{name:<18}{row['seconds']:>10.2f}  {json.dumps(detail)[:100]}")
+        counts = row.get("summary", row)
+        failed = counts.get("failed", "")
+        cells = [counts.get("built", ""), counts.get("unchanged", ""),
+                 len(failed) if isinstance(failed, dict) else failed, row.get("peak_rss_mb", "")]
+        print(f"{name:<16}{row['seconds']:>9.2f}" + "".join(
+            f"{cell:>{width}}" for cell, width in zip(cells, (7, 11, 8, 9))))
+    print(f"({results['changed_repos']} repositories got a new master commit before the *_changed runs)")
     for problem in results.get("checks", []):
         print(f"CHECK FAILED: {problem}")
     if ratios:

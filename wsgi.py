@@ -1,0 +1,3 @@
+from tardist import create_app
+
+app = create_app()
