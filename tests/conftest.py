@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,13 +119,15 @@ class Deployment:
 
     root: Path
     config: Path
+    sources: str = ""
 
     def settings(self) -> Settings:
         """The deployment's settings, as the worker and the app load them."""
         return load_settings(self.config, environ={})
 
-    def write_config(self, text: str = "", **keys: Any) -> None:
-        """Write the TOML file: the standard paths, keys, then raw text (e.g. [[source]] tables)."""
+    def write_config(self, text: str | None = None, **keys: Any) -> None:
+        """Write the TOML file: the standard paths, keys, then text ([[source]] tables; default: as before)."""
+        self.sources = text = self.sources if text is None else text
         values = {"database": str(self.root / "instance/tardist.sqlite3"), "mirrors": str(self.root / "mirrors"),
                   "tarballs": str(self.root / "tarballs"), "branches": ["master", "REL1_45", "REL1_44"],
                   "jobs": 2, "submodule_protocols": ["file"], "git_timeout": 20, **keys}
@@ -168,3 +172,48 @@ def deployment(tmp_path: Path) -> Deployment:
     deployment.write_config(directory_source("extensions", tmp_path / "upstream/extensions")
                             + directory_source("skins", tmp_path / "upstream/skins"))
     return deployment
+
+
+class HangingRemote:
+    """A TCP server on loopback that accepts git connections and answers nothing until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.connected = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def url(self, name: str) -> str:
+        """A git:// URL of a repository on this server."""
+        return f"git://127.0.0.1:{self.port}/{name}.git"
+
+    def _serve(self) -> None:
+        self.server.settimeout(0.2)
+        held = []
+        while not self.release.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(conn)
+            self.connected.set()
+        for conn in held:
+            conn.close()
+
+    def close(self) -> None:
+        """Release every held connection and stop listening."""
+        self.release.set()
+        self.thread.join(5)
+        self.server.close()
+
+
+@pytest.fixture
+def hanging_remote():
+    """A git remote that never answers until the test releases it."""
+    remote = HangingRemote()
+    yield remote
+    remote.close()

@@ -1,0 +1,106 @@
+"""Listing repositories: directory, list and Gerrit sources (Gerrit as a real local HTTP server)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tardist.settings import SettingsError, load_settings
+from worker.sources import Repo, list_repos
+
+GERRIT_PROJECTS = {
+    "mediawiki/extensions/Cite": {"id": "mediawiki%2Fextensions%2FCite", "state": "ACTIVE"},
+    "mediawiki/extensions/Echo": {"id": "mediawiki%2Fextensions%2FEcho"},
+    "mediawiki/extensions/Archived": {"id": "x", "state": "READ_ONLY"},
+    "mediawiki/extensions/Wikibase/lib": {"id": "nested"},
+    "mediawiki/extensions/Bad Name": {"id": "spaces"},
+}
+
+
+@pytest.fixture
+def gerrit():
+    """A local HTTP server answering /r/projects/?p=... the way Gerrit does; yields its base URL."""
+    asked = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            asked.append(url.path + "?" + url.query)
+            if url.path != "/r/projects/":
+                self.send_error(404)
+                return
+            prefix = parse_qs(url.query).get("p", [""])[0]
+            body = {name: facts for name, facts in GERRIT_PROJECTS.items() if name.startswith(prefix)}
+            data = (")]}'\n" + json.dumps(body)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/r", asked
+    server.shutdown()
+    server.server_close()
+
+
+def settings_with(tmp_path, sources: str):
+    config = tmp_path / "tardist.toml"
+    config.write_text(sources)
+    return load_settings(config, environ={})
+
+
+def test_gerrit_source_takes_active_projects_one_level_below_the_prefix(tmp_path, gerrit):
+    base, asked = gerrit
+    settings = settings_with(tmp_path, f'[[source]]\nkind = "extensions"\ntype = "gerrit"\n'
+                                       f'url = "{base}"\nprefix = "mediawiki/extensions/"\n')
+    warnings: list[str] = []
+    repos = list_repos(settings, warnings)
+    assert repos == [Repo("extensions", "Cite", f"{base}/mediawiki/extensions/Cite"),
+                     Repo("extensions", "Echo", f"{base}/mediawiki/extensions/Echo")]
+    assert asked == ["/r/projects/?p=mediawiki%2Fextensions%2F"]
+    assert warnings == ["source[0]: skipped 'Bad Name': not a plain repository name"]
+
+
+def test_gerrit_that_cannot_be_listed_is_a_config_error_naming_the_source(tmp_path, gerrit):
+    base, _ = gerrit
+    settings = settings_with(tmp_path, f'[[source]]\nkind = "skins"\ntype = "gerrit"\n'
+                                       f'url = "{base}/missing"\nprefix = "mediawiki/skins/"\n')
+    with pytest.raises(SettingsError, match=r"tardist.toml: source\[0\]: key 'url': cannot list Gerrit projects"):
+        list_repos(settings, [])
+
+
+def test_directory_source_lists_bare_and_working_repositories(tmp_path, upstream):
+    upstream("Cite")
+    bare = tmp_path / "upstream/extensions/Echo.git"
+    bare.mkdir()
+    (bare / "HEAD").write_text("ref: refs/heads/master\n")
+    (tmp_path / "upstream/extensions/not-a-repo").mkdir()
+    (tmp_path / "upstream/extensions/-rf").mkdir()
+    (tmp_path / "upstream/extensions/-rf/.git").mkdir()
+    settings = settings_with(tmp_path, f'[[source]]\nkind = "extensions"\ntype = "directory"\n'
+                                       f'path = "{tmp_path}/upstream/extensions"\n')
+    warnings: list[str] = []
+    names = [repo.name for repo in list_repos(settings, warnings)]
+    assert names == ["Cite", "Echo"]
+    assert warnings == ["source[0]: skipped '-rf': not a plain repository name"]
+
+
+def test_first_source_wins_a_name(tmp_path, upstream):
+    upstream("Cite")
+    settings = settings_with(tmp_path, f'[[source]]\nkind = "extensions"\ntype = "list"\n'
+                                       f'repos = {{ Cite = "https://example.org/Cite" }}\n'
+                                       f'[[source]]\nkind = "extensions"\ntype = "directory"\n'
+                                       f'path = "{tmp_path}/upstream/extensions"\n')
+    warnings: list[str] = []
+    assert list_repos(settings, warnings) == [Repo("extensions", "Cite", "https://example.org/Cite")]
+    assert warnings == ["source[1]: skipped extensions/Cite: an earlier source has it"]
