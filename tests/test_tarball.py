@@ -1,0 +1,62 @@
+"""Tarballs: reproducible bytes, atomic publication, nothing partial left behind."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+
+import pytest
+
+from conftest import extension_files
+from worker.sync import mirror_path
+from worker.sources import Repo
+from worker.tarball import TEMP_PREFIX, build_tarball, extra_files, remove_stale_temporaries, tarball_name
+from worker.tree import ObjectReader, read_tree
+
+
+def test_tarball_name_is_what_extension_distributor_computes():
+    assert tarball_name("MassMessage", "REL1_45", "dd41d82aa0b1c2d3e4f5") == "MassMessage-REL1_45-dd41d82.tar.gz"
+
+
+def test_same_commit_gives_identical_bytes_in_any_folder(deployment, upstream, tmp_path):
+    repo = upstream("Cite", files={**extension_files("Cite"), "ünïcode/名前.txt": "x", "a" * 120 + "/long.txt": "y"})
+    deployment.sync()
+    settings = deployment.settings()
+    mirror = mirror_path(settings, Repo("extensions", "Cite", str(repo.path)))
+    outputs = []
+    for folder in ("one", "two"):
+        with ObjectReader() as reader:
+            tree = read_tree(settings, reader, mirror, str(repo.path), repo.head())
+            built = build_tarball(reader, tree, extra_files("Cite", "master", repo.head(), 0, "url"), "Cite", 0,
+                                  tmp_path / folder / "Cite.tar.gz")
+        outputs.append((tmp_path / folder / "Cite.tar.gz").read_bytes())
+        assert built.sha256 == hashlib.sha256(outputs[-1]).hexdigest() and built.size == len(outputs[-1])
+    assert outputs[0] == outputs[1]
+    assert gzip.decompress(outputs[0])  # a complete gzip stream
+    assert outputs[0][3] & 0x08 == 0, "no file name in the gzip header"
+
+
+def test_a_failed_build_leaves_neither_partial_nor_temporary_files(deployment, upstream, tmp_path):
+    repo = upstream("Cite")
+    deployment.sync()
+    settings = deployment.settings()
+    mirror = mirror_path(settings, Repo("extensions", "Cite", str(repo.path)))
+    dest = tmp_path / "out" / "Cite.tar.gz"
+
+    class FailingReader(ObjectReader):
+        def read(self, blob):
+            raise RuntimeError("stop half way")
+
+    with ObjectReader() as reader:
+        tree = read_tree(settings, reader, mirror, str(repo.path), repo.head())
+    with FailingReader() as reader, pytest.raises(RuntimeError):
+        build_tarball(reader, tree, {}, "Cite", 0, dest)
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    (tmp_path / "extensions").mkdir()
+    (tmp_path / "extensions" / f"{TEMP_PREFIX}Cite-master-abcdef1.tar.gz.123").write_bytes(b"partial")
+    (tmp_path / "extensions" / "Cite-master-abcdef1.tar.gz").write_bytes(b"complete")
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert [p.name for p in (tmp_path / "extensions").iterdir()] == ["Cite-master-abcdef1.tar.gz"]
