@@ -71,7 +71,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     stop = threading.Event()
     progress = Progress()
     try:
-        with sync_lock(settings.lock_file), _stop_on_signals(stop):
+        with sync_lock(settings.lock_file), StopOnSignals(stop):
             warnings: list[str] = []
             summary = run_sync(settings, only=tuple(args.only), kind=args.kind, force=args.force, jobs=args.jobs,
                                on_repo=progress.update, on_start=progress.start, stop=stop, warnings=warnings)
@@ -85,7 +85,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_FAILED if summary["failed"] or summary["interrupted"] else EXIT_OK
 
 
-class _stop_on_signals:
+class StopOnSignals:
     """SIGTERM/SIGINT ask the run to finish the repositories in hand and stop."""
 
     def __init__(self, stop: threading.Event) -> None:
