@@ -233,8 +233,8 @@ def status(conn: sqlite3.Connection) -> dict[str, Any]:
 
 
 def expired_tarballs(db: sqlite_utils.Database, cutoff: str) -> list[tuple[str, str]]:
-    """(kind, file) of tarballs superseded before cutoff."""
-    return db.execute("SELECT kind, file FROM tarballs WHERE superseded_at IS NOT NULL AND superseded_at < ? "
+    """(kind, file) of tarballs superseded at or before cutoff."""
+    return db.execute("SELECT kind, file FROM tarballs WHERE superseded_at IS NOT NULL AND superseded_at <= ? "
                       "ORDER BY kind, file", [cutoff]).fetchall()
 
 
@@ -244,8 +244,8 @@ def known_tarballs(db: sqlite_utils.Database) -> set[tuple[str, str]]:
 
 
 def expired_repos(db: sqlite_utils.Database, cutoff: str) -> list[tuple[str, str]]:
-    """(kind, name) of repositories that left every source before cutoff."""
-    return db.execute("SELECT kind, name FROM repos WHERE present = 0 AND removed_at < ? ORDER BY kind, name",
+    """(kind, name) of repositories that left every source at or before cutoff."""
+    return db.execute("SELECT kind, name FROM repos WHERE present = 0 AND removed_at <= ? ORDER BY kind, name",
                       [cutoff]).fetchall()
 
 
