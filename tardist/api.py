@@ -29,7 +29,8 @@ def respond(key: str, compute, max_age: int | None = None) -> Response:
     max_age = settings().cache_seconds if max_age is None else max_age
     headers = {"ETag": f'"{answer.etag}"',
                "Cache-Control": f"public, max-age={max_age}" if max_age else "no-cache"}
-    if answer.etag in request.if_none_match:
+    # Weak comparison, as RFC 9110 says for If-None-Match: nginx weakens the ETag when it gzips.
+    if request.if_none_match.contains_weak(answer.etag):
         return Response(status=304, headers=headers)
     return Response(answer.body, mimetype="application/json", headers=headers)
 

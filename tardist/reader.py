@@ -19,6 +19,8 @@ from flask import json
 from tardist import store
 
 MAX_CACHED = 4096
+# Bytes too: distinct ?names= lists can each be megabytes, and there are endless such lists.
+MAX_CACHED_BYTES = 64 * 1024 * 1024
 
 
 class Answer:
@@ -47,6 +49,7 @@ class Reader:
             self._local.conn = conn
             self._local.version = None
             self._local.cache = OrderedDict()
+            self._local.cached_bytes = 0
         return conn
 
     def answer(self, key: str, compute: Callable[[sqlite3.Connection | None], Any]) -> Answer:
@@ -63,6 +66,7 @@ class Reader:
             version = conn.execute("PRAGMA data_version").fetchone()[0]
             if version != self._local.version:
                 cache.clear()
+                self._local.cached_bytes = 0
                 self._local.version = version
             hit = cache.get(key)
             if hit is not None:
@@ -72,6 +76,7 @@ class Reader:
         finally:
             conn.execute("COMMIT")
         cache[key] = answer
-        if len(cache) > MAX_CACHED:
-            cache.popitem(last=False)
+        self._local.cached_bytes += len(answer.body)
+        while len(cache) > MAX_CACHED or self._local.cached_bytes > MAX_CACHED_BYTES:
+            self._local.cached_bytes -= len(cache.popitem(last=False)[1].body)
         return answer

@@ -51,12 +51,12 @@ class SettingsError(Exception):
 
 def is_plain_name(name: str) -> bool:
     """True when name is safe as a repository name and a file-name component."""
-    return bool(NAME_RE.match(name)) and ".." not in name and not name.endswith((".git", "."))
+    return bool(NAME_RE.fullmatch(name)) and ".." not in name and not name.endswith((".git", "."))
 
 
 def is_kind(kind: str) -> bool:
     """True when kind is a lower-case word usable as a folder name."""
-    return bool(KIND_RE.match(kind))
+    return bool(KIND_RE.fullmatch(kind))
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def _build(raw: dict[str, Any], where: str) -> Settings:
     for key in PATH_KEYS:
         values[key] = Path(values[key]).absolute()
     for branch in values["branches"]:
-        if not BRANCH_RE.match(branch) or ".." in branch or branch.endswith(".lock"):
+        if not BRANCH_RE.fullmatch(branch) or ".." in branch or branch.endswith(".lock"):
             raise SettingsError(f"{where}: key 'branches': {branch!r} is not a plain branch name "
                                 "(letters, digits, '_', '.', '-'; it becomes part of a file name)")
     if not values["branches"]:

@@ -1,0 +1,323 @@
+"""Issue 3 benchmark: the API served by gunicorn and nginx, against trivial baselines in the same run.
+
+    python bench/api_speed.py [--repos 2000] [--seconds 10]
+
+Fills a database with synthetic repositories (5 branches each, realistic
+manifests) through tardist.store.save_repo, then measures with wrk
+(-t2 -c16, a short warm-up first, then --seconds per target):
+
+  a) gunicorn (2 workers, deploy/gunicorn.conf.py): /info/extensions/<name>,
+     the name rotating at random through every repository (lua script),
+     vs bench/trivial_app.py answering a constant body of the same size.
+  b) nginx with deploy/nginx.conf in front of (a), same rotating names,
+     vs the same nginx serving a file of that size.
+  c) /info/extensions (every repository) straight from gunicorn: cold (each
+     request follows a database write, so it is computed again) and warm.
+
+Prints a table and writes bench/results/api_speed.json.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from gitdaemon import free_port
+
+from tardist import store
+from tardist.store import BranchRecord, RepoRecord
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+HOST = "127.0.0.1"
+BRANCHES = ["master", "REL1_45", "REL1_44", "REL1_43", "REL1_39"]
+GOALS = {"a_rps_ratio": (">=", 0.60), "a_p99_ms": ("<", 25.0), "b_rps_ratio": (">=", 0.50),
+         "c_cold_ms": ("<", 150.0)}
+# wrk calls done() once at the end; print the numbers as one JSON line for us to parse.
+WRK_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests": %d, "seconds": %.3f, "errors": %d, '
+    .. '"p50_ms": %.3f, "p99_ms": %.3f, "mean_ms": %.3f}\\n',
+    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.mean / 1000))
+end
+"""
+WRK_ROTATE = """
+local names = {%s}
+local counter = 0
+setup = function(thread) thread:set("id", counter); counter = counter + 1 end
+init = function(args) math.randomseed(7919 * (id + 1)) end
+request = function() return wrk.format("GET", "/info/extensions/" .. names[math.random(#names)]) end
+"""
+WORDS = ["Cite", "Echo", "Math", "Gadget", "Poem", "Score", "Thanks", "Flow", "Babel", "Nuke", "Renameuser",
+         "Widget", "Tabber", "Graph", "Maps", "Chart", "Quiz", "Vote", "Calendar", "Timeline"]
+TYPES = ["specialpage", "parserhook", "media", "api", "other", "antispam", "editor", "variable"]
+
+
+def synthetic_record(index: int, rng: random.Random) -> RepoRecord:
+    """A repository as the worker would record it: 5 built branches with realistic manifests."""
+    name = f"{rng.choice(WORDS)}{rng.choice(WORDS)}{index}"
+    authors = rng.sample(["Ada Lovelace", "Grace Hopper", "Brion Vibber", "Tim Starling", "Alan Turing",
+                          "Katherine Johnson", "Edsger Dijkstra"], rng.randint(1, 4))
+    branches = []
+    for position, branch in enumerate(BRANCHES):
+        commit = "%040x" % rng.getrandbits(160)
+        requires = {"MediaWiki": f">= 1.{45 - position}.0"}
+        if rng.random() < 0.3:
+            requires["extensions"] = {rng.choice(WORDS): "*"}
+        manifest = {"name": name, "description": f"Adds {rng.choice(TYPES)} features to wikis: "
+                                                 + " ".join(rng.choices(WORDS, k=rng.randint(5, 15))).lower(),
+                    "license": "GPL-2.0-or-later", "url": f"https://www.mediawiki.org/wiki/Extension:{name}",
+                    "authors": authors, "type": rng.choice(TYPES), "version": f"{rng.randint(0, 5)}.{position}.0",
+                    "requires": requires}
+        branches.append(BranchRecord(
+            branch, commit, "built", committed_at=f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}T10:00:00Z",
+            tarball=f"{name}-{branch}-{commit[:7]}.tar.gz", size=rng.randint(20_000, 5_000_000),
+            sha256="%064x" % rng.getrandbits(256), manifest=manifest))
+    return RepoRecord("extensions", name, f"https://gerrit.example.org/r/mediawiki/extensions/{name}", branches)
+
+
+def fill_database(path: Path, repos: int) -> list[str]:
+    """Write `repos` synthetic repositories, one transaction each as the worker does; return their names."""
+    rng = random.Random(0)
+    db = store.open_writer(path)
+    names = []
+    for index in range(repos):
+        record = synthetic_record(index, rng)
+        store.save_repo(db, record)
+        names.append(record.name)
+    db.close()
+    return names
+
+
+def touch_database(path: Path, name: str) -> None:
+    """Record one repository again, as a sync would: every cached answer becomes stale."""
+    db = store.open_writer(path)
+    store.save_repo(db, RepoRecord("extensions", name, f"https://gerrit.example.org/r/{name}"))
+    db.close()
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    """GET path from 127.0.0.1:port; (status, body)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@contextmanager
+def server(args: list[str], port: int, log: Path, **popen):
+    """Run a server process until the block ends; wait until it answers HTTP on port first."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, **popen)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{args[0]} exited:\n{log.read_text()}")
+            try:
+                get(port, "/")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{args[0]} does not answer on {port}:\n{log.read_text()}") from None
+                time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def gunicorn(app: str, port: int, work: Path, label: str, **env: str):
+    """gunicorn with the shipped settings and 2 workers (context manager)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")}
+    return server([GUNICORN, "-c", str(ROOT / "deploy/gunicorn.conf.py"), "--bind", f"{HOST}:{port}",
+                   "--workers", "2", app], port, work / f"{label}.log", cwd=ROOT, env={**base, **env})
+
+
+def nginx_config(work: Path, port: int, static_port: int, api_port: int, tarballs: Path) -> Path:
+    """deploy/nginx.conf rendered for this run, plus a plain static server on static_port; the main config."""
+    site = (ROOT / "deploy/nginx.conf").read_text()
+    for key, value in {"LISTEN": f"{HOST}:{port}", "SERVER_NAME": "localhost", "TARBALLS": str(tarballs),
+                       "GUNICORN": f"{HOST}:{api_port}", "CACHE": str(work / "nginx-cache")}.items():
+        site = site.replace(f"@{key}@", value)
+    (work / "site.conf").write_text(site)
+    temp_paths = "".join(f"    {kind}_temp_path {work / kind};\n"
+                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    main = work / "nginx.conf"
+    main.write_text(f"""daemon off;
+{"user root;" if os.geteuid() == 0 else ""}
+worker_processes auto;
+pid {work / 'nginx.pid'};
+error_log {work / 'nginx-error.log'};
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+{temp_paths}    include {work / 'site.conf'};
+    server {{
+        listen {HOST}:{static_port};
+        root {work / 'static'};
+        default_type application/json;
+    }}
+}}
+""")
+    return main
+
+
+def wrk(port: int, path: str, script: str, seconds: int) -> dict:
+    """Run wrk -t2 -c16 for `seconds`; its numbers."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(script + WRK_DONE)
+        lua.flush()
+        output = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--timeout", "5s", "-s", lua.name,
+                                 f"http://{HOST}:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    numbers = json.loads(output.strip().splitlines()[-1])
+    numbers["rps"] = round(numbers["requests"] / numbers["seconds"], 1)
+    return numbers
+
+
+def side_by_side(subject: tuple[int, str, str], baseline: tuple[int, str, str], seconds: int) -> tuple[dict, dict]:
+    """Warm both (port, path, lua script) up, then measure one after the other."""
+    wrk(*subject, 3)
+    wrk(*baseline, 3)
+    return wrk(*subject, seconds), wrk(*baseline, seconds)
+
+
+def cold_and_warm_all(port: int, database: Path, names: list[str], rounds: int = 7) -> dict:
+    """Milliseconds for GET /info/extensions: each cold one right after a write, then warm ones."""
+    cold = []
+    for index in range(rounds):
+        touch_database(database, names[index])
+        started = time.perf_counter()
+        status, body = get(port, "/info/extensions")
+        cold.append((time.perf_counter() - started) * 1000)
+        assert status == 200 and len(json.loads(body)["extensions"]) == len(names)
+    warm = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        get(port, "/info/extensions")
+        warm.append((time.perf_counter() - started) * 1000)
+    return {"bytes": len(body), "cold_ms_median": round(statistics.median(cold), 1),
+            "cold_ms_max": round(max(cold), 1), "warm_ms_median": round(statistics.median(warm), 1)}
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict:
+    """Fill the database, start the servers, run every measurement."""
+    database = work / "tardist.sqlite3"
+    (work / "tarballs/extensions").mkdir(parents=True)
+    (work / "upstream").mkdir()
+    # The kind is configured, as in production (the app never lists the source; the worker would).
+    (work / "tardist.toml").write_text(f'database = "{database}"\ntarballs = "{work / "tarballs"}"\n'
+                                       f"branches = {json.dumps(BRANCHES)}\n\n[[source]]\n"
+                                       f'kind = "extensions"\ntype = "directory"\npath = "{work / "upstream"}"\n')
+    started = time.monotonic()
+    names = fill_database(database, args.repos)
+    results: dict = {"fill_seconds": round(time.monotonic() - started, 1)}
+    ports = {k: free_port() for k in ("tardist", "trivial", "nginx", "static")}
+    with ExitStack() as stack:
+        stack.enter_context(gunicorn("wsgi:app", ports["tardist"], work, "tardist",
+                                     TARDIST_CONFIG=str(work / "tardist.toml")))
+        sizes = [len(get(ports["tardist"], f"/info/extensions/{name}")[1]) for name in names[:200]]
+        body_bytes = round(statistics.mean(sizes))
+        results["info_body_bytes"] = body_bytes
+        stack.enter_context(gunicorn("trivial_app:app", ports["trivial"], work, "trivial",
+                                     TRIVIAL_BODY_BYTES=str(body_bytes), PYTHONPATH=str(BENCH)))
+        rotate = WRK_ROTATE % ", ".join(json.dumps(name) for name in names)
+        results["a_tardist"], results["a_trivial"] = side_by_side(
+            (ports["tardist"], "/", rotate), (ports["trivial"], "/", rotate), args.seconds)
+
+        (work / "static").mkdir()
+        (work / "static/body.json").write_bytes(b"x" * body_bytes)
+        main = nginx_config(work, ports["nginx"], ports["static"], ports["tardist"], work / "tarballs")
+        stack.enter_context(server([NGINX, "-p", str(work), "-c", str(main), "-e", str(work / "nginx-error.log")],
+                                   ports["nginx"], work / "nginx.log"))
+        results["b_nginx"], results["b_static"] = side_by_side(
+            (ports["nginx"], "/", rotate), (ports["static"], "/body.json", ""), args.seconds)
+        results["c_all"] = cold_and_warm_all(ports["tardist"], database, names)
+    return results
+
+
+def goals(results: dict) -> dict:
+    """Each goal's value, target and whether it is met."""
+    values = {
+        "a_rps_ratio": results["a_tardist"]["rps"] / results["a_trivial"]["rps"],
+        "a_p99_ms": results["a_tardist"]["p99_ms"],
+        "b_rps_ratio": results["b_nginx"]["rps"] / results["b_static"]["rps"],
+        "c_cold_ms": results["c_all"]["cold_ms_median"],
+    }
+    return {name: {"value": round(value, 3), "goal": f"{op} {target}",
+                   "met": value >= target if op == ">=" else value < target}
+            for name, value in values.items() for op, target in [GOALS[name]]}
+
+
+def print_table(results: dict, met: dict) -> None:
+    """The human summary."""
+    print(f"\n/info answers: {results['info_body_bytes']} bytes on average; database filled in "
+          f"{results['fill_seconds']} s\n")
+    print(f"{'run':<44}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    rows = [("a) gunicorn: tardist /info/extensions/<name>", "a_tardist"),
+            ("a) gunicorn: trivial Flask, same size", "a_trivial"),
+            ("b) nginx + deploy/nginx.conf: tardist", "b_nginx"),
+            ("b) nginx: static file, same size", "b_static")]
+    for label, key in rows:
+        row = results[key]
+        print(f"{label:<44}{row['rps']:>10.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}")
+    c = results["c_all"]
+    print(f"\nc) /info/extensions ({c['bytes'] / 1e6:.1f} MB): cold median {c['cold_ms_median']} ms, "
+          f"cold max {c['cold_ms_max']} ms, warm median {c['warm_ms_median']} ms")
+    print(f"\n{'goal':<14}{'value':>10}  {'target':<10}met")
+    for name, row in met.items():
+        print(f"{name:<14}{row['value']:>10.3f}  {row['goal']:<10}{'yes' if row['met'] else 'NO'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repos", type=int, default=2000)
+    parser.add_argument("--seconds", type=int, default=10, help="length of each measured wrk run")
+    args = parser.parse_args(argv)
+    for tool in ("wrk", NGINX):
+        if not shutil.which(tool):
+            parser.error(f"{tool} is not installed")
+    with tempfile.TemporaryDirectory(prefix="tardist-api-bench-") as work:
+        results = measure(args, Path(work))
+    met = goals(results)
+    print_table(results, met)
+    report = {"repos": args.repos, "branches": len(BRANCHES), "seconds": args.seconds,
+              "wrk": "-t2 -c16", "names": "rotating at random through every repository",
+              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "nginx": re.sub(r"^.*?/", "", subprocess.run([NGINX, "-v"], capture_output=True,
+                                                                      text=True).stderr.strip())},
+              "results": results, "goals": met}
+    out = BENCH / "results" / "api_speed.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
