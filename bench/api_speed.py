@@ -37,6 +37,7 @@ from pathlib import Path
 from gitdaemon import free_port
 
 from tardist import store
+from tardist.info import InfoView
 from tardist.store import BranchRecord, RepoRecord
 
 BENCH = Path(__file__).resolve().parent
@@ -45,6 +46,7 @@ GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 HOST = "127.0.0.1"
 BRANCHES = ["master", "REL1_45", "REL1_44", "REL1_43", "REL1_39"]
+VIEW = InfoView(tuple(BRANCHES), "/dist")  # what the benchmark's tardist.toml configures
 GOALS = {"a_rps_ratio": (">=", 0.60), "a_p99_ms": ("<", 25.0), "b_rps_ratio": (">=", 0.50),
          "c_cold_ms": ("<", 150.0)}
 # wrk calls done() once at the end; print the numbers as one JSON line for us to parse.
@@ -99,7 +101,7 @@ def fill_database(path: Path, repos: int) -> list[str]:
     names = []
     for index in range(repos):
         record = synthetic_record(index, rng)
-        store.save_repo(db, record)
+        store.save_repo(db, record, VIEW)
         names.append(record.name)
     db.close()
     return names
@@ -108,7 +110,7 @@ def fill_database(path: Path, repos: int) -> list[str]:
 def touch_database(path: Path, name: str) -> None:
     """Record one repository again, as a sync would: every cached answer becomes stale."""
     db = store.open_writer(path)
-    store.save_repo(db, RepoRecord("extensions", name, f"https://gerrit.example.org/r/{name}"))
+    store.save_repo(db, RepoRecord("extensions", name, f"https://gerrit.example.org/r/{name}"), VIEW)
     db.close()
 
 

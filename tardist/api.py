@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from importlib.metadata import version
-from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, request
 from werkzeug.exceptions import BadRequest, NotFound
@@ -43,8 +42,8 @@ def configured_kinds() -> list[str]:
 def check_kind(conn: sqlite3.Connection | None, kind: str) -> None:
     """404 unless kind is configured or recorded."""
     if not is_kind(kind) or (kind not in configured_kinds()
-                             and (conn is None or kind not in store.present_names(conn))):
-        raise NotFound(f"no such kind: {kind!r}")
+                             and (conn is None or not store.has_kind(conn, kind))):
+        raise NotFound(f"no such kind: {kind[:100]!r}")
 
 
 @bp.get("/")
@@ -84,12 +83,17 @@ def list_kind(kind: str) -> Response:
 def info(kind: str, name: str) -> Response:
     """Everything about one repository."""
     def compute(conn):
-        check_kind(conn, kind)
-        rows = store.repo_rows(conn, kind, [name]) if conn and is_plain_name(name) else []
-        if not rows:
-            raise NotFound(f"no {kind} named {name!r}")
-        return repo_info(*rows[0])
+        return one_info(conn, kind, name).encode()
     return respond(f"/info/{kind}/{name}", compute)
+
+
+def one_info(conn: sqlite3.Connection | None, kind: str, name: str) -> str:
+    """The stored /info JSON of one repository, or 404."""
+    check_kind(conn, kind)
+    rows = store.info_json(conn, kind, [name]) if conn and is_plain_name(name) else []
+    if not rows or rows[0][1] is None:
+        raise NotFound(f"no {kind} named {name[:100]!r}")
+    return rows[0][1]
 
 
 @bp.get("/info/<kind>")
@@ -99,8 +103,10 @@ def info_kind(kind: str) -> Response:
 
     def compute(conn):
         check_kind(conn, kind)
-        rows = store.repo_rows(conn, kind, names) if conn else []
-        return {kind: {repo["name"]: repo_info(repo, branches) for repo, branches in rows}}
+        rows = store.info_json(conn, kind, names) if conn else []
+        # The stored answers are JSON already: join them instead of decoding and encoding again.
+        inner = ",".join(f"{json.dumps(name)}:{answer}" for name, answer in rows if answer is not None)
+        return f'{{{json.dumps(kind)}:{{{inner}}}}}'.encode()
     key = f"/info/{kind}" if names is None else f"/info/{kind}?names={'|'.join(names)}"
     return respond(key, compute)
 
@@ -127,13 +133,9 @@ def parse_names(args) -> list[str] | None:
 def download(kind: str, name: str, branch: str) -> Response:
     """302 to the current tarball of a branch: the stable URL people hard-code."""
     def compute(conn):
-        check_kind(conn, kind)
-        rows = store.repo_rows(conn, kind, [name]) if conn and is_plain_name(name) else []
-        if not rows:
-            raise NotFound(f"no {kind} named {name!r}")
-        branches = repo_info(*rows[0])["branches"]
+        branches = json.loads(one_info(conn, kind, name))["branches"]
         if branch not in branches:
-            raise NotFound(f"{kind}/{name} has no tarball for branch {branch!r}")
+            raise NotFound(f"{kind}/{name} has no tarball for branch {branch[:100]!r}")
         return branches[branch]["url"]
     answer = current_app.extensions["tardist.reader"].answer(f"/download/{kind}/{name}/{branch}", compute)
     response = redirect(json.loads(answer.body), code=302)
@@ -149,38 +151,3 @@ def status() -> Response:
             return {"runs": [], "counts": {}, "repository_errors": [], "branch_errors": []}
         return store.status(conn)
     return respond("/status", compute, max_age=0)
-
-
-def repo_info(repo: sqlite3.Row, branch_rows: list[sqlite3.Row]) -> dict[str, Any]:
-    """The /info answer of one repository from its rows."""
-    config = settings()
-    by_branch = {row["branch"]: row for row in branch_rows}
-    branches: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    facts: dict[str, Any] | None = None
-    for branch in config.branches:
-        row = by_branch.get(branch)
-        if row is None:
-            continue
-        if row["error"]:
-            errors[branch] = row["error"]
-        if not row["tarball"]:
-            continue
-        manifest = json.loads(row["manifest"]) if row["manifest"] else None
-        if facts is None and manifest is not None:
-            facts = manifest
-        branches[branch] = {
-            "commit": row["commit_sha"], "sha7": row["commit_sha"][:7], "committed_at": row["committed_at"],
-            "tarball": row["tarball"], "url": f"{config.tarball_url}/{repo['kind']}/{row['tarball']}",
-            "size": row["size"], "sha256": row["sha256"], "built_at": row["built_at"],
-            "version": (manifest or {}).get("version"), "requires": (manifest or {}).get("requires", {}),
-            "manifest_errors": json.loads(row["manifest_errors"] or "[]"),
-            "warnings": json.loads(row["warnings"] or "[]"),
-        }
-    facts = facts or {}
-    return {
-        "name": repo["name"], "kind": repo["kind"], "repository": repo["repository"],
-        "description": facts.get("description"), "license": facts.get("license"), "url": facts.get("url"),
-        "authors": facts.get("authors", []), "type": facts.get("type"),
-        "branches": branches, "errors": errors, "error": repo["error"], "checked_at": repo["checked_at"],
-    }

@@ -24,12 +24,12 @@ MAX_CACHED_BYTES = 64 * 1024 * 1024
 
 
 class Answer:
-    """A computed JSON body and its ETag."""
+    """A computed JSON body and its ETag; bytes are taken as JSON already encoded."""
 
     __slots__ = ("body", "etag")
 
     def __init__(self, value: Any) -> None:
-        self.body = json.dumps(value).encode()
+        self.body = value if isinstance(value, bytes) else json.dumps(value).encode()
         self.etag = hashlib.blake2b(self.body, digest_size=12).hexdigest()
 
 

@@ -15,6 +15,8 @@ from typing import Any, Iterable
 
 import sqlite_utils
 
+from tardist.info import InfoView, render_info
+
 
 def utcnow() -> str:
     """The current time as an ISO 8601 UTC string with a Z."""
@@ -76,7 +78,14 @@ def _v1(db: sqlite_utils.Database) -> None:
     }, pk="id")
 
 
-MIGRATIONS = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    """Rendered /info answers, the settings they were rendered for, and a faster supersede."""
+    db["repos"].add_column("info", str)
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db["tarballs"].create_index(["kind", "name", "branch"])
+
+
+MIGRATIONS = [_v1, _v2]
 
 
 def migrate(db: sqlite_utils.Database) -> None:
@@ -119,8 +128,8 @@ def all_recorded_branches(db: sqlite_utils.Database) -> dict[tuple[str, str], di
     return recorded
 
 
-def save_repo(db: sqlite_utils.Database, record: RepoRecord) -> None:
-    """Record one repository's sync in a single transaction."""
+def save_repo(db: sqlite_utils.Database, record: RepoRecord, view: InfoView) -> None:
+    """Record one repository's sync, and its rendered /info answer, in a single transaction."""
     now = utcnow()
     with db.atomic():
         db["repos"].upsert({
@@ -133,6 +142,25 @@ def save_repo(db: sqlite_utils.Database, record: RepoRecord) -> None:
             db.execute("DELETE FROM branches WHERE kind = ? AND name = ? AND branch = ?",
                        [record.kind, record.name, branch])
             _supersede(db, record.kind, record.name, branch, keep="", now=now)
+        _render(db, view, record.kind, record.name)
+
+
+def _render(db: sqlite_utils.Database, view: InfoView, kind: str, name: str) -> None:
+    repo = next(db.query("SELECT * FROM repos WHERE kind = ? AND name = ?", [kind, name]))
+    branches = list(db.query("SELECT * FROM branches WHERE kind = ? AND name = ?", [kind, name]))
+    db.execute("UPDATE repos SET info = ? WHERE kind = ? AND name = ?",
+               [json.dumps(render_info(view, repo, branches), separators=(",", ":")), kind, name])
+
+
+def ensure_rendered(db: sqlite_utils.Database, view: InfoView) -> None:
+    """Render every /info answer again if the settings they depend on changed since."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'info_view'").fetchone()
+    if row and row[0] == view.key:
+        return
+    with db.atomic():
+        for kind, name in db.execute("SELECT kind, name FROM repos").fetchall():
+            _render(db, view, kind, name)
+        db["meta"].upsert({"key": "info_view", "value": view.key}, pk="key")
 
 
 def _save_branch(db: sqlite_utils.Database, record: RepoRecord, branch: BranchRecord, now: str) -> None:
@@ -270,16 +298,15 @@ def present_names(conn: sqlite3.Connection) -> dict[str, list[str]]:
     return names
 
 
-def repo_rows(conn: sqlite3.Connection, kind: str, names: list[str] | None = None
-              ) -> list[tuple[sqlite3.Row, list[sqlite3.Row]]]:
-    """(repository row, its branch rows) for a kind, or for some names of it, sorted by name."""
+def has_kind(conn: sqlite3.Connection, kind: str) -> bool:
+    """True when sources list some repository of kind."""
+    return conn.execute("SELECT 1 FROM repos WHERE kind = ? AND present = 1 LIMIT 1", [kind]).fetchone() is not None
+
+
+def info_json(conn: sqlite3.Connection, kind: str, names: list[str] | None = None) -> list[tuple[str, str]]:
+    """(name, rendered /info JSON) of a kind's repositories, or of some names of it, sorted by name."""
     where, params = "kind = ? AND present = 1", [kind]
     if names is not None:
         where += f" AND name IN ({', '.join('?' * len(names))})"
         params += names
-    repos = conn.execute(f"SELECT * FROM repos WHERE {where} ORDER BY name", params).fetchall()
-    branches: dict[str, list[sqlite3.Row]] = {}
-    for row in conn.execute(f"SELECT * FROM branches WHERE name IN (SELECT name FROM repos WHERE {where}) "
-                            "AND kind = ?", [*params, kind]):
-        branches.setdefault(row["name"], []).append(row)
-    return [(repo, branches.get(repo["name"], [])) for repo in repos]
+    return conn.execute(f"SELECT name, info FROM repos WHERE {where} ORDER BY name", params).fetchall()

@@ -13,6 +13,7 @@ import pytest
 from conftest import Deployment, Repo, directory_source, extension_files, git
 
 from tardist import reader, store
+from tardist.info import InfoView
 from tardist.store import BranchRecord, RepoRecord
 
 JSON_URLS = ["/", "/list", "/list/extensions", "/info/extensions", "/info/extensions/Cite",
@@ -280,7 +281,7 @@ def test_a_reader_sees_the_old_state_while_the_worker_holds_its_transaction(depl
     before = client.get("/info/extensions/Cite").data
     db = store.open_writer(deployment.settings().database)
     with db.atomic():
-        store.save_repo(db, generation_record(1))
+        store.save_repo(db, generation_record(1), InfoView.of(deployment.settings()))
         assert client.get("/info/extensions/Cite").data == before
         assert client.get("/info/extensions?names=Cite").get_json()["extensions"]["Cite"] == json.loads(before)
     after = client.get("/info/extensions/Cite").get_json()
@@ -294,12 +295,13 @@ def test_a_reader_never_sees_half_a_repository_while_the_worker_writes(deploymen
     deployment.sync()
     client = deployment.app().test_client()
     db = store.open_writer(deployment.settings().database)
+    view = InfoView.of(deployment.settings())
     done = threading.Event()
 
     def write_generations() -> None:
         try:
             for generation in range(1, 150):
-                store.save_repo(db, generation_record(generation))
+                store.save_repo(db, generation_record(generation), view)
         finally:
             done.set()
 

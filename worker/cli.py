@@ -14,6 +14,7 @@ import sys
 import threading
 
 from tardist import store
+from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError, is_kind, load_settings
 from worker.gc import collect_garbage
 from worker.lock import AlreadyRunning, sync_lock
@@ -143,7 +144,11 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_init_db(settings: Settings, args: argparse.Namespace) -> int:
     """`tardist init-db`."""
-    store.open_writer(settings.database).close()
+    db = store.open_writer(settings.database)
+    try:
+        store.ensure_rendered(db, InfoView.of(settings))
+    finally:
+        db.close()
     print(f"database ready at {settings.database}", file=sys.stderr)
     return EXIT_OK
 
