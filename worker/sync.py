@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from tardist import store
+from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError
 from tardist.store import BranchRecord, RepoRecord
 from worker.manifest import read_manifest
@@ -20,6 +21,7 @@ from worker.tarball import PublishError, build_tarball, extra_files, remove_stal
 from worker.tree import ObjectReader, TreeError, read_tree
 
 log = logging.getLogger("tardist.sync")
+MAX_MESSAGES = 100  # manifest errors or warnings kept per branch: a hostile repository can make millions
 
 
 def mirror_path(settings: Settings, repo: Repo) -> Path:
@@ -92,12 +94,29 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
         dest = tarball_path(settings, repo.kind, tarball_name(repo.name, branch, commit))
         built = build_tarball(reader, tree, extras, repo.name, committed, dest)
     except (GitError, TreeError, PublishError) as exc:
-        return BranchRecord(branch, commit, "failed", error=str(exc))
+        return BranchRecord(branch, commit, "failed", error=readable(str(exc)))
     return BranchRecord(
         branch, commit, "built",
         committed_at=datetime.fromtimestamp(committed, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         tarball=built.file, size=built.size, sha256=built.sha256,
-        manifest=manifest.fields, manifest_errors=manifest.errors, warnings=tree.warnings)
+        manifest=manifest.fields, manifest_errors=shown(manifest.errors), warnings=shown(tree.warnings))
+
+
+def shown(messages: list[str]) -> list[str]:
+    """Messages as recorded and served: readable, and no more than MAX_MESSAGES of them."""
+    kept = [readable(message) for message in messages[:MAX_MESSAGES]]
+    if len(messages) > MAX_MESSAGES:
+        kept.append(f"... and {len(messages) - MAX_MESSAGES} more")
+    return kept
+
+
+def readable(text: str) -> str:
+    """Text that SQLite and JSON can hold: bytes of file names that are not UTF-8 shown as \\xNN."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that did not come from a file name (a JSON escape)
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _sync_guarded(settings: Settings, repo: Repo, recorded: dict[str, dict], force: bool,
@@ -134,7 +153,9 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     repos = list_repos(settings, warnings)
     selected = select_repos(repos, only, kind)
     db = store.open_writer(settings.database)
+    view = InfoView.of(settings)
     try:
+        store.ensure_rendered(db, view)
         remove_stale_temporaries(settings.tarballs)
         run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force})
         recorded = store.all_recorded_branches(db)
@@ -148,7 +169,7 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
                 record = future.result()
                 if record is None:
                     continue
-                store.save_repo(db, record)
+                store.save_repo(db, record, view)
                 summary["repositories"] += 1
                 summary["built"] += sum(b.state == "built" for b in record.branches)
                 summary["unchanged"] += sum(b.state == "unchanged" for b in record.branches)
