@@ -19,7 +19,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """
     test_config = test_config or {}
     settings = load_settings(overrides={k: v for k, v in test_config.items() if k.islower()})
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no static files: no /static/ route
     app.config.update({k: v for k, v in test_config.items() if k.isupper()})
     app.json.sort_keys = False
     app.json.compact = True

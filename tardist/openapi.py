@@ -10,7 +10,8 @@ bp = Blueprint("openapi", __name__)
 
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$", "maxLength": 100}
 KIND = {"type": "string", "pattern": "^[a-z][a-z0-9]*$", "maxLength": 32}
-NULLABLE_STRING = {"type": "string", "nullable": True}
+NULLABLE_STRING = {"type": ["string", "null"]}
+FILE = {"type": "string", "pattern": "^[^/.][^/]*\\.tar\\.gz$", "maxLength": 300}
 
 
 def _error(description: str) -> dict:
@@ -18,14 +19,25 @@ def _error(description: str) -> dict:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def _json(description: str, schema: dict) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _json(description: str, schema: dict, cached: bool = True) -> dict:
+    answer = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if cached:
+        answer["headers"] = CACHE_HEADERS
+    return answer
 
 
 def _path_param(name: str, schema: dict) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
+CACHE_HEADERS = {
+    "ETag": {"description": "Changes when the answer changes", "required": True, "schema": {"type": "string"}},
+    "Cache-Control": {"description": "How long caches may keep the answer", "required": True,
+                      "schema": {"type": "string"}},
+}
+IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
+                 "description": "ETags the client has; 304 when the answer's ETag is one of them",
+                 "schema": {"type": "string"}}
 NOT_MODIFIED = {"description": "Not modified (If-None-Match matched the ETag)"}
 COMMON = {"304": NOT_MODIFIED, "405": _error("Method not allowed"), "500": _error("Internal error")}
 
@@ -91,35 +103,47 @@ def document() -> dict:
     """The OpenAPI document."""
     kind, name = _path_param("kind", KIND), _path_param("name", NAME)
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "tardist", "version": version("tardist"),
                  "description": "Tarballs of plugin repositories and what their manifests say."},
         "paths": {
-            "/": {"get": {"summary": "Service name, version and endpoints",
+            "/": {"get": {"summary": "Service name, version and endpoints", "parameters": [IF_NONE_MATCH],
                           "responses": {"200": _json("The index", _ref("Index")), **COMMON}}},
-            "/list": {"get": {"summary": "Repository names of every kind",
+            "/list": {"get": {"summary": "Repository names of every kind", "parameters": [IF_NONE_MATCH],
                               "responses": {"200": _json("Names by kind", _ref("Names")), **COMMON}}},
             "/list/{kind}": {"get": {
-                "summary": "Repository names of one kind", "parameters": [kind],
+                "summary": "Repository names of one kind", "parameters": [kind, IF_NONE_MATCH],
                 "responses": {"200": _json("Names", _ref("Names")), "404": _error("Unknown kind"), **COMMON}}},
             "/info/{kind}": {"get": {
                 "summary": "Every repository of a kind, or the ones named",
                 "parameters": [kind, {"name": "names", "in": "query", "required": False,
                                       "description": "names separated by |",
-                                      "schema": {"type": "string", "maxLength": 60_000}}],
+                                      "schema": {"type": "string", "maxLength": 60_000}}, IF_NONE_MATCH],
                 "responses": {"200": _json("Repositories by kind and name", _ref("Repositories")),
-                              "400": _error("Bad names"), "404": _error("Unknown kind"), **COMMON}}},
+                              "400": _error("Bad names or an unknown query parameter"),
+                              "404": _error("Unknown kind"), **COMMON}}},
             "/info/{kind}/{name}": {"get": {
-                "summary": "One repository", "parameters": [kind, name],
+                "summary": "One repository", "parameters": [kind, name, IF_NONE_MATCH],
                 "responses": {"200": _json("The repository", _ref("Repository")),
                               "404": _error("Unknown kind or name"), **COMMON}}},
             "/download/{kind}/{name}/{branch}": {"get": {
                 "summary": "Redirect to the current tarball of a branch",
                 "parameters": [kind, name, _path_param("branch", NAME)],
-                "responses": {"302": {"description": "Location is the tarball URL"},
+                "responses": {"302": {"description": "Location is the tarball URL",
+                                      "headers": {"Location": {"required": True, "schema": {"type": "string"}}}},
                               "404": _error("Unknown kind, name or branch"), **COMMON}}},
-            "/status": {"get": {"summary": "Last runs, counts and errors",
+            "/status": {"get": {"summary": "Last runs, counts and errors", "parameters": [IF_NONE_MATCH],
                                 "responses": {"200": _json("Status", _ref("Status")), **COMMON}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {
+                "200": _json("The OpenAPI document", {"type": "object"}, cached=False), **COMMON}}},
+            "/dist/{kind}/{file}": {"get": {
+                "summary": "A tarball (served by the app only when nginx does not serve tarballs/)",
+                "parameters": [kind, _path_param("file", FILE)],
+                "responses": {"200": {"description": "The tarball",
+                                      "content": {"application/gzip": {"schema": {}}}},
+                              "206": {"description": "Part of the tarball (Range)"},
+                              "404": _error("No such tarball"),
+                              "416": _error("Range not satisfiable"), **COMMON}}},
         },
         "components": {"schemas": SCHEMAS},
     }

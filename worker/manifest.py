@@ -11,6 +11,9 @@ import jsonschema
 MANIFEST_FILES = {"extensions": ("extension.json", "skin.json"), "skins": ("skin.json", "extension.json")}
 DEFAULT_MANIFEST_FILES = ("extension.json", "skin.json")
 I18N_FILE = "i18n/en.json"
+# Deeper documents are refused: kept fields are stored and served again, and a
+# deep value would make the JSON encoder or decoder of the API recurse too far.
+MAX_DEPTH = 32
 
 STRING = {"type": "string", "maxLength": 10_000}
 # Only the fields tardist reads; anything else in a manifest is MediaWiki's business.
@@ -89,13 +92,39 @@ def _load(filename: str, size_of: Callable[[str], int | None], read: Callable[[s
 
 def _parse_json(filename: str, data: bytes) -> tuple[Any, str | None]:
     try:
-        return json.loads(data.decode("utf-8")), None
+        document = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
     except UnicodeDecodeError:
         return None, f"{filename}: not UTF-8"
     except RecursionError:
         return None, f"{filename}: nested too deeply"
     except ValueError as exc:
         return None, f"{filename}: invalid JSON: {exc}"
+    if _deeper_than(document, MAX_DEPTH):
+        return None, f"{filename}: nested too deeply (more than {MAX_DEPTH} levels)"
+    return document, None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")  # Python accepts NaN and Infinity; JSON does not
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:50]} is out of range")
+    return number
+
+
+def _deeper_than(document: Any, limit: int) -> bool:
+    """True when arrays and objects nest more than limit levels (checked without recursion)."""
+    pending = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            pending.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return False
 
 
 def _short(message: str, limit: int = 200) -> str:

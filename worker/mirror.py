@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import threading
 from pathlib import Path
 
@@ -19,6 +20,13 @@ BASE_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_CONFIG_GLOBAL": os.devnull,
     "LC_ALL": "C",
+    # Crash safety. Fetched objects always arrive as one pack, which appears whole or
+    # not at all (a small fetch would otherwise write loose objects one by one, and a
+    # killed one leaves a commit without its tree). The automatic `git gc` a fetch may
+    # start runs inside it, not detached, outliving and racing the sync that started it.
+    "GIT_CONFIG_COUNT": "2",
+    "GIT_CONFIG_KEY_0": "fetch.unpackLimit", "GIT_CONFIG_VALUE_0": "1",
+    "GIT_CONFIG_KEY_1": "gc.autoDetach", "GIT_CONFIG_VALUE_1": "false",
 }
 
 
@@ -68,11 +76,33 @@ def remote_heads(url: str, branches: tuple[str, ...], timeout: float) -> dict[st
 
 
 def ensure_mirror(path: Path) -> None:
-    """Create an empty bare repository at path unless one is there."""
+    """Make path a bare repository; a new one appears whole (made aside, then renamed) or not at all."""
     if (path / "HEAD").exists():
+        remove_stale_locks(path)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    run_git(["init", "--quiet", "--bare", str(path)])
+    temp = path.with_name(f".tmp-{path.name}")  # one sync at a time, one thread per mirror
+    shutil.rmtree(temp, ignore_errors=True)
+    run_git(["init", "--quiet", "--bare", str(temp)])
+    shutil.rmtree(path, ignore_errors=True)  # what a killed run left of a mirror never made
+    os.rename(temp, path)
+
+
+# Lock files git takes while updating a repository: a git process killed with its
+# sync leaves them behind, and git then refuses to touch the repository again.
+LOCK_FILES = ("HEAD.lock", "config.lock", "packed-refs.lock", "shallow.lock", "index.lock")
+
+
+def remove_stale_locks(path: Path) -> None:
+    """Delete the lock files killed git processes left in a mirror.
+
+    Only tardist runs git in its mirrors, under the sync lock (and the mirror's
+    thread lock), so any lock file found here belongs to a dead process.
+    """
+    for name in LOCK_FILES:
+        (path / name).unlink(missing_ok=True)
+    for lock in (path / "refs").rglob("*.lock"):
+        lock.unlink(missing_ok=True)
 
 
 def fetch_branches(path: Path, url: str, branches: list[str], timeout: float) -> None:
@@ -86,6 +116,8 @@ def fetch_branches(path: Path, url: str, branches: list[str], timeout: float) ->
 
 def delete_branches(path: Path, branches: list[str]) -> None:
     """Forget mirror branches the remote no longer has."""
+    if branches and (path / "HEAD").exists():
+        remove_stale_locks(path)
     for branch in branches:
         if (path / "HEAD").exists():
             try:

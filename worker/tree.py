@@ -98,8 +98,12 @@ def _collect(settings: Settings, reader: ObjectReader, tree: Tree, mirror: Path,
     gitmodules = next((sha for mode, sha, _s, path in entries if path == ".gitmodules" and mode != GITLINK), None)
     for mode, sha, size, path in entries:
         full = prefix + path
-        if any(part.lower() == ".git" for part in path.split("/")):
+        parts = path.split("/")
+        if any(part.lower() == ".git" for part in parts):
             tree.warnings.append(f"left out {full}: a path named .git")
+            continue
+        if any(part in ("", ".", "..") for part in parts):  # crafted tree objects; extracted, they escape
+            tree.warnings.append(f"left out {full}: not a safe path")
             continue
         if mode == GITLINK:
             _collect_submodule(settings, reader, tree, mirror, url, gitmodules, sha, path, full, depth)
@@ -149,7 +153,7 @@ def submodule_url(mirror: Path, gitmodules: str | None, path: str) -> str | None
     except GitError:
         return None
     names: dict[str, dict[str, str]] = {}
-    for item in out.decode("utf-8", "replace").split("\0"):
+    for item in out.decode("utf-8", "surrogateescape").split("\0"):  # as list_tree decodes paths
         key, _, value = item.partition("\n")
         section, _, rest = key.partition(".")
         name, _, attribute = rest.rpartition(".")
@@ -200,17 +204,24 @@ def _resolve_symlinks(settings: Settings, reader: ObjectReader, raw: Tree) -> Tr
     for path, blob in raw.files.items():
         if blob.mode != SYMLINK:
             _add_file(settings, out, path, blob)
-    pending = deque((path, path) for path in sorted(links))
+    # (path in the tarball, path in the commit, folders already entered through links on the way)
+    pending: deque[tuple[str, str, frozenset[str]]] = deque((path, path, frozenset()) for path in sorted(links))
+    followed = 0
     while pending:
-        path, source = pending.popleft()
+        path, source, entered = pending.popleft()
+        followed += 1
+        if followed > settings.max_files:  # folder links can multiply paths without adding files
+            raise TreeError(f"symlinks lead to more than {settings.max_files} paths (max_files)")
         kind, resolved = _resolve(raw, targets, source)
         if kind == "file":
             _add_file(settings, out, path, raw.files[resolved])
         elif kind == "dir" and (resolved == "" or path == resolved or path.startswith(resolved + "/")):
             out.warnings.append(f"left out symlink {path} -> {targets.get(source, source)}: it contains itself")
+        elif kind == "dir" and resolved in entered:
+            out.warnings.append(f"left out symlink {path} -> {targets.get(source, source)}: it is a symlink loop")
         elif kind == "dir":
             for inner in sorted(p for p in raw.files if p.startswith(resolved + "/")):
-                pending.append((path + inner[len(resolved):], inner))
+                pending.append((path + inner[len(resolved):], inner, entered | {resolved}))
         else:
             out.warnings.append(f"left out symlink {path} -> {targets.get(source, '?')}: {resolved}")
     return out
