@@ -118,6 +118,8 @@ def parse_names(args) -> list[str] | None:
         raise BadRequest(f"unknown query parameter {sorted(unknown)[0]!r} (only 'names' is accepted)")
     if "names" not in args:
         return None
+    if len(args.getlist("names")) > 1:
+        raise BadRequest("names: give it once, with names separated by '|'")
     names = sorted(set(args.get("names", "").split("|")) - {""})
     if not names:
         raise BadRequest("names: expected repository names separated by '|'")

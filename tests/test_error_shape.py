@@ -25,7 +25,7 @@ BAD_REQUEST = [
     "/info/extensions?names=", "/info/extensions?names=|||", "/info/extensions?names=../etc",
     f"/info/extensions?names={TOO_MANY_NAMES}", "/info/extensions?name=Cite", "/info/extensions?names=Cite&limit=5",
     f"/info/extensions?names={LONG}", "/info/extensions?names=Cit%C3%A8", "/info/extensions?names=Cite%00",
-    "/info/extensions?names=Cite|.git",
+    "/info/extensions?names=Cite|.git", "/info/extensions?names=Cite&names=Echo",
 ]
 WRONG_METHOD = [("POST", "/list"), ("DELETE", "/info/extensions/Cite"), ("PUT", "/download/extensions/Cite/master"),
                 ("POST", "/dist/extensions/Cite.tar.gz"), ("PATCH", "/status"), ("POST", "/")]
