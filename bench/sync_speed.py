@@ -80,8 +80,8 @@ def write_config(path: Path, state: Path, repos: dict[str, str], jobs: int) -> N
 
 def tardist_sync(config: Path, work: Path, label: str) -> dict:
     """Run `tardist sync` in a fresh process; return its summary, seconds and peak RSS."""
-    rss_file = work / f"rss-{label}.txt"
-    with open(work / f"tardist-{label}.log", "w") as log:
+    rss_file = work / "logs" / f"rss-{label}.txt"
+    with open(work / "logs" / f"tardist-{label}.log", "w") as log:
         seconds, proc = timed(lambda: subprocess.run(
             [sys.executable, "-c", _RSS_WRAPPER, str(rss_file), str(TARDIST), "sync"],
             cwd=work, env={**os.environ, "TARDIST_CONFIG": str(config)},
@@ -103,6 +103,12 @@ def baseline(repos: dict[str, str], work: Path) -> dict:
             "failed": outcome.failed}
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median time, with every run's seconds listed as samples."""
+    middle = sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2]
+    return {**middle, "samples": [run["seconds"] for run in runs]}
+
+
 def tarball_names(folder: Path) -> set[str]:
     """Names of the tarballs in `folder`."""
     return {p.name for p in folder.glob("*.tar.gz")}
@@ -111,10 +117,13 @@ def tarball_names(folder: Path) -> set[str]:
 def measure(args: argparse.Namespace, work: Path, info: dict, url: str) -> dict:
     """Time every phase against the daemon at `url`; return the raw results."""
     repos = {name: f"{url}/extensions/{name}.git" for name in info["extensions"]}
-    for stale in ("extdist", "tardist"):
+    for stale in ("extdist", "tardist", "logs"):
         shutil.rmtree(work / stale, ignore_errors=True)
+    (work / "logs").mkdir()
     results: dict = {}
-    results["floor"] = {"seconds": timed(lambda: ls_remote_all(list(repos.values()), args.jobs))[0]}
+    results["floor"] = median_run([
+        {"seconds": timed(lambda: ls_remote_all(list(repos.values()), args.jobs))[0]}
+        for _ in range(args.repeat)])
     results["old_cold"] = baseline(repos, work)
     results["old_noop"] = baseline(repos, work)
     changed = sorted(random.Random(args.seed).sample(sorted(repos), max(1, len(repos) // 10)))
@@ -123,7 +132,8 @@ def measure(args: argparse.Namespace, work: Path, info: dict, url: str) -> dict:
         (work / "tardist").mkdir()
         write_config(config, work / "tardist", repos, args.jobs)
         results["tardist_cold"] = tardist_sync(config, work, "cold")
-        results["tardist_noop"] = tardist_sync(config, work, "noop")
+        results["tardist_noop"] = median_run([tardist_sync(config, work, f"noop{n}")
+                                              for n in range(args.repeat)])
     heads = {name: corpus.add_commit(work / "corpus" / "extensions" / f"{name}.git", ["master"])
              for name in changed}
     try:
@@ -143,7 +153,8 @@ def checks(results: dict, work: Path) -> list[str]:
     """Cross-check tardist against the old method; return the problems found."""
     problems = []
     cold, noop, changed = (results[f"tardist_{k}"]["summary"] for k in ("cold", "noop", "changed"))
-    expected = {"cold": results["old_cold"]["built"], "noop": 0, "changed": results["changed_repos"]}
+    expected = {"cold": results["old_cold"]["built"], "noop": 0,
+                "changed": results["changed_repos"]}
     for label, summary in (("cold", cold), ("noop", noop), ("changed", changed)):
         if summary.get("failed"):
             problems.append(f"tardist {label}: {summary['failed']} failed")
@@ -160,13 +171,15 @@ def checks(results: dict, work: Path) -> list[str]:
 
 def goals(results: dict) -> dict:
     """The issue 4 goal ratios, each with its value, target and verdict."""
-    seconds = {k: v["seconds"] for k, v in results.items() if isinstance(v, dict) and "seconds" in v}
+    seconds = {name: row["seconds"] for name, row in results.items()
+               if isinstance(row, dict) and "seconds" in row}
     noop, cold, floor = seconds["tardist_noop"], seconds["tardist_cold"], seconds["floor"]
     peak = max(results[f"tardist_{k}"]["peak_rss_mb"] for k in ("cold", "noop", "changed"))
     changed_limit = noop + 1.5 * seconds["old_changed"]
     rows = {
         "noop_over_floor": (noop / floor, "<= 2", noop / floor <= 2),
-        "old_noop_over_noop": (seconds["old_noop"] / noop, ">= 10", seconds["old_noop"] / noop >= 10),
+        "old_noop_over_noop": (seconds["old_noop"] / noop, ">= 10",
+                               seconds["old_noop"] / noop >= 10),
         "old_cold_over_cold": (seconds["old_cold"] / cold, ">= 2", seconds["old_cold"] / cold >= 2),
         "changed_seconds": (seconds["tardist_changed"], f"<= {changed_limit:.2f}",
                             seconds["tardist_changed"] <= changed_limit),
@@ -188,13 +201,15 @@ def print_table(results: dict, ratios: dict | None) -> None:
                  len(failed) if isinstance(failed, dict) else failed, row.get("peak_rss_mb", "")]
         print(f"{name:<16}{row['seconds']:>9.2f}" + "".join(
             f"{cell:>{width}}" for cell, width in zip(cells, (7, 11, 8, 9))))
-    print(f"({results['changed_repos']} repositories got a new master commit before the *_changed runs)")
+    print(f"({results['changed_repos']} repositories got a new master commit "
+          "before the *_changed runs)")
     for problem in results.get("checks", []):
         print(f"CHECK FAILED: {problem}")
     if ratios:
         print(f"\n{'goal':<20}{'value':>10}  {'target':<12}met")
         for name, row in ratios.items():
-            print(f"{name:<20}{row['value']:>10.2f}  {row['goal']:<12}{'yes' if row['met'] else 'NO'}")
+            met = "yes" if row["met"] else "NO"
+            print(f"{name:<20}{row['value']:>10.2f}  {row['goal']:<12}{met}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=4, help="tardist jobs and ls-remote threads")
     parser.add_argument("--seed", type=int, default=0, help="corpus seed")
     parser.add_argument("--workdir", type=Path, help="default: /tmp/tardist-bench-N")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of the cheap phases (floor, tardist no-op); the median counts")
     parser.add_argument("--skip-tardist", action="store_true",
                         help="only the floor and the old method")
     args = parser.parse_args(argv)
@@ -225,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         "corpus_seconds": info["seconds"] if generated else None,
         "results": results, "goals": ratios,
     }
-    out = BENCH / "results" / f"sync_speed-{args.repos}.json"
+    suffix = "-old-only" if args.skip_tardist else ""
+    out = BENCH / "results" / f"sync_speed-{args.repos}{suffix}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwrote {out}")

@@ -19,7 +19,6 @@ from tardist.settings import Settings, SettingsError, is_kind, load_settings
 from worker.gc import collect_garbage
 from worker.lock import AlreadyRunning, sync_lock
 from worker.progress import Progress
-from worker.scheduler import run_worker
 from worker.sync import run_sync
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -138,6 +137,8 @@ def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """`tardist worker`."""
+    from worker.scheduler import run_worker  # APScheduler costs every other command 0.1 s of imports
+
     run_worker(settings)
     return EXIT_OK
 
