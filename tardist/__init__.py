@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from tardist import api, dist, openapi
-from tardist.errors import register_error_handlers
-from tardist.reader import Reader
 from tardist.settings import load_settings
 
+if TYPE_CHECKING:
+    from flask import Flask
 
-def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+
+def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     """The Flask app: defaults -> TOML config -> TARDIST_* environment -> test_config.
 
     Lower-case keys of test_config are tardist settings, upper-case ones Flask's.
     """
+    # Imported here: the worker shares this package (settings, store) but never needs Flask,
+    # and cron starts it once an hour for what is often a one-second no-op.
+    from flask import Flask
+
+    from tardist import api, dist, openapi
+    from tardist.errors import register_error_handlers
+    from tardist.reader import Reader
+
     test_config = test_config or {}
     settings = load_settings(overrides={k: v for k, v in test_config.items() if k.islower()})
     app = Flask(__name__, static_folder=None)  # no static files: no /static/ route
