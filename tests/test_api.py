@@ -6,6 +6,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -317,6 +318,7 @@ def test_a_reader_never_sees_half_a_repository_while_the_worker_writes(deploymen
                 seen.add(int(generation))
                 assert {b["commit"] for b in facts["branches"].values()} == {commit_of(int(generation))}
                 assert list(facts["branches"]) == ["master", "REL1_45", "REL1_44"]
+        time.sleep(0.001)  # let the writer thread have the GIL between its many short SQLite calls
     writer.join()
     db.close()
     assert len(seen) > 1
