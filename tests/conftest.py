@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from gitservers import SilentServer
 
 from tardist import create_app
 from tardist.settings import Settings, load_settings
@@ -174,46 +173,9 @@ def deployment(tmp_path: Path) -> Deployment:
     return deployment
 
 
-class HangingRemote:
-    """A TCP server on loopback that accepts git connections and answers nothing until released."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.connected = threading.Event()
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def url(self, name: str) -> str:
-        """A git:// URL of a repository on this server."""
-        return f"git://127.0.0.1:{self.port}/{name}.git"
-
-    def _serve(self) -> None:
-        self.server.settimeout(0.2)
-        held = []
-        while not self.release.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            held.append(conn)
-            self.connected.set()
-        for conn in held:
-            conn.close()
-
-    def close(self) -> None:
-        """Release every held connection and stop listening."""
-        self.release.set()
-        self.thread.join(5)
-        self.server.close()
-
-
 @pytest.fixture
 def hanging_remote():
     """A git remote that never answers until the test releases it."""
-    remote = HangingRemote()
+    remote = SilentServer()
     yield remote
     remote.close()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
 import threading
-import time
-from pathlib import Path
 from typing import Iterator
 
-HOST = "127.0.0.1"
+from bench.gitdaemon import HOST, git_daemon  # the benchmark's daemon, shared
+
+__all__ = ["closed_port", "git_daemon", "SilentServer", "silent_server"]
 
 
 def closed_port() -> int:
@@ -20,61 +19,45 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def _accepts(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((HOST, port)) == 0
+class SilentServer:
+    """A loopback TCP server that accepts every connection and says nothing until released."""
 
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.connected = threading.Event()
+        self.listener = socket.create_server((HOST, 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, name="silent-server", daemon=True)
+        self.thread.start()
 
-@contextlib.contextmanager
-def git_daemon(base_path: Path, timeout: float = 10.0) -> Iterator[str]:
-    """Serve every repository under base_path with `git daemon`; yield its base URL git://127.0.0.1:PORT."""
-    port = closed_port()
-    daemon = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={base_path}", f"--port={port}",
-         f"--listen={HOST}", "--enable=upload-pack", str(base_path)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + timeout
-        while not _accepts(port):
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"git daemon did not start on {HOST}:{port}")
-            time.sleep(0.05)
-        yield f"git://{HOST}:{port}"
-    finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+    def url(self, name: str) -> str:
+        """A git:// URL of a repository on this server."""
+        return f"git://{HOST}:{self.port}/{name}.git"
+
+    def _serve(self) -> None:
+        self.listener.settimeout(0.1)
+        held = []
+        while not self.release.is_set():
+            try:
+                held.append(self.listener.accept()[0])
+            except (TimeoutError, OSError):
+                continue
+            self.connected.set()
+        for conn in held:
+            conn.close()
+
+    def close(self) -> None:
+        """Release every held connection and stop listening."""
+        self.release.set()
+        self.thread.join(5)
+        self.listener.close()
 
 
 @contextlib.contextmanager
 def silent_server() -> Iterator[int]:
-    """A loopback TCP server that accepts every connection and never says a word; yield its port."""
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((HOST, 0))
-    listener.listen(16)
-    listener.settimeout(0.1)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except (socket.timeout, OSError):
-                continue
-
-    thread = threading.Thread(target=serve, name="silent-server", daemon=True)
-    thread.start()
+    """A SilentServer for the duration of a block; yield its port."""
+    server = SilentServer()
     try:
-        yield listener.getsockname()[1]
+        yield server.port
     finally:
-        stop.set()
-        thread.join(timeout=5)
-        listener.close()
-        for conn in held:
-            conn.close()
+        server.close()
