@@ -253,6 +253,19 @@ def test_folder_links_that_multiply_stop_at_max_files(deployment, upstream):
     assert branch_errors(deployment)[("Bomb", "master")] == "symlinks lead to more than 100000 paths (max_files)"
 
 
+def test_a_symlink_whose_target_is_megabytes_is_left_out_unread(deployment, upstream):
+    repo = upstream("LongLink", files={"ok.txt": "ok\n"})
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo.path, input="a/" * 2_000_000,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    git(repo.path, "update-index", "--add", "--cacheinfo", f"120000,{blob},huge")
+    git(repo.path, "commit", "--quiet", "-m", "a 4 MB symlink")
+    sync(deployment, expect=0)
+    assert tar_names(tarball_of(deployment, "LongLink")) == [
+        "LongLink", "LongLink/gitinfo.json", "LongLink/ok.txt", "LongLink/version"]
+    warnings = info(deployment, "LongLink")["branches"]["master"]["warnings"]
+    assert warnings == ["left out symlink huge -> (too long to show): its target is longer than 4096 bytes"]
+
+
 def test_tree_entries_named_dot_dot_are_left_out(deployment, upstream):
     repo = upstream("DotDot", files={"ok.txt": "ok\n"})
     blob = git(repo.path, "hash-object", "-w", "ok.txt")

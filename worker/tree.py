@@ -19,6 +19,7 @@ from worker.mirror import GitError, fetch_commit, module_mirror_path, run_git
 
 SYMLINK, GITLINK = "120000", "160000"
 MAX_LINK_HOPS = 40  # what Linux allows before ELOOP
+MAX_LINK_TARGET = 4096  # PATH_MAX
 MAX_SUBMODULE_DEPTH = 5
 
 
@@ -200,7 +201,9 @@ def _resolve_symlinks(settings: Settings, reader: ObjectReader, raw: Tree) -> Tr
     """Replace in-tree symlinks by what they point at; leave the others out, with a warning."""
     out = Tree(warnings=list(raw.warnings))
     links = {path: blob for path, blob in raw.files.items() if blob.mode == SYMLINK}
-    targets = {path: reader.read(blob).decode("utf-8", "surrogateescape") for path, blob in links.items()}
+    # A link's target is its blob; one longer than PATH_MAX is no path at all, and not worth reading.
+    targets = {path: reader.read(blob).decode("utf-8", "surrogateescape") if blob.size <= MAX_LINK_TARGET else None
+               for path, blob in links.items()}
     for path, blob in raw.files.items():
         if blob.mode != SYMLINK:
             _add_file(settings, out, path, blob)
@@ -223,11 +226,11 @@ def _resolve_symlinks(settings: Settings, reader: ObjectReader, raw: Tree) -> Tr
             for inner in sorted(p for p in raw.files if p.startswith(resolved + "/")):
                 pending.append((path + inner[len(resolved):], inner, entered | {resolved}))
         else:
-            out.warnings.append(f"left out symlink {path} -> {targets.get(source, '?')}: {resolved}")
+            out.warnings.append(f"left out symlink {path} -> {targets.get(source) or '(too long to show)'}: {resolved}")
     return out
 
 
-def _resolve(raw: Tree, targets: dict[str, str], path: str) -> tuple[str, str]:
+def _resolve(raw: Tree, targets: dict[str, str | None], path: str) -> tuple[str, str]:
     """Follow symlinks along path: ("file"|"dir", real path) or ("error", why)."""
     parts = deque(path.split("/"))
     resolved: list[str] = []
@@ -247,6 +250,8 @@ def _resolve(raw: Tree, targets: dict[str, str], path: str) -> tuple[str, str]:
             if hops > MAX_LINK_HOPS:
                 return "error", "it is a symlink loop"
             target = targets[candidate]
+            if target is None:
+                return "error", f"its target is longer than {MAX_LINK_TARGET} bytes"
             if target.startswith("/"):
                 return "error", "it points outside the tree (absolute path)"
             parts.extendleft(reversed(target.split("/")))
