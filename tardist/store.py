@@ -29,7 +29,7 @@ class BranchRecord:
 
     branch: str
     commit: str
-    state: str  # "built", "unchanged" or "failed"
+    state: str  # "built", "reused" (a recorded tarball of this commit), "unchanged" or "failed"
     committed_at: str = ""
     tarball: str = ""
     size: int = 0
@@ -38,6 +38,7 @@ class BranchRecord:
     manifest_errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    built_at: str = ""  # when the tarball was built, if not now
 
 
 @dataclass
@@ -128,6 +129,14 @@ def all_recorded_branches(db: sqlite_utils.Database) -> dict[tuple[str, str], di
     return recorded
 
 
+def all_recorded_tarballs(db: sqlite_utils.Database) -> dict[tuple[str, str], dict[str, dict]]:
+    """Every recorded tarball row, current or superseded, by (kind, name) and then file name."""
+    recorded: dict[tuple[str, str], dict[str, dict]] = {}
+    for row in db["tarballs"].rows:
+        recorded.setdefault((row["kind"], row["name"]), {})[row["file"]] = row
+    return recorded
+
+
 def save_repo(db: sqlite_utils.Database, record: RepoRecord, view: InfoView) -> None:
     """Record one repository's sync, and its rendered /info answer, in a single transaction."""
     now = utcnow()
@@ -176,7 +185,7 @@ def _save_branch(db: sqlite_utils.Database, record: RepoRecord, branch: BranchRe
         return
     db["branches"].upsert({
         **key, "commit_sha": branch.commit, "committed_at": branch.committed_at,
-        "tarball": branch.tarball, "size": branch.size, "sha256": branch.sha256, "built_at": now,
+        "tarball": branch.tarball, "size": branch.size, "sha256": branch.sha256, "built_at": branch.built_at or now,
         "manifest": json.dumps(branch.manifest) if branch.manifest is not None else None,
         "manifest_errors": json.dumps(branch.manifest_errors),
         "warnings": json.dumps(branch.warnings), "error": None, "error_commit": None,
@@ -185,7 +194,7 @@ def _save_branch(db: sqlite_utils.Database, record: RepoRecord, branch: BranchRe
     db["tarballs"].upsert({
         "kind": record.kind, "file": branch.tarball, "name": record.name, "branch": branch.branch,
         "commit_sha": branch.commit, "sha256": branch.sha256, "size": branch.size,
-        "built_at": now, "superseded_at": None,
+        "built_at": branch.built_at or now, "superseded_at": None,
     }, pk=("kind", "file"))
 
 

@@ -82,3 +82,22 @@ def test_progress_lines_when_not_on_a_terminal(deployment, upstream):
     lines = result.stderr.splitlines()
     assert lines[0] == "syncing 1 repositories"
     assert lines[-1].startswith("1/1 repositories, 1 tarballs built, 0 failed")
+
+
+def test_a_branch_moved_back_to_a_kept_tarball_is_not_rebuilt(deployment, upstream):
+    repo = upstream("Cite")
+    old = repo.head()
+    deployment.sync()
+    old_tarball = deployment.root / f"tarballs/extensions/Cite-master-{old[:7]}.tar.gz"
+    mtime = old_tarball.stat().st_mtime_ns
+    new = repo.commit({"README.md": "a change that gets reverted by a force-push\n"})
+    deployment.sync()
+    git(repo.path, "reset", "--hard", "--quiet", old)
+    summary = deployment.summary(deployment.sync())
+    assert (summary["built"], summary["unchanged"]) == (0, 1)
+    assert old_tarball.stat().st_mtime_ns == mtime
+    facts = deployment.app().test_client().get("/info/extensions/Cite").get_json()
+    assert facts["branches"]["master"]["commit"] == old
+    status = json.loads(deployment.cli("status").stdout)
+    assert (status["counts"]["tarballs"], status["counts"]["superseded_tarballs"]) == (1, 1)
+    assert new != old

@@ -17,7 +17,7 @@ from tardist.store import BranchRecord, RepoRecord
 from worker.manifest import read_manifest
 from worker.mirror import GitError, delete_branches, fetch_branches, has_commit, remote_heads, run_git
 from worker.sources import Repo, list_repos
-from worker.tarball import PublishError, build_tarball, extra_files, remove_stale_temporaries, tarball_name
+from worker.tarball import Built, PublishError, build_tarball, extra_files, remove_stale_temporaries, tarball_name
 from worker.tree import ObjectReader, TreeError, read_tree
 
 log = logging.getLogger("tardist.sync")
@@ -34,10 +34,12 @@ def tarball_path(settings: Settings, kind: str, file: str) -> Path:
     return settings.tarballs / kind / file
 
 
-def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: bool = False) -> RepoRecord:
+def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: bool = False,
+              tarballs: dict[str, dict] | None = None) -> RepoRecord:
     """Bring one repository's mirror and tarballs up to date; report what happened.
 
-    ``recorded`` is what the database holds for its branches. Nothing here writes
+    ``recorded`` is what the database holds for its branches, ``tarballs`` the
+    tarballs it knows of (current or superseded) by file name. Nothing here writes
     to the database: the caller records the result in one transaction.
     """
     record = RepoRecord(repo.kind, repo.name, repo.url)
@@ -68,8 +70,17 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
         return record
     with ObjectReader() as reader:
         for branch in todo:
-            record.branches.append(build_branch(settings, reader, repo, mirror, branch, heads[branch]))
+            known = (tarballs or {}).get(tarball_name(repo.name, branch, heads[branch]))
+            reuse = None if force else _reusable(settings, repo, known, heads[branch])
+            record.branches.append(build_branch(settings, reader, repo, mirror, branch, heads[branch], reuse))
     return record
+
+
+def _reusable(settings: Settings, repo: Repo, known: dict | None, head: str) -> dict | None:
+    """The recorded tarball of head when its file is still there (a branch moved back to it)."""
+    if known and known["commit_sha"] == head and tarball_path(settings, repo.kind, known["file"]).is_file():
+        return known
+    return None
 
 
 def _is_current(settings: Settings, repo: Repo, row: dict | None, head: str) -> bool:
@@ -78,8 +89,12 @@ def _is_current(settings: Settings, repo: Repo, row: dict | None, head: str) -> 
 
 
 def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: Path,
-                 branch: str, commit: str) -> BranchRecord:
-    """Build and publish the tarball of one branch head; failures become a failed record."""
+                 branch: str, commit: str, reuse: dict | None = None) -> BranchRecord:
+    """Build and publish the tarball of one branch head; failures become a failed record.
+
+    With ``reuse`` (the recorded tarball of this commit, still on disk) the manifest
+    and warnings are read again but the tarball is not rebuilt.
+    """
     try:
         committed = int(run_git(["show", "-s", "--format=%ct", commit], cwd=mirror).strip())
         tree = read_tree(settings, reader, mirror, repo.url, commit)
@@ -90,13 +105,16 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
 
         manifest = read_manifest(repo.kind, size_of, lambda path: reader.read(tree.files[path]),
                                  settings.max_manifest_bytes)
-        extras = extra_files(repo.name, branch, commit, committed, repo.url)
-        dest = tarball_path(settings, repo.kind, tarball_name(repo.name, branch, commit))
-        built = build_tarball(reader, tree, extras, repo.name, committed, dest)
+        if reuse:
+            built = Built(reuse["file"], reuse["size"], reuse["sha256"])
+        else:
+            extras = extra_files(repo.name, branch, commit, committed, repo.url)
+            dest = tarball_path(settings, repo.kind, tarball_name(repo.name, branch, commit))
+            built = build_tarball(reader, tree, extras, repo.name, committed, dest)
     except (GitError, TreeError, PublishError) as exc:
         return BranchRecord(branch, commit, "failed", error=readable(str(exc)))
     return BranchRecord(
-        branch, commit, "built",
+        branch, commit, "reused" if reuse else "built", built_at=reuse["built_at"] if reuse else "",
         committed_at=datetime.fromtimestamp(committed, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         tarball=built.file, size=built.size, sha256=built.sha256,
         manifest=manifest.fields, manifest_errors=shown(manifest.errors), warnings=shown(tree.warnings))
@@ -120,12 +138,12 @@ def readable(text: str) -> str:
 
 
 def _sync_guarded(settings: Settings, repo: Repo, recorded: dict[str, dict], force: bool,
-                  stop: threading.Event) -> RepoRecord | None:
+                  tarballs: dict[str, dict], stop: threading.Event) -> RepoRecord | None:
     """sync_repo, skipped once a stop was asked for, with surprises recorded instead of raised."""
     if stop.is_set():
         return None
     try:
-        return sync_repo(settings, repo, recorded, force)
+        return sync_repo(settings, repo, recorded, force, tarballs)
     except Exception as exc:  # a bug must cost one repository, not the run
         log.exception("unexpected error syncing %s/%s", repo.kind, repo.name)
         return RepoRecord(repo.kind, repo.name, repo.url, error=f"internal error: {exc!r}")
@@ -159,12 +177,13 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
         remove_stale_temporaries(settings.tarballs)
         run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force})
         recorded = store.all_recorded_branches(db)
+        tarballs = store.all_recorded_tarballs(db)
         if on_start:
             on_start(len(selected))
         summary = {"repositories": 0, "built": 0, "unchanged": 0, "failed": 0}
         with ThreadPoolExecutor(max_workers=jobs or settings.jobs, thread_name_prefix="sync") as pool:
             futures = [pool.submit(_sync_guarded, settings, repo, recorded.get((repo.kind, repo.name), {}),
-                                   force, stop) for repo in selected]
+                                   force, tarballs.get((repo.kind, repo.name), {}), stop) for repo in selected]
             for future in as_completed(futures):
                 record = future.result()
                 if record is None:
@@ -172,7 +191,7 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
                 store.save_repo(db, record, view)
                 summary["repositories"] += 1
                 summary["built"] += sum(b.state == "built" for b in record.branches)
-                summary["unchanged"] += sum(b.state == "unchanged" for b in record.branches)
+                summary["unchanged"] += sum(b.state in ("unchanged", "reused") for b in record.branches)
                 summary["failed"] += record.failed
                 if on_repo:
                     on_repo(record)
