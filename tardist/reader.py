@@ -8,6 +8,7 @@ are dropped exactly when a sync has recorded something new.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -33,6 +34,15 @@ class Answer:
         self.etag = hashlib.blake2b(self.body, digest_size=12).hexdigest()
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file, None when it is absent: changes when the file is replaced."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 class Reader:
     """Per-thread read-only connections and answer caches."""
 
@@ -42,11 +52,16 @@ class Reader:
 
     def _connection(self) -> sqlite3.Connection | None:
         conn = getattr(self._local, "conn", None)
+        identity = _file_identity(self.database)
+        if conn is not None and identity != self._local.identity:
+            conn.close()  # the file was replaced (restored, recreated): read the new one
+            conn = self._local.conn = None
         if conn is None:
             conn = store.open_reader(self.database)
             if conn is None:
                 return None
             self._local.conn = conn
+            self._local.identity = identity
             self._local.version = None
             self._local.cache = OrderedDict()
             self._local.cached_bytes = 0

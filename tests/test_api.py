@@ -242,6 +242,20 @@ def test_answers_change_after_a_new_sync(deployment, upstream):
     assert client.get("/download/extensions/Cite/master").headers["Location"].endswith(f"-{new[:7]}.tar.gz")
 
 
+def test_a_replaced_database_file_is_read_afresh(deployment, upstream, tmp_path):
+    cite = upstream("Cite")
+    deployment.sync()
+    client = deployment.app().test_client()
+    assert get_json(client, "/list/extensions") == {"extensions": ["Cite"]}
+    database = deployment.settings().database
+    for path in database.parent.glob(database.name + "*"):
+        path.unlink()  # an operator restores or rebuilds the database
+    cite.path.rename(tmp_path / "Cite-elsewhere")
+    upstream("Echo")
+    deployment.sync()
+    assert get_json(client, "/list/extensions") == {"extensions": ["Echo"]}
+
+
 def test_app_works_before_any_sync_ran(deployment, upstream):
     client = deployment.app().test_client()
     assert not deployment.settings().database.exists()
