@@ -86,7 +86,12 @@ def _v2(db: sqlite_utils.Database) -> None:
     db["tarballs"].create_index(["kind", "name", "branch"])
 
 
-MIGRATIONS = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    """What a run warned about (repositories a source skipped), for `tardist status`."""
+    db["runs"].add_column("warnings", str)
+
+
+MIGRATIONS = [_v1, _v2, _v3]
 
 
 def migrate(db: sqlite_utils.Database) -> None:
@@ -228,14 +233,14 @@ def start_run(db: sqlite_utils.Database, options: dict[str, Any]) -> int:
         return db.execute("SELECT last_insert_rowid()").fetchone()[0]
 
 
-def finish_run(db: sqlite_utils.Database, run_id: int, summary: dict[str, Any]) -> None:
-    """Record how a sync run ended."""
+def finish_run(db: sqlite_utils.Database, run_id: int, summary: dict[str, Any], warnings: list[str]) -> None:
+    """Record how a sync run ended and what it warned about."""
     with db.atomic():
         db["runs"].update(run_id, {
             "finished_at": utcnow(),
             "status": "interrupted" if summary.get("interrupted") else "failed" if summary["failed"] else "ok",
             "built": summary["built"], "unchanged": summary["unchanged"],
-            "failed": summary["failed"], "seconds": summary["seconds"],
+            "failed": summary["failed"], "seconds": summary["seconds"], "warnings": json.dumps(warnings),
         })
 
 
@@ -247,9 +252,10 @@ def status(conn: sqlite3.Connection) -> dict[str, Any]:
         return [dict(zip(columns, row)) for row in cursor.fetchall()]
 
     runs = rows("SELECT id, started_at, finished_at, status, built, unchanged, failed, seconds, "
-                "options FROM runs ORDER BY id DESC LIMIT 10")
+                "options, warnings FROM runs ORDER BY id DESC LIMIT 10")
     for run in runs:
         run["options"] = json.loads(run["options"] or "{}")
+        run["warnings"] = json.loads(run["warnings"] or "[]")
     counts = {
         "repositories": dict(conn.execute(
             "SELECT kind, count(*) FROM repos WHERE present = 1 GROUP BY kind ORDER BY kind").fetchall()),

@@ -402,8 +402,10 @@ def test_directory_source_skips_names_that_are_not_plain_with_a_warning(deployme
     upstream("Good")
     result = sync(deployment, expect=0)
     assert deployment.summary(result)["repositories"] == 1
+    recorded = status(deployment)["runs"][0]["warnings"]
     for name in BAD_NAMES:
-        assert f"tardist: warning: source[0]: skipped {name!r}: not a plain repository name" in result.stderr
+        warning = f"source[0]: skipped {name!r}: not a plain repository name"
+        assert f"tardist: warning: {warning}" in result.stderr and warning in recorded
     assert get(deployment, "/list/extensions") == {"extensions": ["Good"]}
     assert sorted(p.name for p in (deployment.root / "mirrors/extensions").iterdir()) == ["Good.git"]
 

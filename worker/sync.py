@@ -199,7 +199,7 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
             store.mark_removed(db, {(repo.kind, repo.name) for repo in repos})
         summary["interrupted"] = stop.is_set()
         summary["seconds"] = round(time.monotonic() - started, 3)
-        store.finish_run(db, run_id, summary)
+        store.finish_run(db, run_id, summary, warnings)
         return summary
     finally:
         db.close()
