@@ -33,5 +33,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> Response:
+        if app.debug:
+            raise exc  # `flask run --debug`: let the developer see Werkzeug's debugger
         log.exception("unhandled error")
         return error_response(500, InternalServerError.description)

@@ -99,6 +99,17 @@ def test_unexpected_exception_is_a_500_that_hides_its_details(deployment_with_ci
     assert "internal detail" not in assert_error_shape(response, 500)
 
 
+def test_debug_mode_lets_the_developer_see_the_exception(deployment_with_cite):
+    app = deployment_with_cite.app(DEBUG=True)
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("internal detail")
+
+    with pytest.raises(RuntimeError, match="internal detail"):
+        app.test_client().get("/boom")
+
+
 def test_corrupt_database_is_a_500(deployment):
     database = deployment.settings().database
     database.parent.mkdir(parents=True)

@@ -49,9 +49,12 @@ def run_git(args: list[str], cwd: Path | None = None, timeout: float | None = No
             ["git", *args], env=env, kill_after_timeout=timeout, stdout_as_string=False)
     except git.GitCommandError as exc:
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr)
-        detail = " ".join(line.strip() for line in stderr.strip().splitlines()[-3:]
-                          if line.strip()).removeprefix("stderr: ").strip("' ")
-        if "did not complete in" in detail:
+        lines = [line.strip().removeprefix("stderr: ").strip("' ") for line in stderr.strip().splitlines()]
+        lines = [line for line in lines if line]
+        # git's own verdict ("fatal: ...", "error: ...") says why; progress and hints do not.
+        verdicts = [line for line in lines if line.startswith(("fatal:", "error:"))]
+        detail = " ".join((verdicts or lines)[-3:])
+        if "did not complete in" in stderr:  # GitPython's word for a process it killed at the timeout
             detail = f"timed out after {timeout:g} seconds"
         raise GitError(f"git {args[0]} failed: {detail or f'exit status {exc.status}'}") from None
 
