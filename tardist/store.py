@@ -208,13 +208,14 @@ def _supersede(db: sqlite_utils.Database, kind: str, name: str, branch: str, kee
                "AND file != ? AND superseded_at IS NULL", [now, kind, name, branch, keep])
 
 
-def mark_removed(db: sqlite_utils.Database, present: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Mark repositories no source lists any more as removed; return them."""
+def mark_removed(db: sqlite_utils.Database, present: Iterable[tuple[str, str]],
+                 keep_kinds: set[str] = frozenset()) -> list[tuple[str, str]]:
+    """Mark repositories no source lists any more as removed (except those of keep_kinds); return them."""
     present = set(present)
     now = utcnow()
     removed = [(kind, name) for kind, name in
                db.execute("SELECT kind, name FROM repos WHERE present = 1").fetchall()
-               if (kind, name) not in present]
+               if (kind, name) not in present and kind not in keep_kinds]
     with db.atomic():
         for kind, name in removed:
             db.execute("UPDATE repos SET present = 0, removed_at = ? WHERE kind = ? AND name = ?",

@@ -83,3 +83,15 @@ def test_gc_command_dry_run_lists_and_removes_nothing(deployment, upstream):
     assert tarballs(deployment) == before
     result = deployment.cli("gc")
     assert json.loads(result.stdout)["tarballs"] == 1 and len(tarballs(deployment)) == 1
+
+
+def test_a_source_that_suddenly_lists_nothing_removes_nothing(deployment, upstream, tmp_path):
+    repo = upstream("Cite")
+    deployment.sync()
+    repo.path.rename(tmp_path / "Cite-unmounted")  # the folder is empty now, as an unmounted disk would be
+    result = deployment.sync()
+    assert "source[0]: lists no repositories" in result.stderr
+    assert "no extensions listed at all: none of them is marked removed this run" in result.stderr
+    assert deployment.app().test_client().get("/list/extensions").get_json() == {"extensions": ["Cite"]}
+    report = collect_garbage(deployment.settings(), now=LATER)
+    assert report["tarballs"] == 0 and report["mirrors"] == 0

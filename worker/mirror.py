@@ -45,8 +45,10 @@ def run_git(args: list[str], cwd: Path | None = None, timeout: float | None = No
     if protocols is not None:
         env["GIT_ALLOW_PROTOCOL"] = ":".join(protocols)
     try:
+        # A session of its own: a Ctrl-C or SIGTERM meant for tardist must not kill the git
+        # of a repository in hand, which tardist finishes before it stops.
         return git.Git(str(cwd) if cwd else None).execute(
-            ["git", *args], env=env, kill_after_timeout=timeout, stdout_as_string=False)
+            ["git", *args], env=env, kill_after_timeout=timeout, stdout_as_string=False, start_new_session=True)
     except git.GitCommandError as exc:
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr)
         lines = [line.strip().removeprefix("stderr: ").strip("' ") for line in stderr.strip().splitlines()]
@@ -115,6 +117,12 @@ def fetch_branches(path: Path, url: str, branches: list[str], timeout: float) ->
     refspecs = [f"+refs/heads/{b}:refs/heads/{b}" for b in branches]
     run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url, *refspecs],
             cwd=path, timeout=timeout)
+
+
+def branch_head(path: Path, branch: str) -> str:
+    """The commit the mirror's refs/heads/<branch> points at."""
+    return run_git(["rev-parse", "--verify", "--end-of-options", f"refs/heads/{branch}^{{commit}}"],
+                   cwd=path).decode().strip()
 
 
 def delete_branches(path: Path, branches: list[str]) -> None:

@@ -26,7 +26,10 @@ def list_repos(settings: Settings, warnings: list[str]) -> list[Repo]:
     """Every repository of every source, sorted by kind and name; the first source wins a name."""
     found: dict[tuple[str, str], Repo] = {}
     for index, source in enumerate(settings.sources):
-        for repo in _list_source(settings, index, source, warnings):
+        listed = _list_source(settings, index, source, warnings)
+        if not listed:
+            warnings.append(f"source[{index}]: lists no repositories")
+        for repo in listed:
             if not is_plain_name(repo.name):
                 warnings.append(f"source[{index}]: skipped {repo.name!r}: not a plain repository name")
             elif (repo.kind, repo.name) in found:
@@ -34,6 +37,15 @@ def list_repos(settings: Settings, warnings: list[str]) -> list[Repo]:
             else:
                 found[(repo.kind, repo.name)] = repo
     return [found[key] for key in sorted(found)]
+
+
+def silent_kinds(settings: Settings, repos: list[Repo]) -> set[str]:
+    """Configured kinds for which the sources listed no repository at all.
+
+    A kind that suddenly lists nothing is far more often an unmounted folder or a
+    Gerrit hiccup than a real mass removal: its repositories are not marked removed.
+    """
+    return {source.kind for source in settings.sources} - {repo.kind for repo in repos}
 
 
 def _list_source(settings: Settings, index: int, source: Source, warnings: list[str]) -> list[Repo]:

@@ -15,8 +15,8 @@ from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError
 from tardist.store import BranchRecord, RepoRecord
 from worker.manifest import read_manifest
-from worker.mirror import GitError, delete_branches, fetch_branches, has_commit, remote_heads, run_git
-from worker.sources import Repo, list_repos
+from worker.mirror import GitError, branch_head, delete_branches, fetch_branches, has_commit, remote_heads, run_git
+from worker.sources import Repo, list_repos, silent_kinds
 from worker.tarball import Built, PublishError, build_tarball, extra_files, remove_stale_temporaries, tarball_name
 from worker.tree import ObjectReader, TreeError, read_tree
 
@@ -64,6 +64,9 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
         missing = [branch for branch in todo if not has_commit(mirror, heads[branch])]
         if missing:
             fetch_branches(mirror, repo.url, missing, settings.git_timeout)
+            for branch in missing:  # pushed to again since ls-remote: build what was fetched
+                if not has_commit(mirror, heads[branch]):
+                    heads[branch] = branch_head(mirror, branch)
         delete_branches(mirror, record.gone)
     except GitError as exc:
         record.error = str(exc)
@@ -113,6 +116,9 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
             built = build_tarball(reader, tree, extras, repo.name, committed, dest)
     except (GitError, TreeError, PublishError) as exc:
         return BranchRecord(branch, commit, "failed", error=readable(str(exc)))
+    except Exception as exc:  # a bug or a broken mirror must cost this branch only
+        log.exception("unexpected error building %s/%s %s", repo.kind, repo.name, branch)
+        return BranchRecord(branch, commit, "failed", error=readable(f"internal error: {exc!r}"))
     return BranchRecord(
         branch, commit, "reused" if reuse else "built", built_at=reuse["built_at"] if reuse else "",
         committed_at=datetime.fromtimestamp(committed, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -196,7 +202,10 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
                 if on_repo:
                     on_repo(record)
         if not only and kind is None and not stop.is_set():
-            store.mark_removed(db, {(repo.kind, repo.name) for repo in repos})
+            silent = silent_kinds(settings, repos)
+            for quiet in sorted(silent & {recorded_kind for recorded_kind, _name in recorded}):
+                warnings.append(f"no {quiet} listed at all: none of them is marked removed this run")
+            store.mark_removed(db, {(repo.kind, repo.name) for repo in repos}, keep_kinds=silent)
         summary["interrupted"] = stop.is_set()
         summary["seconds"] = round(time.monotonic() - started, 3)
         store.finish_run(db, run_id, summary, warnings)
