@@ -68,6 +68,17 @@ def test_repository_that_left_every_source_goes_after_the_grace_period(deploymen
     assert (report["tarballs"], report["mirrors"]) == (1, 1)
     assert not mirror.exists() and not any(n.startswith("Cite-") for n in tarballs(deployment))
     assert (deployment.root / "mirrors/extensions/Echo.git").is_dir()
+    assert sorted(p.name for p in (deployment.root / "mirrors/extensions").iterdir()) == ["Echo.git"]
+
+
+def test_gc_clears_what_a_killed_run_left_of_a_mirror(deployment, upstream):
+    upstream("Cite")
+    deployment.sync()
+    leftover = deployment.root / "mirrors/extensions/.tmp-Gone.git"
+    (leftover / "objects").mkdir(parents=True)
+    report = collect_garbage(deployment.settings())
+    assert report["mirrors"] == 1 and not leftover.exists()
+    assert (deployment.root / "mirrors/extensions/Cite.git").is_dir()
 
 
 def test_gc_command_dry_run_lists_and_removes_nothing(deployment, upstream):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from tardist import store
 from tardist.settings import Settings
-from worker.tarball import TEMP_PREFIX
+from worker.mirror import TEMP_PREFIX
 
 
 def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | None = None) -> dict:
@@ -35,6 +36,8 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
             _remove(report, settings.mirrors / kind / f"{name}.git", dry_run, "mirrors")
             if not dry_run:
                 store.forget_repo(db, kind, name)
+        for leftover in settings.mirrors.glob(f"*/{TEMP_PREFIX}*"):  # a mirror a killed run made or removed
+            _remove(report, leftover, dry_run, "mirrors")
     finally:
         db.close()
     return report
@@ -56,7 +59,13 @@ def _remove(report: dict, path: Path, dry_run: bool, counter: str) -> None:
     report[counter] += 1
     report["bytes"] += size
     if not dry_run:
-        if path.is_dir():
+        if path.is_dir() and not path.name.startswith(TEMP_PREFIX):
+            # Renamed first: a kill half way must not leave a mirror that looks whole but lacks
+            # objects. ensure_mirror clears such a .tmp- folder if the repository comes back.
+            aside = path.with_name(f"{TEMP_PREFIX}{path.name}")
+            os.replace(path, aside)
+            shutil.rmtree(aside)
+        elif path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink()

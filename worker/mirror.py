@@ -11,6 +11,7 @@ from pathlib import Path
 
 import git
 
+TEMP_PREFIX = ".tmp-"  # what is being made or removed; never a final name
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 # Never ask for credentials, never read the operator's global git config.
 BASE_ENV = {
@@ -86,7 +87,7 @@ def ensure_mirror(path: Path) -> None:
         remove_stale_locks(path)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".tmp-{path.name}")  # one sync at a time, one thread per mirror
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}")  # one sync at a time, one thread per mirror
     shutil.rmtree(temp, ignore_errors=True)
     run_git(["init", "--quiet", "--bare", str(temp)])
     shutil.rmtree(path, ignore_errors=True)  # what a killed run left of a mirror never made

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from worker.mirror import TEMP_PREFIX
 from worker.tree import Blob, ObjectReader, Tree
 
-TEMP_PREFIX = ".tmp-"
 
 
 class PublishError(Exception):
