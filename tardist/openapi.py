@@ -39,7 +39,8 @@ IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
                  "description": "ETags the client has; 304 when the answer's ETag is one of them",
                  "schema": {"type": "string"}}
 NOT_MODIFIED = {"description": "Not modified (If-None-Match matched the ETag)"}
-COMMON = {"304": NOT_MODIFIED, "405": _error("Method not allowed"), "500": _error("Internal error")}
+COMMON = {"304": NOT_MODIFIED, "405": _error("Method not allowed"), "500": _error("Internal error"),
+          "503": _error("The database is older than this tardist: `tardist init-db` migrates it")}
 
 SCHEMAS = {
     "Error": {

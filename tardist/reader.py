@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from flask import json
+from werkzeug.exceptions import ServiceUnavailable
 
 from tardist import store
 
@@ -57,7 +58,10 @@ class Reader:
             conn.close()  # the file was replaced (restored, recreated): read the new one
             conn = self._local.conn = None
         if conn is None:
-            conn = store.open_reader(self.database)
+            try:
+                conn = store.open_reader(self.database)
+            except store.SchemaOutdated as exc:
+                raise ServiceUnavailable(str(exc)) from None
             if conn is None:
                 return None
             self._local.conn = conn

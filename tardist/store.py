@@ -106,7 +106,7 @@ def migrate(db: sqlite_utils.Database) -> None:
 def open_writer(path: Path) -> sqlite_utils.Database:
     """Open (creating if needed) the database for the worker, migrated, in WAL mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+    conn = sqlite3.connect(str(path), timeout=60)
     db = sqlite_utils.Database(conn)
     db.enable_wal()
     db.execute("PRAGMA synchronous = NORMAL")
@@ -114,15 +114,23 @@ def open_writer(path: Path) -> sqlite_utils.Database:
     return db
 
 
+class SchemaOutdated(Exception):
+    """The database was made by an older tardist and not migrated yet."""
+
+
 def open_reader(path: Path) -> sqlite3.Connection | None:
     """Open the database read-only for the web app; None while no sync has created it."""
     if not path.exists():
         return None
-    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
-    if conn.execute("PRAGMA user_version").fetchone()[0] < len(MIGRATIONS):
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version < len(MIGRATIONS):
         conn.close()
-        return None
+        if version == 0:
+            return None  # being created by the first sync
+        raise SchemaOutdated(f"the database has schema version {version}, this tardist needs "
+                             f"{len(MIGRATIONS)}: run `tardist init-db`")
     return conn
 
 

@@ -14,6 +14,7 @@ import pytest
 from conftest import Deployment, Repo, directory_source, extension_files, git
 
 from tardist import reader, store
+from worker.lock import sync_lock
 from tardist.info import InfoView
 from tardist.store import BranchRecord, RepoRecord
 
@@ -309,21 +310,23 @@ def test_a_reader_never_sees_half_a_repository_while_the_worker_writes(deploymen
     upstream("Cite")
     deployment.sync()
     client = deployment.app().test_client()
-    db = store.open_writer(deployment.settings().database)
     view = InfoView.of(deployment.settings())
     done = threading.Event()
 
     def write_generations() -> None:
+        db = store.open_writer(deployment.settings().database)  # the writer's own connection, as in the worker
         try:
             for generation in range(1, 150):
                 store.save_repo(db, generation_record(generation), view)
         finally:
+            db.close()
             done.set()
 
     writer = threading.Thread(target=write_generations)
     writer.start()
     seen = set()
-    while not done.is_set() or not seen:
+    deadline = time.monotonic() + 60
+    while (not done.is_set() or not seen) and time.monotonic() < deadline:
         for url in ("/info/extensions/Cite", "/info/extensions"):
             body = client.get(url).get_json()
             facts = body if "name" in body else body["extensions"]["Cite"]
@@ -334,7 +337,6 @@ def test_a_reader_never_sees_half_a_repository_while_the_worker_writes(deploymen
                 assert list(facts["branches"]) == ["master", "REL1_45", "REL1_44"]
         time.sleep(0.001)  # let the writer thread have the GIL between its many short SQLite calls
     writer.join()
-    db.close()
     assert len(seen) > 1
 
 
@@ -351,3 +353,26 @@ def generation_record(generation: int) -> RepoRecord:
                      tarball=f"Cite-{branch}-{commit[:7]}.tar.gz", size=generation, sha256="0" * 64,
                      manifest={"name": "Cite", "version": str(generation)})
         for branch in ("REL1_44", "master", "REL1_45")])
+
+
+def test_an_unmigrated_database_is_a_503_until_init_db(deployment, upstream):
+    upstream("Cite")
+    deployment.sync()
+    database = deployment.settings().database
+    with sqlite3.connect(database) as conn:  # as an older tardist left it, before migration 3
+        conn.execute("ALTER TABLE runs DROP COLUMN warnings")
+        conn.execute("PRAGMA user_version = 2")
+    response = deployment.app().test_client().get("/list")
+    assert response.status_code == 503
+    assert "run `tardist init-db`" in response.get_json()["error"]["message"]
+    assert deployment.cli("status").returncode == 2
+    result = deployment.cli("init-db")
+    assert result.returncode == 0, result.stderr
+    assert get_json(deployment.app().test_client(), "/list")["extensions"] == ["Cite"]
+
+
+def test_init_db_waits_for_no_running_sync(deployment):
+    with sync_lock(deployment.settings().lock_file):
+        result = deployment.cli("init-db")
+    assert result.returncode == 1 and "another tardist sync is running" in result.stderr
+    assert deployment.cli("init-db").returncode == 0

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         return COMMANDS[args.command](settings, args)
-    except SettingsError as exc:
+    except (SettingsError, store.SchemaOutdated) as exc:
         print(f"tardist: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -145,11 +145,16 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_init_db(settings: Settings, args: argparse.Namespace) -> int:
     """`tardist init-db`."""
-    db = store.open_writer(settings.database)
     try:
-        store.ensure_rendered(db, InfoView.of(settings))
-    finally:
-        db.close()
+        with sync_lock(settings.lock_file):  # migrating under a running sync's feet could fail half way
+            db = store.open_writer(settings.database)
+            try:
+                store.ensure_rendered(db, InfoView.of(settings))
+            finally:
+                db.close()
+    except AlreadyRunning as exc:
+        print(f"tardist: {exc}; run init-db again when it ends", file=sys.stderr)
+        return EXIT_FAILED
     print(f"database ready at {settings.database}", file=sys.stderr)
     return EXIT_OK
 
