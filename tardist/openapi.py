@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response
+
+from tardist.api import respond
 
 bp = Blueprint("openapi", __name__)
 
@@ -136,7 +138,7 @@ def document() -> dict:
             "/status": {"get": {"summary": "Last runs, counts and errors", "parameters": [IF_NONE_MATCH],
                                 "responses": {"200": _json("Status", _ref("Status")), **COMMON}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {
-                "200": _json("The OpenAPI document", {"type": "object"}, cached=False), **COMMON}}},
+                "200": _json("The OpenAPI document", {"type": "object"}), **COMMON}}},
             "/dist/{kind}/{file}": {"get": {
                 "summary": "A tarball (served by the app only when nginx does not serve tarballs/)",
                 "parameters": [kind, _path_param("file", FILE)],
@@ -152,5 +154,5 @@ def document() -> dict:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    """Serve the OpenAPI document."""
-    return jsonify(document())
+    """Serve the OpenAPI document, with an ETag like every JSON answer."""
+    return respond("/openapi.json", lambda conn: document())

@@ -41,7 +41,7 @@ SOURCE_TYPES = {"directory": ("path",), "list": ("repos",), "gerrit": ("url", "p
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9]{0,31}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-BRANCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+BRANCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,99}$")  # no '-': Foo + a-b and Foo-a + b would clash
 PROTOCOLS = {"https", "http", "git", "ssh", "file"}
 
 
@@ -120,7 +120,8 @@ def load_settings(config_file: str | os.PathLike | None = None,
             name = key[len("TARDIST_"):].lower()
             if name not in SETTINGS:
                 raise SettingsError(f"environment {key}: unknown setting (known: {', '.join(SETTINGS)})")
-            raw[name] = _from_environment(key, text, SETTINGS[name][0])
+            raw[name] = _check_type(f"environment {key}", name, _from_environment(key, text, SETTINGS[name][0]),
+                                    SETTINGS[name][0])
     raw.update(overrides or {})
     return _build(raw, where)
 
@@ -152,11 +153,13 @@ def _build(raw: dict[str, Any], where: str) -> Settings:
     for branch in values["branches"]:
         if not BRANCH_RE.fullmatch(branch) or ".." in branch or branch.endswith(".lock"):
             raise SettingsError(f"{where}: key 'branches': {branch!r} is not a plain branch name "
-                                "(letters, digits, '_', '.', '-'; it becomes part of a file name)")
+                                "(letters, digits, '_', '.'; it becomes part of a file name, where '-' "
+                                "separates the repository name, the branch and the commit)")
     if not values["branches"]:
         raise SettingsError(f"{where}: key 'branches': expected at least one branch")
-    if values["jobs"] < 1:
-        raise SettingsError(f"{where}: key 'jobs': expected a whole number >= 1")
+    for key in ("jobs", "git_timeout", "max_tarball_bytes", "max_files", "max_manifest_bytes"):
+        if values[key] < 1:
+            raise SettingsError(f"{where}: key {key!r}: expected a whole number >= 1")
     for protocol in values["submodule_protocols"]:
         if protocol not in PROTOCOLS:
             raise SettingsError(f"{where}: key 'submodule_protocols': {protocol!r} is not one of "

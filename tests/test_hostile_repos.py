@@ -421,7 +421,7 @@ def test_list_source_refuses_names_that_are_not_plain_at_config_load(deployment,
     assert result.stdout == "" and not (deployment.root / "mirrors").exists()
 
 
-@pytest.mark.parametrize("branch", ["wmf/1.45", "../x", "-x", "a b", "x.lock", "", ".hidden", "é", "a..b",
+@pytest.mark.parametrize("branch", ["wmf/1.45", "../x", "-x", "bar-master", "a b", "x.lock", "", ".hidden", "é", "a..b",
                                     "REL1_45\n"])
 def test_branch_names_that_cannot_be_file_names_are_refused_at_config_load(deployment, branch):
     deployment.write_config(branches=["master", branch])

@@ -36,6 +36,7 @@ def test_file_then_environment_then_overrides(tmp_path):
     ("branches = 'master'", "key 'branches': expected a list of strings"),
     ("branches = ['../x']", "'../x' is not a plain branch name"),
     ("branches = []", "key 'branches': expected at least one branch"),
+    ("git_timeout = 0", "key 'git_timeout': expected a whole number >= 1"),
     ("submodule_protocols = ['ext']", "'ext' is not one of file, git, http, https, ssh"),
     ("nope = 1", "unknown key 'nope'"),
     ("[[source]]\nkind = 'Extensions'\ntype = 'list'\nrepos = {}", "source[0]: key 'kind': expected a lower-case word"),
@@ -58,6 +59,8 @@ def test_environment_errors_name_the_variable():
         load_settings(environ={"TARDIST_JOBS": "lots"})
     with pytest.raises(SettingsError, match="environment TARDIST_COLOUR: unknown setting"):
         load_settings(environ={"TARDIST_COLOUR": "blue"})
+    with pytest.raises(SettingsError, match="environment TARDIST_JOBS: key 'jobs': expected a whole number >= 0"):
+        load_settings(environ={"TARDIST_JOBS": "-3"})
 
 
 def test_every_setting_has_a_meaning():

@@ -284,6 +284,9 @@ def test_only_and_kind_limit_the_run(deployment, upstream):
     assert deployment.summary(deployment.sync())["built"] == 1  # only Cite was left
     result = deployment.sync("--only", "Nope", check=False)
     assert result.returncode == 2 and "--only: no configured repository is named Nope" in result.stderr
+    result = deployment.sync("--kind", "extension", check=False)
+    assert result.returncode == 2
+    assert "--kind: no source is of kind 'extension' (configured: extensions, skins)" in result.stderr
 
 
 def test_deleted_branch_disappears_from_info(deployment, upstream):

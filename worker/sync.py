@@ -155,11 +155,15 @@ def _sync_guarded(settings: Settings, repo: Repo, recorded: dict[str, dict], for
         return RepoRecord(repo.kind, repo.name, repo.url, error=f"internal error: {exc!r}")
 
 
-def select_repos(repos: list[Repo], only: tuple[str, ...] = (), kind: str | None = None) -> list[Repo]:
-    """The repositories a run covers; asking --only for an unknown name is a usage error."""
+def select_repos(settings: Settings, repos: list[Repo], only: tuple[str, ...] = (),
+                 kind: str | None = None) -> list[Repo]:
+    """The repositories a run covers; asking for an unknown name or kind is a usage error."""
     unknown = sorted(set(only) - {repo.name for repo in repos})
     if unknown:
         raise SettingsError(f"--only: no configured repository is named {', '.join(unknown)}")
+    kinds = sorted({source.kind for source in settings.sources})
+    if kind is not None and kind not in kinds:
+        raise SettingsError(f"--kind: no source is of kind {kind!r} (configured: {', '.join(kinds) or 'none'})")
     return [repo for repo in repos if (not only or repo.name in only) and (kind is None or repo.kind == kind)]
 
 
@@ -175,7 +179,7 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     stop = stop or threading.Event()
     warnings = [] if warnings is None else warnings
     repos = list_repos(settings, warnings)
-    selected = select_repos(repos, only, kind)
+    selected = select_repos(settings, repos, only, kind)
     db = store.open_writer(settings.database)
     view = InfoView.of(settings)
     try:
