@@ -34,7 +34,7 @@ import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from gitdaemon import free_port
+from gitdaemon import free_port, stop
 
 from tardist import store
 from tardist.info import InfoView
@@ -144,12 +144,7 @@ def server(args: list[str], port: int, log: Path, **popen):
                 time.sleep(0.1)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def gunicorn(app: str, port: int, work: Path, label: str, **env: str):

@@ -1,4 +1,4 @@
-"""Serve a folder of bare git repositories with a real `git daemon` on loopback."""
+"""Serve a folder of bare git repositories with a real `git daemon` on loopback (and stop servers cleanly)."""
 from __future__ import annotations
 
 import contextlib
@@ -29,6 +29,16 @@ def _accepts(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
+def stop(process: subprocess.Popen, timeout: float = 15) -> None:
+    """Stop a server process, by force if it lingers."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
 def git_daemon(base_path: Path, port: int | None = None, timeout: float = 10.0) -> Iterator[str]:
     """Run `git daemon` exporting every repository under `base_path`; yield its base URL.
@@ -53,9 +63,4 @@ def git_daemon(base_path: Path, port: int | None = None, timeout: float = 10.0) 
                 time.sleep(0.05)
             yield f"git://{HOST}:{port}"
         finally:
-            daemon.terminate()
-            try:
-                daemon.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
+            stop(daemon, timeout=5)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Deployment, Repo, directory_source, extension_files, git
+from bench.gitdaemon import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -73,16 +74,6 @@ def wait_until_serving(process: subprocess.Popen, port: int, log: Path, timeout:
             if time.monotonic() > deadline:
                 pytest.fail(f"{process.args[0]} did not answer on port {port} in {timeout} s:\n{log.read_text()}")
             time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Stop a server process, by force if it lingers."""
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def render_site(values: dict[str, str]) -> str:
