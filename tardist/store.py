@@ -18,9 +18,14 @@ import sqlite_utils
 from tardist.info import InfoView, render_info
 
 
+def utc_iso(moment: datetime) -> str:
+    """A moment as the ISO 8601 UTC string tardist stores and serves, e.g. 2026-11-20T10:00:00Z."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def utcnow() -> str:
-    """The current time as an ISO 8601 UTC string with a Z."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current time as utc_iso."""
+    return utc_iso(datetime.now(timezone.utc))
 
 
 @dataclass

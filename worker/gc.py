@@ -19,7 +19,7 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
     """
     now = now or datetime.now(timezone.utc)
     cutoff_time = now - timedelta(days=settings.retention_days)
-    cutoff = cutoff_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+    cutoff = store.utc_iso(cutoff_time)
     report: dict = {"removed": [], "tarballs": 0, "mirrors": 0, "bytes": 0, "dry_run": dry_run}
     db = store.open_writer(settings.database)
     try:

@@ -121,7 +121,7 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
         return BranchRecord(branch, commit, "failed", error=readable(f"internal error: {exc!r}"))
     return BranchRecord(
         branch, commit, "reused" if reuse else "built", built_at=reuse["built_at"] if reuse else "",
-        committed_at=datetime.fromtimestamp(committed, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        committed_at=store.utc_iso(datetime.fromtimestamp(committed, timezone.utc)),
         tarball=built.file, size=built.size, sha256=built.sha256,
         manifest=manifest.fields, manifest_errors=shown(manifest.errors), warnings=shown(tree.warnings))
 

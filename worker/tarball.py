@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tardist.store import utc_iso
 from worker.mirror import TEMP_PREFIX
 from worker.tree import Blob, ObjectReader, Tree
 
@@ -41,7 +42,7 @@ def tarball_name(name: str, branch: str, commit: str) -> str:
 
 def extra_files(name: str, branch: str, commit: str, committed: int, remote_url: str) -> dict[str, bytes]:
     """The gitinfo.json and version files extdist put at the top of every tarball."""
-    date = datetime.fromtimestamp(committed, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    date = utc_iso(datetime.fromtimestamp(committed, timezone.utc))
     gitinfo = {"head": f"refs/heads/{branch}", "headSHA1": commit, "headCommitDate": str(committed),
                "branch": branch, "remoteURL": remote_url}
     return {

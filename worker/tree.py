@@ -89,11 +89,11 @@ def list_tree(mirror: Path, commit: str) -> list[tuple[str, str, str, str]]:
 def read_tree(settings: Settings, reader: ObjectReader, mirror: Path, url: str, commit: str) -> Tree:
     """Collect a commit's files with submodules (recursively) and symlinks resolved."""
     raw = Tree()
-    _collect(settings, reader, raw, mirror, url, commit, prefix="", depth=0)
+    _collect(settings, raw, mirror, url, commit, prefix="", depth=0)
     return _resolve_symlinks(settings, reader, raw)
 
 
-def _collect(settings: Settings, reader: ObjectReader, tree: Tree, mirror: Path, url: str,
+def _collect(settings: Settings, tree: Tree, mirror: Path, url: str,
              commit: str, prefix: str, depth: int) -> None:
     entries = list_tree(mirror, commit)
     gitmodules = next((sha for mode, sha, _s, path in entries if path == ".gitmodules" and mode != GITLINK), None)
@@ -107,7 +107,7 @@ def _collect(settings: Settings, reader: ObjectReader, tree: Tree, mirror: Path,
             tree.warnings.append(f"left out {full}: not a safe path")
             continue
         if mode == GITLINK:
-            _collect_submodule(settings, reader, tree, mirror, url, gitmodules, sha, path, full, depth)
+            _collect_submodule(settings, tree, mirror, url, gitmodules, sha, path, full, depth)
             continue
         _add_file(settings, tree, full, Blob(mirror, sha, mode if mode in ("100755", SYMLINK) else "100644",
                                              int(size)))
@@ -126,7 +126,7 @@ def _add_file(settings: Settings, tree: Tree, path: str, blob: Blob) -> None:
         parent = posixpath.dirname(parent)
 
 
-def _collect_submodule(settings: Settings, reader: ObjectReader, tree: Tree, mirror: Path, parent_url: str,
+def _collect_submodule(settings: Settings, tree: Tree, mirror: Path, parent_url: str,
                        gitmodules: str | None, sha: str, path: str, full: str, depth: int) -> None:
     if depth >= MAX_SUBMODULE_DEPTH:
         raise TreeError(f"submodule {full}: nested more than {MAX_SUBMODULE_DEPTH} levels")
@@ -142,7 +142,7 @@ def _collect_submodule(settings: Settings, reader: ObjectReader, tree: Tree, mir
         fetch_commit(module_mirror, url, sha, settings.git_timeout, settings.submodule_protocols)
     except GitError as exc:
         raise TreeError(f"submodule {full}: {exc}") from None
-    _collect(settings, reader, tree, module_mirror, url, sha, prefix=full + "/", depth=depth + 1)
+    _collect(settings, tree, module_mirror, url, sha, prefix=full + "/", depth=depth + 1)
 
 
 def submodule_url(mirror: Path, gitmodules: str | None, path: str) -> str | None:
