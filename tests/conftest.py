@@ -66,6 +66,18 @@ class Repo:
             date=f"2026-01-{self.commits:02d}T10:00:00Z")
         return self.head()
 
+    def pin_submodule(self, path: str, url: str, commit: str) -> str:
+        """Commit a submodule at path pinned to commit, with url in .gitmodules, however hostile."""
+        name = f"module{self.commits}"
+        git(self.path, "config", "-f", ".gitmodules", f"submodule.{name}.path", path)
+        git(self.path, "config", "-f", ".gitmodules", f"submodule.{name}.url", url)
+        git(self.path, "update-index", "--add", "--cacheinfo", f"160000,{commit},{path}")
+        git(self.path, "add", ".gitmodules")
+        self.commits += 1
+        git(self.path, "commit", "--quiet", "-m", f"add submodule {path}",
+            date=f"2026-01-{self.commits:02d}T10:00:00Z")
+        return self.head()
+
     def head(self, ref: str = "HEAD") -> str:
         """The commit id of ref."""
         return git(self.path, "rev-parse", f"{ref}^{{commit}}")

@@ -19,11 +19,7 @@ def populate(deployment: Deployment, upstream, tmp_path: Path) -> None:
     upstream("NoManifest", files={"README": "nothing to see\n"})
     broken = upstream("Broken")
     git(broken.path, "branch", "REL1_45")
-    git(broken.path, "config", "-f", ".gitmodules", "submodule.lib.path", "lib")
-    git(broken.path, "config", "-f", ".gitmodules", "submodule.lib.url", str(cite.path))
-    git(broken.path, "update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},lib")
-    git(broken.path, "add", ".gitmodules")
-    git(broken.path, "commit", "--quiet", "-m", "pin a commit that does not exist")
+    broken.pin_submodule("lib", str(cite.path), "1" * 40)  # a commit that does not exist
     upstream("Vector", kind="skins", files={"skin.json": json.dumps({"name": "Vector", "type": "skin"})})
     deployment.write_config(
         directory_source("extensions", tmp_path / "upstream/extensions")

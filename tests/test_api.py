@@ -57,11 +57,7 @@ def make_repositories(make) -> dict[str, Repo]:
     lib = make("Lib", kind="lib", files={"lib.js": "lib\n"})
     broken = make("Broken")
     git(broken.path, "branch", "REL1_45")
-    git(broken.path, "config", "-f", ".gitmodules", "submodule.lib.path", "lib")
-    git(broken.path, "config", "-f", ".gitmodules", "submodule.lib.url", str(lib.path))
-    git(broken.path, "update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},lib")
-    git(broken.path, "add", ".gitmodules")
-    git(broken.path, "commit", "--quiet", "-m", "pin a commit that does not exist")
+    broken.pin_submodule("lib", str(lib.path), "1" * 40)  # a commit that does not exist
 
     vector = make("Vector", kind="skins", files={"skin.json": json.dumps(
         {"name": "Vector", "description": "The Vector skin", "type": "skin", "author": "Someone"})})

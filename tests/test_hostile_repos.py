@@ -109,18 +109,6 @@ def tar_names(path: Path) -> list[str]:
     return [m.name for m in members]
 
 
-def add_gitlink(repo: Repo, path: str, url: str, commit: str) -> str:
-    """Commit a submodule at path pinned to commit, with url in .gitmodules, however hostile."""
-    name = f"module{repo.commits}"
-    git(repo.path, "config", "-f", ".gitmodules", f"submodule.{name}.path", path)
-    git(repo.path, "config", "-f", ".gitmodules", f"submodule.{name}.url", url)
-    git(repo.path, "update-index", "--add", "--cacheinfo", f"160000,{commit},{path}")
-    git(repo.path, "add", ".gitmodules")
-    repo.commits += 1
-    git(repo.path, "commit", "--quiet", "-m", f"add submodule {path}", date=f"2026-01-{repo.commits:02d}T10:00:00Z")
-    return repo.head()
-
-
 # --- manifests -----------------------------------------------------------------------------------
 
 DEEP_ARRAYS = "[" * 100_000 + "]" * 100_000
@@ -295,7 +283,7 @@ def test_file_names_that_are_not_utf8_are_packed_and_reported_readably(deploymen
     repo.symlink(os.fsdecode(b"dangling-\xff"), "nowhere")
     repo.commit()
     lib = upstream("Lib", kind="lib", files={"lib.txt": "lib\n"})
-    add_gitlink(repo, os.fsdecode(b"vendor-\xfe"), "https://example.org/lib.git", lib.head())
+    repo.pin_submodule(os.fsdecode(b"vendor-\xfe"), "https://example.org/lib.git", lib.head())
     upstream("Healthy")
     result = sync(deployment, expect=1)
     assert deployment.summary(result)["built"] == 1, "the other repositories are still recorded"
@@ -349,7 +337,7 @@ def test_submodule_urls_are_checked_before_git_sees_them(deployment, upstream, t
         "ControlChar": ("https://example.org/x\n--upload-pack=touch", "refusing URL"),
     }
     for name, (url, _error) in cases.items():
-        add_gitlink(upstream(name), "lib", url, lib.head())
+        upstream(name).pin_submodule("lib", url, lib.head())
     upstream("Healthy")
     result = sync(deployment, expect=1)
     assert deployment.summary(result) | {"seconds": 0} == {
@@ -369,11 +357,11 @@ def test_relative_submodule_urls_resolve_against_the_parents_remote(deployment, 
     pinned = lib.head()
     lib.commit({"lib.txt": "lib v2, not pinned\n"})
     parent = upstream("Parent", kind="lib")
-    add_gitlink(parent, "vendor/lib", "../Lib", pinned)
+    parent.pin_submodule("vendor/lib", "../Lib", pinned)
     option_path = upstream("OptionPath", kind="lib")
-    add_gitlink(option_path, "--upload-pack=touch x", "../Lib", pinned)  # a hostile path, not a URL
+    option_path.pin_submodule("--upload-pack=touch x", "../Lib", pinned)  # a hostile path, not a URL
     missing = upstream("Missing", kind="lib")
-    add_gitlink(missing, "lib", "../Lib", "2" * 40)
+    missing.pin_submodule("lib", "../Lib", "2" * 40)
     with git_daemon(served) as base:
         deployment.write_config(
             '\n[[source]]\nkind = "extensions"\ntype = "list"\n'

@@ -173,12 +173,7 @@ def test_missing_submodule_commit_fails_that_branch_only(deployment, upstream):
     lib = upstream("Lib", kind="lib", files={"lib.js": "lib\n"})
     repo = upstream("Broken")
     git(repo.path, "branch", "REL1_45")
-    git(repo.path, "config", "-f", ".gitmodules", "submodule.lib.path", "lib")
-    git(repo.path, "config", "-f", ".gitmodules", "submodule.lib.url", str(lib.path))
-    git(repo.path, "update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},lib")
-    git(repo.path, "add", ".gitmodules")
-    git(repo.path, "commit", "--quiet", "-m", "pin a commit that does not exist")
-    head = repo.head()
+    head = repo.pin_submodule("lib", str(lib.path), "1" * 40)  # a commit that does not exist
     upstream("Healthy")
     result = deployment.sync(check=False)
     assert result.returncode == 1
