@@ -36,7 +36,7 @@ from pathlib import Path
 
 from gitdaemon import free_port, stop
 
-from tardist import store
+from tardist import schema, store
 from tardist.info import InfoView
 from tardist.store import BranchRecord, RepoRecord
 
@@ -97,7 +97,7 @@ def synthetic_record(index: int, rng: random.Random) -> RepoRecord:
 def fill_database(path: Path, repos: int) -> list[str]:
     """Write `repos` synthetic repositories, one transaction each as the worker does; return their names."""
     rng = random.Random(0)
-    db = store.open_writer(path)
+    db = schema.open_writer(path)
     names = []
     for index in range(repos):
         record = synthetic_record(index, rng)
@@ -109,7 +109,7 @@ def fill_database(path: Path, repos: int) -> list[str]:
 
 def touch_database(path: Path, name: str) -> None:
     """Record one repository again, as a sync would: every cached answer becomes stale."""
-    db = store.open_writer(path)
+    db = schema.open_writer(path)
     store.save_repo(db, RepoRecord("extensions", name, f"https://gerrit.example.org/r/{name}"), VIEW)
     db.close()
 

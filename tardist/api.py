@@ -9,7 +9,7 @@ from importlib.metadata import version
 from flask import Blueprint, Response, current_app, redirect, request
 from werkzeug.exceptions import BadRequest, NotFound
 
-from tardist import store
+from tardist import queries
 from tardist.reader import Answer
 from tardist.settings import Settings, is_kind, is_plain_name
 
@@ -42,7 +42,7 @@ def configured_kinds() -> list[str]:
 def check_kind(conn: sqlite3.Connection | None, kind: str) -> None:
     """404 unless kind is configured or recorded."""
     if not is_kind(kind) or (kind not in configured_kinds()
-                             and (conn is None or not store.has_kind(conn, kind))):
+                             and (conn is None or not queries.has_kind(conn, kind))):
         raise NotFound(f"no such kind: {kind[:100]!r}")
 
 
@@ -65,7 +65,7 @@ def index() -> Response:
 def list_all() -> Response:
     """Every kind with its repository names."""
     def compute(conn):
-        names = store.present_names(conn) if conn else {}
+        names = queries.present_names(conn) if conn else {}
         return {kind: names.get(kind, []) for kind in dict.fromkeys([*configured_kinds(), *sorted(names)])}
     return respond("/list", compute)
 
@@ -75,7 +75,7 @@ def list_kind(kind: str) -> Response:
     """The repository names of one kind."""
     def compute(conn):
         check_kind(conn, kind)
-        return {kind: store.present_names(conn).get(kind, []) if conn else []}
+        return {kind: queries.present_names(conn).get(kind, []) if conn else []}
     return respond(f"/list/{kind}", compute)
 
 
@@ -90,7 +90,7 @@ def info(kind: str, name: str) -> Response:
 def one_info(conn: sqlite3.Connection | None, kind: str, name: str) -> str:
     """The stored /info JSON of one repository, or 404."""
     check_kind(conn, kind)
-    rows = store.info_json(conn, kind, [name]) if conn and is_plain_name(name) else []
+    rows = queries.info_json(conn, kind, [name]) if conn and is_plain_name(name) else []
     if not rows or rows[0][1] is None:
         raise NotFound(f"no {kind} named {name[:100]!r}")
     return rows[0][1]
@@ -103,7 +103,7 @@ def info_kind(kind: str) -> Response:
 
     def compute(conn):
         check_kind(conn, kind)
-        rows = store.info_json(conn, kind, names) if conn else []
+        rows = queries.info_json(conn, kind, names) if conn else []
         # The stored answers are JSON already: join them instead of decoding and encoding again.
         inner = ",".join(f"{json.dumps(name)}:{answer}" for name, answer in rows if answer is not None)
         return f'{{{json.dumps(kind)}:{{{inner}}}}}'.encode()
@@ -151,5 +151,5 @@ def status() -> Response:
     def compute(conn):
         if conn is None:
             return {"runs": [], "counts": {}, "repository_errors": [], "branch_errors": []}
-        return store.status(conn)
+        return queries.status(conn)
     return respond("/status", compute, max_age=0)

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from flask import json
 from werkzeug.exceptions import ServiceUnavailable
 
-from tardist import store
+from tardist import schema
 
 MAX_CACHED = 4096
 # Bytes too: distinct ?names= lists can each be megabytes, and there are endless such lists.
@@ -59,8 +59,8 @@ class Reader:
             conn = self._local.conn = None
         if conn is None:
             try:
-                conn = store.open_reader(self.database)
-            except store.SchemaOutdated as exc:
+                conn = schema.open_reader(self.database)
+            except schema.SchemaOutdated as exc:
                 raise ServiceUnavailable(str(exc)) from None
             if conn is None:
                 return None

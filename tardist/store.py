@@ -1,16 +1,14 @@
-"""The SQLite database: its schema, the worker's writes and the shared reads.
+"""The worker's side of the database: what a sync learned, written one transaction per repository.
 
-The worker is the only writer and commits one transaction per repository;
-the web app opens the file read-only. WAL mode lets both run at once.
+The worker is the only writer; the schema lives in `tardist.schema`, the
+web app's reads in `tardist.queries`.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterable
 
 import sqlite_utils
@@ -61,82 +59,6 @@ class RepoRecord:
     def failed(self) -> bool:
         """True when the repository or any of its branches failed."""
         return self.error is not None or any(b.state == "failed" for b in self.branches)
-
-
-def _v1(db: sqlite_utils.Database) -> None:
-    db["repos"].create({
-        "kind": str, "name": str, "repository": str, "present": int, "removed_at": str,
-        "checked_at": str, "error": str,
-    }, pk=("kind", "name"), not_null={"kind", "name"})
-    db["branches"].create({
-        "kind": str, "name": str, "branch": str, "commit_sha": str, "committed_at": str,
-        "tarball": str, "size": int, "sha256": str, "built_at": str, "manifest": str,
-        "manifest_errors": str, "warnings": str, "error": str, "error_commit": str,
-    }, pk=("kind", "name", "branch"))
-    db["tarballs"].create({
-        "kind": str, "file": str, "name": str, "branch": str, "commit_sha": str,
-        "sha256": str, "size": int, "built_at": str, "superseded_at": str,
-    }, pk=("kind", "file"))
-    db["tarballs"].create_index(["superseded_at"])
-    db["runs"].create({
-        "id": int, "started_at": str, "finished_at": str, "status": str, "options": str,
-        "built": int, "unchanged": int, "failed": int, "seconds": float,
-    }, pk="id")
-
-
-def _v2(db: sqlite_utils.Database) -> None:
-    """Rendered /info answers, the settings they were rendered for, and a faster supersede."""
-    db["repos"].add_column("info", str)
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db["tarballs"].create_index(["kind", "name", "branch"])
-
-
-def _v3(db: sqlite_utils.Database) -> None:
-    """What a run warned about (repositories a source skipped), for `tardist status`."""
-    db["runs"].add_column("warnings", str)
-
-
-MIGRATIONS = [_v1, _v2, _v3]
-
-
-def migrate(db: sqlite_utils.Database) -> None:
-    """Bring the schema up to date: the one way the schema changes."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-        with db.atomic():
-            step(db)
-            db.execute(f"PRAGMA user_version = {number}")
-
-
-def open_writer(path: Path) -> sqlite_utils.Database:
-    """Open (creating if needed) the database for the worker, migrated, in WAL mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=60)
-    db = sqlite_utils.Database(conn)
-    db.enable_wal()
-    db.execute("PRAGMA synchronous = NORMAL")
-    migrate(db)
-    return db
-
-
-class SchemaOutdated(Exception):
-    """The database was made by an older tardist and not migrated yet."""
-
-
-def open_reader(path: Path) -> sqlite3.Connection | None:
-    """Open the database read-only for the web app; None while no sync has created it."""
-    if not path.exists():
-        return None
-    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version < len(MIGRATIONS):
-        conn.close()
-        if version == 0:
-            return None  # being created by the first sync
-        raise SchemaOutdated(f"the database has schema version {version}, this tardist needs "
-                             f"{len(MIGRATIONS)}: run `tardist init-db`")
-    return conn
 
 
 def all_recorded_branches(db: sqlite_utils.Database) -> dict[tuple[str, str], dict[str, dict]]:
@@ -258,37 +180,6 @@ def finish_run(db: sqlite_utils.Database, run_id: int, summary: dict[str, Any], 
         })
 
 
-def status(conn: sqlite3.Connection) -> dict[str, Any]:
-    """Last runs, counts and what is in error: `tardist status` and GET /status."""
-    def rows(sql: str) -> list[dict]:
-        cursor = conn.execute(sql)
-        columns = [c[0] for c in cursor.description]
-        return [dict(zip(columns, row)) for row in cursor.fetchall()]
-
-    runs = rows("SELECT id, started_at, finished_at, status, built, unchanged, failed, seconds, "
-                "options, warnings FROM runs ORDER BY id DESC LIMIT 10")
-    for run in runs:
-        run["options"] = json.loads(run["options"] or "{}")
-        run["warnings"] = json.loads(run["warnings"] or "[]")
-    counts = {
-        "repositories": dict(conn.execute(
-            "SELECT kind, count(*) FROM repos WHERE present = 1 GROUP BY kind ORDER BY kind").fetchall()),
-        "branches": conn.execute("SELECT count(*) FROM branches WHERE tarball IS NOT NULL").fetchone()[0],
-        "tarballs": conn.execute("SELECT count(*) FROM tarballs WHERE superseded_at IS NULL").fetchone()[0],
-        "superseded_tarballs": conn.execute(
-            "SELECT count(*) FROM tarballs WHERE superseded_at IS NOT NULL").fetchone()[0],
-    }
-    return {
-        "runs": runs,
-        "counts": counts,
-        "repository_errors": rows("SELECT kind, name, error, checked_at FROM repos "
-                                  "WHERE present = 1 AND error IS NOT NULL ORDER BY kind, name"),
-        "branch_errors": rows("SELECT b.kind, b.name, b.branch, b.error, b.error_commit AS 'commit' "
-                              "FROM branches b JOIN repos r USING (kind, name) "
-                              "WHERE r.present = 1 AND b.error IS NOT NULL ORDER BY b.kind, b.name, b.branch"),
-    }
-
-
 def expired_tarballs(db: sqlite_utils.Database, cutoff: str) -> list[tuple[str, str]]:
     """(kind, file) of tarballs superseded at or before cutoff."""
     return db.execute("SELECT kind, file FROM tarballs WHERE superseded_at IS NOT NULL AND superseded_at <= ? "
@@ -317,25 +208,3 @@ def forget_repo(db: sqlite_utils.Database, kind: str, name: str) -> None:
     with db.atomic():
         db.execute("DELETE FROM branches WHERE kind = ? AND name = ?", [kind, name])
         db.execute("DELETE FROM repos WHERE kind = ? AND name = ? AND present = 0", [kind, name])
-
-
-def present_names(conn: sqlite3.Connection) -> dict[str, list[str]]:
-    """Names of the repositories sources list now, by kind, sorted."""
-    names: dict[str, list[str]] = {}
-    for kind, name in conn.execute("SELECT kind, name FROM repos WHERE present = 1 ORDER BY kind, name"):
-        names.setdefault(kind, []).append(name)
-    return names
-
-
-def has_kind(conn: sqlite3.Connection, kind: str) -> bool:
-    """True when sources list some repository of kind."""
-    return conn.execute("SELECT 1 FROM repos WHERE kind = ? AND present = 1 LIMIT 1", [kind]).fetchone() is not None
-
-
-def info_json(conn: sqlite3.Connection, kind: str, names: list[str] | None = None) -> list[tuple[str, str]]:
-    """(name, rendered /info JSON) of a kind's repositories, or of some names of it, sorted by name."""
-    where, params = "kind = ? AND present = 1", [kind]
-    if names is not None:
-        where += f" AND name IN ({', '.join('?' * len(names))})"
-        params += names
-    return conn.execute(f"SELECT name, info FROM repos WHERE {where} ORDER BY name", params).fetchall()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import Deployment, Repo, directory_source, extension_files, git
 
-from tardist import reader, store
+from tardist import reader, schema, store
 from worker.lock import sync_lock
 from tardist.info import InfoView
 from tardist.store import BranchRecord, RepoRecord
@@ -291,7 +291,7 @@ def test_a_reader_sees_the_old_state_while_the_worker_holds_its_transaction(depl
     deployment.sync()
     client = deployment.app().test_client()
     before = client.get("/info/extensions/Cite").data
-    db = store.open_writer(deployment.settings().database)
+    db = schema.open_writer(deployment.settings().database)
     with db.atomic():
         store.save_repo(db, generation_record(1), InfoView.of(deployment.settings()))
         assert client.get("/info/extensions/Cite").data == before
@@ -310,7 +310,7 @@ def test_a_reader_never_sees_half_a_repository_while_the_worker_writes(deploymen
     done = threading.Event()
 
     def write_generations() -> None:
-        db = store.open_writer(deployment.settings().database)  # the writer's own connection, as in the worker
+        db = schema.open_writer(deployment.settings().database)  # the writer's own connection, as in the worker
         try:
             for generation in range(1, 150):
                 store.save_repo(db, generation_record(generation), view)

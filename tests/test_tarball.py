@@ -8,10 +8,11 @@ import hashlib
 import pytest
 
 from conftest import extension_files
-from worker.sync import mirror_path
+from worker.mirror import ObjectReader
 from worker.sources import Repo
+from worker.sync import mirror_path
 from worker.tarball import TEMP_PREFIX, build_tarball, extra_files, remove_stale_temporaries, tarball_name
-from worker.tree import ObjectReader, read_tree
+from worker.tree import read_tree
 
 
 def test_tarball_name_is_what_extension_distributor_computes():
@@ -44,7 +45,7 @@ def test_a_failed_build_leaves_neither_partial_nor_temporary_files(deployment, u
     dest = tmp_path / "out" / "Cite.tar.gz"
 
     class FailingReader(ObjectReader):
-        def read(self, blob):
+        def read(self, mirror, sha):
             raise RuntimeError("stop half way")
 
     with ObjectReader() as reader:

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from tardist import store
+from tardist import queries, schema, store
 from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError, is_kind, load_settings
 from worker.gc import collect_garbage
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         return COMMANDS[args.command](settings, args)
-    except (SettingsError, store.SchemaOutdated) as exc:
+    except (SettingsError, schema.SchemaOutdated) as exc:
         print(f"tardist: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -109,13 +109,13 @@ class StopOnSignals:
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     """`tardist status`."""
-    conn = store.open_reader(settings.database)
+    conn = schema.open_reader(settings.database)
     if conn is None:
         print(json.dumps({"runs": [], "counts": {}, "repository_errors": [], "branch_errors": [],
                           "note": f"no database yet at {settings.database}: run `tardist sync`"}, indent=2))
         return EXIT_OK
     try:
-        print(json.dumps(store.status(conn), indent=2))
+        print(json.dumps(queries.status(conn), indent=2))
     finally:
         conn.close()
     return EXIT_OK
@@ -147,7 +147,7 @@ def cmd_init_db(settings: Settings, args: argparse.Namespace) -> int:
     """`tardist init-db`."""
     try:
         with sync_lock(settings.lock_file):  # migrating under a running sync's feet could fail half way
-            db = store.open_writer(settings.database)
+            db = schema.open_writer(settings.database)
             try:
                 store.ensure_rendered(db, InfoView.of(settings))
             finally:

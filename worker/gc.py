@@ -7,7 +7,7 @@ import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from tardist import store
+from tardist import schema, store
 from tardist.settings import Settings
 from worker.mirror import TEMP_PREFIX
 
@@ -21,7 +21,7 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
     cutoff_time = now - timedelta(days=settings.retention_days)
     cutoff = store.utc_iso(cutoff_time)
     report: dict = {"removed": [], "tarballs": 0, "mirrors": 0, "bytes": 0, "dry_run": dry_run}
-    db = store.open_writer(settings.database)
+    db = schema.open_writer(settings.database)
     try:
         for kind, file in store.expired_tarballs(db, cutoff):
             _remove(report, settings.tarballs / kind / file, dry_run, "tarballs")

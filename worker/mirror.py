@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -35,9 +36,8 @@ class GitError(Exception):
     """A git operation failed; the message is readable on its own."""
 
 
-def run_git(args: list[str], cwd: Path | None = None, timeout: float | None = None,
-            protocols: tuple[str, ...] | None = None) -> bytes:
-    """Run one git command and return its standard output.
+def git_env(protocols: tuple[str, ...] | None = None) -> dict[str, str]:
+    """The environment of every git process tardist starts.
 
     ``protocols`` limits the transports git may use (GIT_ALLOW_PROTOCOL), for URLs
     that come from repository contents rather than from the operator.
@@ -45,11 +45,18 @@ def run_git(args: list[str], cwd: Path | None = None, timeout: float | None = No
     env = dict(BASE_ENV)
     if protocols is not None:
         env["GIT_ALLOW_PROTOCOL"] = ":".join(protocols)
+    return env
+
+
+def run_git(args: list[str], cwd: Path | None = None, timeout: float | None = None,
+            protocols: tuple[str, ...] | None = None) -> bytes:
+    """Run one git command and return its standard output."""
     try:
         # A session of its own: a Ctrl-C or SIGTERM meant for tardist must not kill the git
         # of a repository in hand, which tardist finishes before it stops.
         return git.Git(str(cwd) if cwd else None).execute(
-            ["git", *args], env=env, kill_after_timeout=timeout, stdout_as_string=False, start_new_session=True)
+            ["git", *args], env=git_env(protocols), kill_after_timeout=timeout, stdout_as_string=False,
+            start_new_session=True)
     except git.GitCommandError as exc:
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr)
         lines = [line.strip().removeprefix("stderr: ").strip("' ") for line in stderr.strip().splitlines()]
@@ -187,3 +194,57 @@ def module_mirror_path(mirrors: Path, url: str) -> Path:
     base = re.sub(r"[^A-Za-z0-9_.-]", "_", url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))[:40]
     digest = hashlib.sha256(url.encode()).hexdigest()[:16]
     return mirrors / "_modules" / f"{base or 'module'}-{digest}.git"
+
+
+class ObjectReader:
+    """Reads objects from one or more mirrors through persistent `git cat-file --batch` processes.
+
+    Started like every other git process (run_git): the same scrubbed environment and a
+    session of their own, so a Ctrl-C meant for tardist does not break the branch in hand.
+    """
+
+    def __init__(self) -> None:
+        self._processes: dict[Path, subprocess.Popen] = {}
+
+    def read(self, mirror: Path, sha: str) -> bytes:
+        """The content of object sha in mirror; GitError when it cannot be read."""
+        process = self._processes.get(mirror)
+        if process is None:
+            process = self._processes[mirror] = subprocess.Popen(
+                ["git", "cat-file", "--batch"], cwd=mirror, env=git_env(), stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(sha.encode() + b"\n")
+            process.stdin.flush()
+            header = process.stdout.readline().split()
+            if len(header) != 3:
+                raise GitError(f"cannot read object {sha} from {mirror.name}: "
+                               f"{b' '.join(header[1:]).decode(errors='replace') or 'git cat-file ended'}")
+            size = int(header[2])
+            data = process.stdout.read(size + 1)[:size]
+        except (OSError, ValueError) as exc:
+            self._processes.pop(mirror, None)
+            process.kill()
+            raise GitError(f"cannot read object {sha} from {mirror.name}: {exc}") from None
+        if len(data) != size:
+            self._processes.pop(mirror, None)
+            process.kill()
+            raise GitError(f"cannot read object {sha} from {mirror.name}: git cat-file ended early")
+        return data
+
+    def close(self) -> None:
+        """Stop the git processes."""
+        for process in self._processes.values():
+            if process.stdin:
+                process.stdin.close()
+            process.wait()
+            if process.stdout:
+                process.stdout.close()
+        self._processes.clear()
+
+    def __enter__(self) -> "ObjectReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -10,15 +10,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from tardist import store
+from tardist import schema, store
 from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError
 from tardist.store import BranchRecord, RepoRecord
 from worker.manifest import read_manifest
-from worker.mirror import GitError, branch_head, delete_branches, fetch_branches, has_commit, remote_heads, run_git
+from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
+                           remote_heads, run_git)
 from worker.sources import Repo, list_repos, silent_kinds
 from worker.tarball import Built, PublishError, build_tarball, extra_files, remove_stale_temporaries, tarball_name
-from worker.tree import ObjectReader, TreeError, read_tree
+from worker.tree import TreeError, read_tree
 
 log = logging.getLogger("tardist.sync")
 MAX_MESSAGES = 100  # manifest errors or warnings kept per branch: a hostile repository can make millions
@@ -106,7 +107,7 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
             blob = tree.files.get(path)
             return blob.size if blob else None
 
-        manifest = read_manifest(repo.kind, size_of, lambda path: reader.read(tree.files[path]),
+        manifest = read_manifest(repo.kind, size_of, lambda path: reader.read(tree.files[path].mirror, tree.files[path].sha),
                                  settings.max_manifest_bytes)
         if reuse:
             built = Built(reuse["file"], reuse["size"], reuse["sha256"])
@@ -180,7 +181,7 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     warnings = [] if warnings is None else warnings
     repos = list_repos(settings, warnings)
     selected = select_repos(settings, repos, only, kind)
-    db = store.open_writer(settings.database)
+    db = schema.open_writer(settings.database)
     view = InfoView.of(settings)
     try:
         store.ensure_rendered(db, view)

@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tardist.store import utc_iso
-from worker.mirror import TEMP_PREFIX
-from worker.tree import Blob, ObjectReader, Tree
+from worker.mirror import TEMP_PREFIX, ObjectReader
+from worker.tree import Blob, Tree
 
 
 
@@ -100,7 +100,7 @@ def _write_entries(tar: tarfile.TarFile, reader: ObjectReader, tree: Tree, extra
         info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
         if path in files:
             item = files[path]
-            data = item if isinstance(item, bytes) else reader.read(item)
+            data = item if isinstance(item, bytes) else reader.read(item.mirror, item.sha)
             executable = isinstance(item, Blob) and item.mode == "100755"
             info.mode, info.size = (0o755 if executable else 0o644), len(data)
             tar.addfile(info, io.BytesIO(data))

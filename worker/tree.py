@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import git
-
 from tardist.settings import Settings
-from worker.mirror import GitError, fetch_commit, module_mirror_path, run_git
+from worker.mirror import GitError, ObjectReader, fetch_commit, module_mirror_path, run_git
 
 SYMLINK, GITLINK = "120000", "160000"
 MAX_LINK_HOPS = 40  # what Linux allows before ELOOP
@@ -45,32 +43,6 @@ class Tree:
     dirs: set[str] = field(default_factory=lambda: {""})
     warnings: list[str] = field(default_factory=list)
     total_bytes: int = 0
-
-
-class ObjectReader:
-    """Reads blobs from one or more mirrors through persistent `git cat-file` processes."""
-
-    def __init__(self) -> None:
-        self._repos: dict[Path, git.Repo] = {}
-
-    def read(self, blob: Blob) -> bytes:
-        """The content of a blob."""
-        repo = self._repos.get(blob.mirror)
-        if repo is None:
-            repo = self._repos[blob.mirror] = git.Repo(blob.mirror)
-        return repo.odb.stream(bytes.fromhex(blob.sha)).read()
-
-    def close(self) -> None:
-        """Stop the git processes."""
-        for repo in self._repos.values():
-            repo.close()
-        self._repos.clear()
-
-    def __enter__(self) -> "ObjectReader":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def list_tree(mirror: Path, commit: str) -> list[tuple[str, str, str, str]]:
@@ -202,7 +174,7 @@ def _resolve_symlinks(settings: Settings, reader: ObjectReader, raw: Tree) -> Tr
     out = Tree(warnings=list(raw.warnings))
     links = {path: blob for path, blob in raw.files.items() if blob.mode == SYMLINK}
     # A link's target is its blob; one longer than PATH_MAX is no path at all, and not worth reading.
-    targets = {path: reader.read(blob).decode("utf-8", "surrogateescape") if blob.size <= MAX_LINK_TARGET else None
+    targets = {path: reader.read(blob.mirror, blob.sha).decode("utf-8", "surrogateescape") if blob.size <= MAX_LINK_TARGET else None
                for path, blob in links.items()}
     for path, blob in raw.files.items():
         if blob.mode != SYMLINK:

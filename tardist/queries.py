@@ -1,0 +1,61 @@
+"""Reads shared by the web app and `tardist status`, on a read-only connection."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+
+def status(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Last runs, counts and what is in error: `tardist status` and GET /status."""
+    def rows(sql: str) -> list[dict]:
+        cursor = conn.execute(sql)
+        columns = [c[0] for c in cursor.description]
+        return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+    runs = rows("SELECT id, started_at, finished_at, status, built, unchanged, failed, seconds, "
+                "options, warnings FROM runs ORDER BY id DESC LIMIT 10")
+    for run in runs:
+        run["options"] = json.loads(run["options"] or "{}")
+        run["warnings"] = json.loads(run["warnings"] or "[]")
+    counts = {
+        "repositories": dict(conn.execute(
+            "SELECT kind, count(*) FROM repos WHERE present = 1 GROUP BY kind ORDER BY kind").fetchall()),
+        "branches": conn.execute("SELECT count(*) FROM branches WHERE tarball IS NOT NULL").fetchone()[0],
+        "tarballs": conn.execute("SELECT count(*) FROM tarballs WHERE superseded_at IS NULL").fetchone()[0],
+        "superseded_tarballs": conn.execute(
+            "SELECT count(*) FROM tarballs WHERE superseded_at IS NOT NULL").fetchone()[0],
+    }
+    return {
+        "runs": runs,
+        "counts": counts,
+        "repository_errors": rows("SELECT kind, name, error, checked_at FROM repos "
+                                  "WHERE present = 1 AND error IS NOT NULL ORDER BY kind, name"),
+        "branch_errors": rows("SELECT b.kind, b.name, b.branch, b.error, b.error_commit AS 'commit' "
+                              "FROM branches b JOIN repos r USING (kind, name) "
+                              "WHERE r.present = 1 AND b.error IS NOT NULL ORDER BY b.kind, b.name, b.branch"),
+    }
+
+
+
+def present_names(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    """Names of the repositories sources list now, by kind, sorted."""
+    names: dict[str, list[str]] = {}
+    for kind, name in conn.execute("SELECT kind, name FROM repos WHERE present = 1 ORDER BY kind, name"):
+        names.setdefault(kind, []).append(name)
+    return names
+
+
+def has_kind(conn: sqlite3.Connection, kind: str) -> bool:
+    """True when sources list some repository of kind."""
+    return conn.execute("SELECT 1 FROM repos WHERE kind = ? AND present = 1 LIMIT 1", [kind]).fetchone() is not None
+
+
+def info_json(conn: sqlite3.Connection, kind: str, names: list[str] | None = None) -> list[tuple[str, str]]:
+    """(name, rendered /info JSON) of a kind's repositories, or of some names of it, sorted by name."""
+    where, params = "kind = ? AND present = 1", [kind]
+    if names is not None:
+        where += f" AND name IN ({', '.join('?' * len(names))})"
+        params += names
+    return conn.execute(f"SELECT name, info FROM repos WHERE {where} ORDER BY name", params).fetchall()
