@@ -42,7 +42,8 @@ IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
                  "schema": {"type": "string"}}
 NOT_MODIFIED = {"description": "Not modified (If-None-Match matched the ETag)"}
 COMMON = {"304": NOT_MODIFIED, "405": _error("Method not allowed"), "500": _error("Internal error"),
-          "503": _error("The database is older than this tardist: `tardist init-db` migrates it")}
+          "503": _error("The database's schema is not this tardist's: older (`tardist init-db` migrates "
+                        "it) or newer (made by a newer tardist)")}
 
 SCHEMAS = {
     "Error": {

@@ -60,7 +60,7 @@ class Reader:
         if conn is None:
             try:
                 conn = schema.open_reader(self.database)
-            except schema.SchemaOutdated as exc:
+            except schema.SchemaError as exc:
                 raise ServiceUnavailable(str(exc)) from None
             if conn is None:
                 return None

@@ -45,12 +45,21 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("warnings", str)
 
 
-MIGRATIONS = [_v1, _v2, _v3]
+def _v4(db: sqlite_utils.Database) -> None:
+    """Which source lists each repository (an emptied source keeps its own), and which module
+    mirrors each tarball's tree used (gc keeps those)."""
+    db["repos"].add_column("source", str)
+    db["tarballs"].add_column("modules", str)
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4]
 
 
 def migrate(db: sqlite_utils.Database) -> None:
     """Bring the schema up to date: the one way the schema changes."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise SchemaTooNew(_too_new(version))
     for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
         with db.atomic():
             step(db)
@@ -64,12 +73,30 @@ def open_writer(path: Path) -> sqlite_utils.Database:
     db = sqlite_utils.Database(conn)
     db.enable_wal()
     db.execute("PRAGMA synchronous = NORMAL")
-    migrate(db)
+    try:
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
     return db
 
 
-class SchemaOutdated(Exception):
+class SchemaError(Exception):
+    """The database's schema is not the one this tardist reads and writes."""
+
+
+class SchemaOutdated(SchemaError):
     """The database was made by an older tardist and not migrated yet."""
+
+
+class SchemaTooNew(SchemaError):
+    """The database was made by a newer tardist; this one would misread it, or break it."""
+
+
+def _too_new(version: int) -> str:
+    return (f"the database has schema version {version}, newer than this tardist knows ({len(MIGRATIONS)}): "
+            "it was made by a newer tardist; upgrade this one (a downgrade needs a backup of the database "
+            "from before the upgrade)")
 
 
 def open_reader(path: Path) -> sqlite3.Connection | None:
@@ -85,4 +112,7 @@ def open_reader(path: Path) -> sqlite3.Connection | None:
             return None  # being created by the first sync
         raise SchemaOutdated(f"the database has schema version {version}, this tardist needs "
                              f"{len(MIGRATIONS)}: run `tardist init-db`")
+    if version > len(MIGRATIONS):
+        conn.close()
+        raise SchemaTooNew(_too_new(version))
     return conn

@@ -70,6 +70,12 @@ class Source:
     url: str = ""
     prefix: str = ""
 
+    @property
+    def key(self) -> str:
+        """What identifies the source across runs and edits of other sources: kind, type and where."""
+        where = {"directory": str(self.path), "gerrit": f"{self.url}/projects/?p={self.prefix}", "list": ""}
+        return f"{self.kind} {self.type} {where[self.type]}".rstrip()
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -42,6 +42,7 @@ class BranchRecord:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     built_at: str = ""  # when the tarball was built, if not now
+    modules: list[str] = field(default_factory=list)  # module mirrors (folder names) its tree used
 
 
 @dataclass
@@ -51,6 +52,7 @@ class RepoRecord:
     kind: str
     name: str
     repository: str
+    source: str = ""  # the key of the source that lists it
     branches: list[BranchRecord] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # recorded branches that no longer exist
     error: str | None = None  # the whole repository failed (clone, fetch, ...)
@@ -83,7 +85,7 @@ def save_repo(db: sqlite_utils.Database, record: RepoRecord, view: InfoView) -> 
     with db.atomic():
         db["repos"].upsert({
             "kind": record.kind, "name": record.name, "repository": record.repository,
-            "present": 1, "removed_at": None, "checked_at": now, "error": record.error,
+            "present": 1, "removed_at": None, "checked_at": now, "error": record.error, "source": record.source,
         }, pk=("kind", "name"))
         for branch in record.branches:
             _save_branch(db, record, branch, now)
@@ -134,7 +136,7 @@ def _save_branch(db: sqlite_utils.Database, record: RepoRecord, branch: BranchRe
     db["tarballs"].upsert({
         "kind": record.kind, "file": branch.tarball, "name": record.name, "branch": branch.branch,
         "commit_sha": branch.commit, "sha256": branch.sha256, "size": branch.size,
-        "built_at": branch.built_at or now, "superseded_at": None,
+        "built_at": branch.built_at or now, "superseded_at": None, "modules": json.dumps(branch.modules),
     }, pk=("kind", "file"))
 
 
@@ -144,13 +146,20 @@ def _supersede(db: sqlite_utils.Database, kind: str, name: str, branch: str, kee
 
 
 def mark_removed(db: sqlite_utils.Database, present: Iterable[tuple[str, str]],
-                 keep_kinds: set[str] = frozenset()) -> list[tuple[str, str]]:
-    """Mark repositories no source lists any more as removed (except those of keep_kinds); return them."""
+                 keep_sources: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """Mark repositories no source lists any more as removed and return them.
+
+    Those listed last by a source of keep_sources are kept (and, recorded before tardist knew
+    sources, those of the same kind as one of them).
+    """
     present = set(present)
+    keep_sources = set(keep_sources)
+    keep_kinds = {key.split(" ", 1)[0] for key in keep_sources}
     now = utcnow()
-    removed = [(kind, name) for kind, name in
-               db.execute("SELECT kind, name FROM repos WHERE present = 1").fetchall()
-               if (kind, name) not in present and kind not in keep_kinds]
+    removed = [(kind, name) for kind, name, source in
+               db.execute("SELECT kind, name, source FROM repos WHERE present = 1").fetchall()
+               if (kind, name) not in present and source not in keep_sources
+               and not (source is None and kind in keep_kinds)]
     with db.atomic():
         for kind, name in removed:
             db.execute("UPDATE repos SET present = 0, removed_at = ? WHERE kind = ? AND name = ?",
@@ -208,3 +217,22 @@ def forget_repo(db: sqlite_utils.Database, kind: str, name: str) -> None:
     with db.atomic():
         db.execute("DELETE FROM branches WHERE kind = ? AND name = ?", [kind, name])
         db.execute("DELETE FROM repos WHERE kind = ? AND name = ? AND present = 0", [kind, name])
+
+
+def count_listed_by(db: sqlite_utils.Database, source: str) -> int:
+    """How many present repositories source listed when last seen."""
+    return db.execute("SELECT count(*) FROM repos WHERE present = 1 AND source = ?", [source]).fetchone()[0]
+
+
+def modules_in_use(db: sqlite_utils.Database, cutoff: str) -> set[str] | None:
+    """Module mirror folder names used by the trees of tarballs current or kept past cutoff.
+
+    None when some of those tarballs were built before tardist recorded it.
+    """
+    used: set[str] = set()
+    for (modules,) in db.execute("SELECT modules FROM tarballs WHERE superseded_at IS NULL OR superseded_at > ?",
+                                 [cutoff]):
+        if modules is None:
+            return None  # built before tardist recorded them
+        used.update(json.loads(modules))
+    return used

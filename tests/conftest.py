@@ -9,12 +9,14 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
+import sqlite_utils
 from gitservers import SilentServer
 
 from tardist import create_app
+from tardist.schema import MIGRATIONS
 from tardist.settings import Settings, load_settings
 
 GIT_ENV = {
@@ -173,7 +175,7 @@ def directory_source(kind: str, path: Path) -> str:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path) -> Deployment:
+def deployment(tmp_path: Path) -> Iterator[Deployment]:
     """An empty deployment whose config lists tmp_path/upstream/extensions and .../skins as sources."""
     root = tmp_path / "deploy"
     root.mkdir()
@@ -182,7 +184,22 @@ def deployment(tmp_path: Path) -> Deployment:
         (tmp_path / "upstream" / kind).mkdir(parents=True, exist_ok=True)
     deployment.write_config(directory_source("extensions", tmp_path / "upstream/extensions")
                             + directory_source("skins", tmp_path / "upstream/skins"))
-    return deployment
+    yield deployment
+    unpack_every_tarball(root / "tarballs", tmp_path / "unpacked")
+
+
+def unpack_every_tarball(tarballs: Path, into: Path) -> None:
+    """Every tarball a test left published unpacks cleanly with GNU tar, as people unpack them."""
+    for index, tarball in enumerate(sorted(tarballs.glob("*/*.tar.gz"))):
+        if tarball.name.startswith("."):
+            continue  # a temporary file, never served
+        folder = into / str(index)
+        folder.mkdir(parents=True)
+        result = subprocess.run(["tar", "-xzf", str(tarball), "-C", str(folder)], capture_output=True, text=True)
+        # GNU tar notes, and then unpacks as they are, the raw bytes of a file name that is not UTF-8.
+        complaints = [line for line in result.stderr.splitlines()
+                      if line != "tar: Ignoring unknown extended header keyword 'hdrcharset'"]
+        assert result.returncode == 0 and not complaints, f"{tarball.name}: {result.stderr}"
 
 
 @pytest.fixture
@@ -191,3 +208,26 @@ def hanging_remote():
     remote = SilentServer()
     yield remote
     remote.close()
+
+
+def make_old_database(path: Path, version: int) -> None:
+    """Replace the database at path by one as the tardist of schema `version` made it, with the same rows
+    (those columns it had)."""
+    current = path.with_name(f"current-{path.name}")
+    path.rename(current)
+    for leftover in path.parent.glob(path.name + "-*"):
+        leftover.unlink()  # a closed WAL database leaves none; a killed one's belong to the old file
+    db = sqlite_utils.Database(path)
+    for number, step in enumerate(MIGRATIONS[:version], start=1):
+        step(db)
+        db.execute(f"PRAGMA user_version = {number}")
+    source = sqlite_utils.Database(current)
+    for table in db.table_names():
+        if table == "meta":
+            continue  # what tardist keeps about itself: the old one had its own
+        columns = set(db[table].columns_dict)
+        db[table].insert_all(({k: v for k, v in row.items() if k in columns} for row in source[table].rows))
+    db.conn.commit()
+    db.close()
+    source.close()
+    current.unlink()

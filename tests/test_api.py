@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, Repo, directory_source, extension_files, git
+from conftest import Deployment, Repo, directory_source, extension_files, git, make_old_database
 
 from tardist import reader, schema, store
 from worker.lock import sync_lock
@@ -355,9 +355,7 @@ def test_an_unmigrated_database_is_a_503_until_init_db(deployment, upstream):
     upstream("Cite")
     deployment.sync()
     database = deployment.settings().database
-    with sqlite3.connect(database) as conn:  # as an older tardist left it, before migration 3
-        conn.execute("ALTER TABLE runs DROP COLUMN warnings")
-        conn.execute("PRAGMA user_version = 2")
+    make_old_database(database, len(schema.MIGRATIONS) - 1)  # as the tardist before the last upgrade left it
     response = deployment.app().test_client().get("/list")
     assert response.status_code == 503
     assert "run `tardist init-db`" in response.get_json()["error"]["message"]

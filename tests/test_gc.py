@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-from conftest import git
+import sqlite3
+import os
+
+from conftest import directory_source, git
+from worker.lock import sync_lock
 
 from worker.gc import collect_garbage
 
@@ -101,8 +105,130 @@ def test_a_source_that_suddenly_lists_nothing_removes_nothing(deployment, upstre
     deployment.sync()
     repo.path.rename(tmp_path / "Cite-unmounted")  # the folder is empty now, as an unmounted disk would be
     result = deployment.sync()
-    assert "source[0]: lists no repositories" in result.stderr
-    assert "no extensions listed at all: none of them is marked removed this run" in result.stderr
+    assert "source[0] (extensions directory " in result.stderr
+    assert "lists no repositories: the 1 it listed before are kept, not marked removed" in result.stderr
+    assert "lists no repositories: the 1" in json.loads(deployment.cli("status").stdout)["runs"][0]["warnings"][0]
     assert deployment.app().test_client().get("/list/extensions").get_json() == {"extensions": ["Cite"]}
     report = collect_garbage(deployment.settings(), now=LATER)
     assert report["tarballs"] == 0 and report["mirrors"] == 0
+
+
+def test_an_emptied_source_keeps_its_repositories_whatever_another_source_of_its_kind_lists(
+        deployment, upstream, tmp_path):
+    upstream("Cite")
+    second = tmp_path / "second"
+    echo = upstream("Echo")
+    second.mkdir()
+    echo.path.rename(second / "Echo")
+    upstream("Math")
+    deployment.write_config(directory_source("extensions", tmp_path / "upstream/extensions")
+                            + directory_source("extensions", second))
+    deployment.sync()
+    (second / "Echo").rename(tmp_path / "Echo-unmounted")  # the second folder is empty now
+    result = deployment.sync()
+    assert f"source[1] (extensions directory {second}) lists no repositories: the 1 it listed before are kept" \
+        in result.stderr
+    client = deployment.app().test_client()
+    assert client.get("/list/extensions").get_json() == {"extensions": ["Cite", "Echo", "Math"]}
+    report = collect_garbage(deployment.settings(), now=LATER)
+    assert (report["tarballs"], report["mirrors"]) == (0, 0)
+    assert (deployment.root / "mirrors/extensions/Echo.git").is_dir()
+    # A source that still lists something removes what it stopped listing, as before.
+    (tmp_path / "upstream/extensions/Math").rename(tmp_path / "Math-gone")
+    deployment.sync()
+    assert client.get("/list/extensions").get_json() == {"extensions": ["Cite", "Echo"]}
+
+
+def test_submodule_mirrors_go_when_no_kept_tarball_uses_them(deployment, upstream):
+    lib = upstream("Lib", kind="lib", files={"lib.js": "lib\n"})
+    other = upstream("Other", kind="lib", files={"other.js": "other\n"})
+    repo = upstream("VisualEditor")
+    repo.pin_submodule("lib", str(lib.path), lib.head())
+    keeper = upstream("Keeper")
+    keeper.pin_submodule("other", str(other.path), other.head())
+    deployment.sync()
+    modules = deployment.root / "mirrors/_modules"
+    assert len(list(modules.iterdir())) == 2
+    git(repo.path, "rm", "--quiet", "lib")
+    repo.commit(message="drop the submodule")
+    deployment.sync()
+    report = collect_garbage(deployment.settings())  # the old tarball, which has lib/, is kept for now
+    assert report["mirrors"] == 0 and len(list(modules.iterdir())) == 2
+    dry = collect_garbage(deployment.settings(), dry_run=True, now=LATER)
+    assert dry["mirrors"] == 1 and len(list(modules.iterdir())) == 2
+    report = collect_garbage(deployment.settings(), now=LATER)
+    assert report["mirrors"] == 1 and report["removed"][-1].startswith(str(modules / "Lib-"))
+    assert [p.name[:6] for p in modules.iterdir()] == ["Other-"]
+    assert deployment.sync().returncode == 0
+
+
+def test_submodule_mirrors_are_kept_while_a_tarball_does_not_say_which_it_uses(deployment, upstream):
+    lib = upstream("Lib", kind="lib", files={"lib.js": "lib\n"})
+    upstream("VisualEditor").pin_submodule("lib", str(lib.path), lib.head())
+    upstream("Cite")
+    deployment.sync()
+    with sqlite3.connect(deployment.settings().database) as conn:  # as built before tardist recorded it
+        conn.execute("UPDATE tarballs SET modules = NULL WHERE name = 'Cite'")
+    result = deployment.cli("gc")
+    assert json.loads(result.stdout)["mirrors"] == 0
+    assert "warning: submodule mirrors kept: some tarballs were built before" in result.stderr
+    assert len(list((deployment.root / "mirrors/_modules").iterdir())) == 1
+
+
+def test_orphan_tarballs_go_after_the_retention_period(deployment, upstream):
+    upstream("Cite")
+    deployment.sync()
+    folder = deployment.root / "tarballs/extensions"
+    orphan, fresh = folder / "Cite-master-0000000.tar.gz", folder / "Cite-master-1111111.tar.gz"
+    orphan.write_bytes(b"published, never recorded")
+    fresh.write_bytes(b"published, never recorded, just now")
+    eight_days_ago = (datetime.now(timezone.utc) - timedelta(days=8)).timestamp()
+    os.utime(orphan, (eight_days_ago, eight_days_ago))
+    report = collect_garbage(deployment.settings())
+    assert report["removed"] == [str(orphan)] and report["tarballs"] == 1
+    assert not orphan.exists() and fresh.exists()
+    fresh.unlink()  # not a tarball: every test's published tarballs are unpacked at its end
+
+
+def test_gc_waits_for_no_running_sync(deployment, upstream):
+    upstream("Cite")
+    deployment.sync()
+    deployment.write_config(retention_days=0)
+    with sync_lock(deployment.settings().lock_file):
+        result = deployment.cli("gc")
+    assert result.returncode == 0
+    assert "another tardist sync is running" in result.stderr and "gc not started" in result.stderr
+    assert result.stdout == ""
+
+
+def test_gc_dry_run_lists_a_removed_repository_and_keeps_it(deployment, upstream, tmp_path):
+    repo = upstream("Cite")
+    deployment.sync()
+    repo.path.rename(tmp_path / "Cite-moved-away")
+    upstream("Echo")
+    deployment.sync()
+    deployment.write_config(retention_days=0)
+    mirror = deployment.root / "mirrors/extensions/Cite.git"
+    result = deployment.cli("gc", "--dry-run")
+    assert json.loads(result.stdout)["mirrors"] == 1
+    assert f"would remove {mirror}" in result.stderr
+    assert mirror.is_dir() and any(n.startswith("Cite-") for n in tarballs(deployment))
+
+
+def test_a_repository_that_returns_within_the_retention_period_is_whole_again(deployment, upstream, tmp_path):
+    repo = upstream("Cite")
+    upstream("Echo")
+    deployment.sync()
+    away = tmp_path / "Cite-away"
+    repo.path.rename(away)
+    deployment.sync()
+    away.rename(repo.path)
+    deployment.sync()
+    client = deployment.app().test_client()
+    assert client.get("/list/extensions").get_json() == {"extensions": ["Cite", "Echo"]}
+    report = collect_garbage(deployment.settings(), now=LATER)
+    assert (report["tarballs"], report["mirrors"]) == (0, 0)
+    url = client.get("/info/extensions/Cite").get_json()["branches"]["master"]["url"]
+    response = client.get(url)
+    assert response.status_code == 200
+    response.close()

@@ -492,3 +492,38 @@ def test_deleted_branch_disappears_from_info(deployment, served):
     assert list(facts["branches"]) == ["master"] and facts["errors"] == {}
     response = deployment.app().test_client().get("/download/extensions/Cite/REL1_45")
     assert response.status_code == 404
+
+
+def test_a_repositorys_own_version_and_gitinfo_never_break_the_tarball(deployment, upstream):
+    files = {**extension_files("Clash"), "version/x.txt": "a folder where tardist writes a file\n",
+             "gitinfo.json": '{"mine": true}\n'}
+    repo = upstream("Clash", files=files)
+    sync(deployment, expect=0)
+    warnings = info(deployment, "Clash")["branches"]["master"]["warnings"]
+    assert "left out tardist's version file: the repository has a folder version/" in warnings
+    assert "replaced the repository's gitinfo.json with tardist's" in warnings
+    path = tarball_of(deployment, "Clash")
+    with tarfile.open(path) as tar:
+        assert tar.extractfile("Clash/version/x.txt").read() == b"a folder where tardist writes a file\n"
+        assert json.loads(tar.extractfile("Clash/gitinfo.json").read())["headSHA1"] == repo.head()
+    unpacked = deployment.root.parent / "unpacked-clash"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-xzf", str(path), "-C", str(unpacked)], check=True, capture_output=True)
+    assert (unpacked / "Clash/version/x.txt").is_file()
+
+
+def test_a_path_that_is_both_a_file_and_a_folder_is_packed_once(deployment, upstream):
+    repo = upstream("Twice")
+    blob = git(repo.path, "hash-object", "-w", "--stdin", "--path", "x")
+    inner = subprocess.run(["git", "mktree"], cwd=repo.path, input=f"100644 blob {blob}\tinside.txt\n",
+                           capture_output=True, text=True, check=True).stdout.strip()
+    top = git(repo.path, "write-tree")
+    listing = git(repo.path, "ls-tree", top)
+    crafted = subprocess.run(["git", "mktree"], cwd=repo.path, capture_output=True, text=True, check=True,
+                             input=f"{listing}\n100644 blob {blob}\tboth\n040000 tree {inner}\tboth\n").stdout.strip()
+    commit = git(repo.path, "commit-tree", crafted, "-p", "HEAD", "-m", "both a file and a folder")
+    git(repo.path, "update-ref", "refs/heads/master", commit)
+    sync(deployment, expect=0)
+    warnings = info(deployment, "Twice")["branches"]["master"]["warnings"]
+    assert warnings == ["left out both/inside.txt: both is a file"]
+    assert "Twice/both" in tar_names(tarball_of(deployment, "Twice"))

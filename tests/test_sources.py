@@ -64,7 +64,7 @@ def test_gerrit_source_takes_active_projects_one_level_below_the_prefix(tmp_path
     settings = settings_with(tmp_path, f'[[source]]\nkind = "extensions"\ntype = "gerrit"\n'
                                        f'url = "{base}"\nprefix = "mediawiki/extensions/"\n')
     warnings: list[str] = []
-    repos = list_repos(settings, warnings)
+    repos = list_repos(settings, warnings).repos
     assert repos == [Repo("extensions", "Cite", f"{base}/mediawiki/extensions/Cite"),
                      Repo("extensions", "Echo", f"{base}/mediawiki/extensions/Echo")]
     assert asked == ["/r/projects/?p=mediawiki%2Fextensions%2F"]
@@ -90,7 +90,7 @@ def test_directory_source_lists_bare_and_working_repositories(tmp_path, upstream
     settings = settings_with(tmp_path, f'[[source]]\nkind = "extensions"\ntype = "directory"\n'
                                        f'path = "{tmp_path}/upstream/extensions"\n')
     warnings: list[str] = []
-    names = [repo.name for repo in list_repos(settings, warnings)]
+    names = [repo.name for repo in list_repos(settings, warnings).repos]
     assert names == ["Cite", "Echo"]
     assert warnings == ["source[0]: skipped '-rf': not a plain repository name"]
 
@@ -102,5 +102,5 @@ def test_first_source_wins_a_name(tmp_path, upstream):
                                        f'[[source]]\nkind = "extensions"\ntype = "directory"\n'
                                        f'path = "{tmp_path}/upstream/extensions"\n')
     warnings: list[str] = []
-    assert list_repos(settings, warnings) == [Repo("extensions", "Cite", "https://example.org/Cite")]
+    assert list_repos(settings, warnings).repos == [Repo("extensions", "Cite", "https://example.org/Cite")]
     assert warnings == ["source[1]: skipped extensions/Cite: an earlier source has it"]

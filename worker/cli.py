@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         return COMMANDS[args.command](settings, args)
-    except (SettingsError, schema.SchemaOutdated) as exc:
+    except (SettingsError, schema.SchemaError) as exc:
         print(f"tardist: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -131,6 +131,8 @@ def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     for path in report["removed"]:
         print(f"{'would remove' if args.dry_run else 'removed'} {path}", file=sys.stderr)
+    for warning in report["warnings"]:
+        print(f"tardist: warning: {warning}", file=sys.stderr)
     print(json.dumps({key: value for key, value in report.items() if key != "removed"}))
     return EXIT_OK
 

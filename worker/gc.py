@@ -9,18 +9,19 @@ from pathlib import Path
 
 from tardist import schema, store
 from tardist.settings import Settings
-from worker.mirror import TEMP_PREFIX
+from worker.mirror import MODULES_FOLDER, TEMP_PREFIX
 
 
 def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | None = None) -> dict:
-    """Remove what has been superseded or removed for longer than retention_days.
+    """Remove what has been superseded or removed for longer than retention_days, and the
+    submodule mirrors no remaining tarball uses.
 
     Never touches a tarball the database lists as current. Call while holding the sync lock.
     """
     now = now or datetime.now(timezone.utc)
     cutoff_time = now - timedelta(days=settings.retention_days)
     cutoff = store.utc_iso(cutoff_time)
-    report: dict = {"removed": [], "tarballs": 0, "mirrors": 0, "bytes": 0, "dry_run": dry_run}
+    report: dict = {"removed": [], "tarballs": 0, "mirrors": 0, "bytes": 0, "dry_run": dry_run, "warnings": []}
     db = schema.open_writer(settings.database)
     try:
         for kind, file in store.expired_tarballs(db, cutoff):
@@ -36,6 +37,14 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
             _remove(report, settings.mirrors / kind / f"{name}.git", dry_run, "mirrors")
             if not dry_run:
                 store.forget_repo(db, kind, name)
+        used = store.modules_in_use(db, cutoff)
+        if used is None:
+            report["warnings"].append("submodule mirrors kept: some tarballs were built before tardist recorded "
+                                      "which submodules they use (`tardist sync --force` records it)")
+        else:
+            for module in sorted((settings.mirrors / MODULES_FOLDER).glob("*.git")):
+                if module.name not in used:
+                    _remove(report, module, dry_run, "mirrors")
         for leftover in settings.mirrors.glob(f"*/{TEMP_PREFIX}*"):  # a mirror a killed run made or removed
             _remove(report, leftover, dry_run, "mirrors")
     finally:

@@ -13,6 +13,7 @@ from pathlib import Path
 import git
 
 TEMP_PREFIX = ".tmp-"  # what is being made or removed; never a final name
+MODULES_FOLDER = "_modules"  # mirrors/_modules/: submodule mirrors, shared by every repository
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 # Never ask for credentials, never read the operator's global git config.
 BASE_ENV = {
@@ -193,7 +194,7 @@ def module_mirror_path(mirrors: Path, url: str) -> Path:
     """Where the shared mirror of a submodule URL lives."""
     base = re.sub(r"[^A-Za-z0-9_.-]", "_", url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))[:40]
     digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-    return mirrors / "_modules" / f"{base or 'module'}-{digest}.git"
+    return mirrors / MODULES_FOLDER / f"{base or 'module'}-{digest}.git"
 
 
 class ObjectReader:

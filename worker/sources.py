@@ -6,7 +6,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tardist.settings import Settings, SettingsError, Source, is_plain_name
 
@@ -20,15 +20,25 @@ class Repo:
     kind: str
     name: str
     url: str
+    source: str = field(default="", compare=False)  # the key of the source that lists it
 
 
-def list_repos(settings: Settings, warnings: list[str]) -> list[Repo]:
+@dataclass
+class Listing:
+    """What the sources list now, and which sources listed nothing at all."""
+
+    repos: list[Repo]
+    silent: dict[int, Source]  # by index in the configuration
+
+
+def list_repos(settings: Settings, warnings: list[str]) -> Listing:
     """Every repository of every source, sorted by kind and name; the first source wins a name."""
     found: dict[tuple[str, str], Repo] = {}
+    silent = {}
     for index, source in enumerate(settings.sources):
         listed = _list_source(settings, index, source, warnings)
         if not listed:
-            warnings.append(f"source[{index}]: lists no repositories")
+            silent[index] = source
         for repo in listed:
             if not is_plain_name(repo.name):
                 warnings.append(f"source[{index}]: skipped {repo.name!r}: not a plain repository name")
@@ -36,28 +46,19 @@ def list_repos(settings: Settings, warnings: list[str]) -> list[Repo]:
                 warnings.append(f"source[{index}]: skipped {repo.kind}/{repo.name}: an earlier source has it")
             else:
                 found[(repo.kind, repo.name)] = repo
-    return [found[key] for key in sorted(found)]
-
-
-def silent_kinds(settings: Settings, repos: list[Repo]) -> set[str]:
-    """Configured kinds for which the sources listed no repository at all.
-
-    A kind that suddenly lists nothing is far more often an unmounted folder or a
-    Gerrit hiccup than a real mass removal: its repositories are not marked removed.
-    """
-    return {source.kind for source in settings.sources} - {repo.kind for repo in repos}
+    return Listing([found[key] for key in sorted(found)], silent)
 
 
 def _list_source(settings: Settings, index: int, source: Source, warnings: list[str]) -> list[Repo]:
     where = f"{settings.config_file}: source[{index}]"
     if source.type == "list":
-        return [Repo(source.kind, name, url) for name, url in source.repos.items()]
+        return [Repo(source.kind, name, url, source.key) for name, url in source.repos.items()]
     if source.type == "directory":
         assert source.path is not None
         if not source.path.is_dir():
             raise SettingsError(f"{where}: key 'path': expected a folder of git repositories, "
                                 f"{source.path} is not a folder")
-        return [Repo(source.kind, child.name.removesuffix(".git"), str(child))
+        return [Repo(source.kind, child.name.removesuffix(".git"), str(child), source.key)
                 for child in sorted(source.path.iterdir())
                 if (child / "HEAD").is_file() or (child / ".git").exists()]
     return _list_gerrit(settings, where, source)
@@ -80,5 +81,5 @@ def _list_gerrit(settings: Settings, where: str, source: Source) -> list[Repo]:
         name = project[len(source.prefix):] if project.startswith(source.prefix) else ""
         state = facts.get("state", "ACTIVE") if isinstance(facts, dict) else "ACTIVE"
         if name and "/" not in name and state != "READ_ONLY":
-            repos.append(Repo(source.kind, name, f"{source.url}/{project}"))
+            repos.append(Repo(source.kind, name, f"{source.url}/{project}", source.key))
     return repos

@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import sqlite_utils
+
 from tardist import schema, store
 from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError
@@ -17,8 +19,9 @@ from tardist.store import BranchRecord, RepoRecord
 from worker.manifest import read_manifest
 from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
                            remote_heads, run_git)
-from worker.sources import Repo, list_repos, silent_kinds
-from worker.tarball import Built, PublishError, build_tarball, extra_files, remove_stale_temporaries, tarball_name
+from worker.sources import Listing, Repo, list_repos
+from worker.tarball import (Built, PublishError, build_tarball, extra_files, place_extras, remove_stale_temporaries,
+                            tarball_name)
 from worker.tree import TreeError, read_tree
 
 log = logging.getLogger("tardist.sync")
@@ -43,7 +46,7 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
     tarballs it knows of (current or superseded) by file name. Nothing here writes
     to the database: the caller records the result in one transaction.
     """
-    record = RepoRecord(repo.kind, repo.name, repo.url)
+    record = RepoRecord(repo.kind, repo.name, repo.url, repo.source)
     mirror = mirror_path(settings, repo)
     try:
         heads = remote_heads(repo.url, settings.branches, settings.git_timeout)
@@ -107,12 +110,13 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
             blob = tree.files.get(path)
             return blob.size if blob else None
 
-        manifest = read_manifest(repo.kind, size_of, lambda path: reader.read(tree.files[path].mirror, tree.files[path].sha),
+        manifest = read_manifest(repo.kind, size_of,
+                                 lambda path: reader.read(tree.files[path].mirror, tree.files[path].sha),
                                  settings.max_manifest_bytes)
+        extras, extra_warnings = place_extras(tree, extra_files(repo.name, branch, commit, committed, repo.url))
         if reuse:
             built = Built(reuse["file"], reuse["size"], reuse["sha256"])
         else:
-            extras = extra_files(repo.name, branch, commit, committed, repo.url)
             dest = tarball_path(settings, repo.kind, tarball_name(repo.name, branch, commit))
             built = build_tarball(reader, tree, extras, repo.name, committed, dest)
     except (GitError, TreeError, PublishError) as exc:
@@ -124,7 +128,8 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
         branch, commit, "reused" if reuse else "built", built_at=reuse["built_at"] if reuse else "",
         committed_at=store.utc_iso(datetime.fromtimestamp(committed, timezone.utc)),
         tarball=built.file, size=built.size, sha256=built.sha256,
-        manifest=manifest.fields, manifest_errors=shown(manifest.errors), warnings=shown(tree.warnings))
+        manifest=manifest.fields, manifest_errors=shown(manifest.errors),
+        warnings=shown(extra_warnings + tree.warnings), modules=sorted(tree.modules))
 
 
 def shown(messages: list[str]) -> list[str]:
@@ -153,7 +158,7 @@ def _sync_guarded(settings: Settings, repo: Repo, recorded: dict[str, dict], for
         return sync_repo(settings, repo, recorded, force, tarballs)
     except Exception as exc:  # a bug must cost one repository, not the run
         log.exception("unexpected error syncing %s/%s", repo.kind, repo.name)
-        return RepoRecord(repo.kind, repo.name, repo.url, error=f"internal error: {exc!r}")
+        return RepoRecord(repo.kind, repo.name, repo.url, repo.source, error=f"internal error: {exc!r}")
 
 
 def select_repos(settings: Settings, repos: list[Repo], only: tuple[str, ...] = (),
@@ -168,6 +173,21 @@ def select_repos(settings: Settings, repos: list[Repo], only: tuple[str, ...] = 
     return [repo for repo in repos if (not only or repo.name in only) and (kind is None or repo.kind == kind)]
 
 
+def _mark_removed(db: sqlite_utils.Database, listing: Listing, warnings: list[str]) -> None:
+    """Mark what no source lists any more as removed, except what a source that lists nothing had.
+
+    A source that suddenly lists nothing is far more often an unmounted folder or a Gerrit
+    hiccup than a real mass removal, whatever the other sources of its kind list.
+    """
+    for index, source in listing.silent.items():
+        kept = store.count_listed_by(db, source.key)
+        warnings.append(f"source[{index}] ({source.key}) lists no repositories" + (
+            f": the {kept} it listed before are kept, not marked removed (remove the [[source]] to retire them)"
+            if kept else ""))
+    store.mark_removed(db, {(repo.kind, repo.name) for repo in listing.repos},
+                       keep_sources={source.key for source in listing.silent.values()})
+
+
 def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None = None, force: bool = False,
              jobs: int | None = None, on_repo: Callable[[RepoRecord], None] | None = None,
              on_start: Callable[[int], None] | None = None,
@@ -179,8 +199,8 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     started = time.monotonic()
     stop = stop or threading.Event()
     warnings = [] if warnings is None else warnings
-    repos = list_repos(settings, warnings)
-    selected = select_repos(settings, repos, only, kind)
+    listing = list_repos(settings, warnings)
+    selected = select_repos(settings, listing.repos, only, kind)
     db = schema.open_writer(settings.database)
     view = InfoView.of(settings)
     try:
@@ -207,10 +227,7 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
                 if on_repo:
                     on_repo(record)
         if not only and kind is None and not stop.is_set():
-            silent = silent_kinds(settings, repos)
-            for quiet in sorted(silent & {recorded_kind for recorded_kind, _name in recorded}):
-                warnings.append(f"no {quiet} listed at all: none of them is marked removed this run")
-            store.mark_removed(db, {(repo.kind, repo.name) for repo in repos}, keep_kinds=silent)
+            _mark_removed(db, listing, warnings)
         summary["interrupted"] = stop.is_set()
         summary["seconds"] = round(time.monotonic() - started, 3)
         store.finish_run(db, run_id, summary, warnings)

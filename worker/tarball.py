@@ -51,6 +51,24 @@ def extra_files(name: str, branch: str, commit: str, committed: int, remote_url:
     }
 
 
+def place_extras(tree: Tree, extras: dict[str, bytes]) -> tuple[dict[str, bytes], list[str]]:
+    """The generated files to pack with tree, and a warning for each one that replaces or yields a path.
+
+    tardist's files win over a repository's own, as extdist's did. A folder of the same name
+    wins over a generated file: packing both would give a tarball that does not unpack.
+    """
+    kept: dict[str, bytes] = {}
+    warnings = []
+    for path, data in extras.items():
+        if path in tree.dirs:
+            warnings.append(f"left out tardist's {path} file: the repository has a folder {path}/")
+            continue
+        if path in tree.files:
+            warnings.append(f"replaced the repository's {path} with tardist's")
+        kept[path] = data
+    return kept, warnings
+
+
 class _HashingWriter(io.RawIOBase):
     """A file wrapper that hashes and counts what passes through it."""
 

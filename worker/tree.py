@@ -43,6 +43,7 @@ class Tree:
     dirs: set[str] = field(default_factory=lambda: {""})
     warnings: list[str] = field(default_factory=list)
     total_bytes: int = 0
+    modules: set[str] = field(default_factory=set)  # folder names of the module mirrors used, for gc
 
 
 def list_tree(mirror: Path, commit: str) -> list[tuple[str, str, str, str]]:
@@ -88,14 +89,25 @@ def _collect(settings: Settings, tree: Tree, mirror: Path, url: str,
 def _add_file(settings: Settings, tree: Tree, path: str, blob: Blob) -> None:
     if len(tree.files) >= settings.max_files:
         raise TreeError(f"more than {settings.max_files} files (max_files)")
+    # A crafted tree (or a submodule, a folder link) can make one path both a file and a folder;
+    # packed as is, the tarball would not unpack. The first one wins.
+    new_dirs = []
+    parent = posixpath.dirname(path)
+    while parent not in tree.dirs:
+        if parent in tree.files:
+            tree.warnings.append(f"left out {path}: {parent} is a file")
+            return
+        new_dirs.append(parent)
+        parent = posixpath.dirname(parent)
+    if path in tree.dirs or path in tree.files:
+        tree.warnings.append(f"left out {path}: the tree has {'a folder' if path in tree.dirs else 'a file'} "
+                             "of that name already")
+        return
     tree.total_bytes += blob.size
     if tree.total_bytes > settings.max_tarball_bytes:
         raise TreeError(f"content larger than {settings.max_tarball_bytes} bytes (max_tarball_bytes)")
     tree.files[path] = blob
-    parent = posixpath.dirname(path)
-    while parent not in tree.dirs:
-        tree.dirs.add(parent)
-        parent = posixpath.dirname(parent)
+    tree.dirs.update(new_dirs)
 
 
 def _collect_submodule(settings: Settings, tree: Tree, mirror: Path, parent_url: str,
@@ -110,6 +122,7 @@ def _collect_submodule(settings: Settings, tree: Tree, mirror: Path, parent_url:
     if refused:
         raise TreeError(f"submodule {full}: {refused}")
     module_mirror = module_mirror_path(settings.mirrors, url)
+    tree.modules.add(module_mirror.name)
     try:
         fetch_commit(module_mirror, url, sha, settings.git_timeout, settings.submodule_protocols)
     except GitError as exc:
@@ -171,7 +184,7 @@ def refused_submodule_url(url: str, protocols: tuple[str, ...]) -> str | None:
 
 def _resolve_symlinks(settings: Settings, reader: ObjectReader, raw: Tree) -> Tree:
     """Replace in-tree symlinks by what they point at; leave the others out, with a warning."""
-    out = Tree(warnings=list(raw.warnings))
+    out = Tree(warnings=list(raw.warnings), modules=raw.modules)
     links = {path: blob for path, blob in raw.files.items() if blob.mode == SYMLINK}
     # A link's target is its blob; one longer than PATH_MAX is no path at all, and not worth reading.
     targets = {path: reader.read(blob.mirror, blob.sha).decode("utf-8", "surrogateescape") if blob.size <= MAX_LINK_TARGET else None
