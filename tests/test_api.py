@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import Deployment, Repo, directory_source, extension_files, git, make_old_database
 
-from tardist import reader, schema, store
+from tardist import create_app, reader, schema, store
 from worker.lock import sync_lock
 from tardist.info import InfoView
 from tardist.store import BranchRecord, RepoRecord
@@ -370,3 +370,22 @@ def test_init_db_waits_for_no_running_sync(deployment):
         result = deployment.cli("init-db")
     assert result.returncode == 1 and "another tardist sync is running" in result.stderr
     assert deployment.cli("init-db").returncode == 0
+
+
+@pytest.mark.parametrize("value, served", [("false", False), ("0", False), ("true", True), ("yes", True)])
+def test_serve_tarballs_is_read_from_the_environment(deployment, upstream, monkeypatch, value, served):
+    upstream("Cite")
+    deployment.sync()
+    monkeypatch.setenv("TARDIST_CONFIG", str(deployment.config))
+    monkeypatch.setenv("TARDIST_SERVE_TARBALLS", value)
+    client = create_app({"TESTING": True}).test_client()
+    url = client.get("/info/extensions/Cite").get_json()["branches"]["master"]["url"]
+    response = client.get(url)
+    if served:
+        assert response.status_code == 200 and response.mimetype == "application/gzip"
+        assert hashlib.sha256(response.data).hexdigest() == \
+            client.get("/info/extensions/Cite").get_json()["branches"]["master"]["sha256"]
+    else:
+        assert response.status_code == 404
+        assert response.get_json()["error"]["status"] == 404
+    response.close()

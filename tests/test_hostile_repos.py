@@ -16,7 +16,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, Repo, directory_source, extension_files, git
+from conftest import Deployment, directory_source, extension_files, git
 from gitservers import closed_port, git_daemon, silent_server
 
 PWNED = Path("/tmp/pwned")  # what the ext:: submodule URL of the brief would create

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import time
 
 from conftest import TARDIST
@@ -16,6 +17,27 @@ def start_worker(deployment) -> subprocess.Popen:
     return subprocess.Popen([TARDIST, "worker"], cwd=deployment.root, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env={"TARDIST_CONFIG": str(deployment.config), "PATH": "/usr/bin:/bin"})
+
+
+class LogLines:
+    """The lines a process writes on stderr, read as they come."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, args=(process.stderr,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream) -> None:
+        with stream:
+            for line in stream:
+                self.lines.append(line)
+
+    def wait_for(self, text: str, seconds: float = 60) -> bool:
+        return wait_for(lambda: any(text in line for line in self.lines), seconds)
+
+    def text(self) -> str:
+        self.thread.join(10)
+        return "".join(self.lines)
 
 
 def wait_for(predicate, seconds: float = 60) -> bool:
@@ -49,13 +71,15 @@ def test_worker_skips_a_sync_while_cron_holds_the_lock(deployment, upstream):
     upstream("Cite")
     with sync_lock(deployment.settings().lock_file):
         worker = start_worker(deployment)
+        log = LogLines(worker)
         try:
-            time.sleep(3)
+            assert log.wait_for("sync skipped: another tardist sync is running"), log.text()
         finally:
             worker.send_signal(signal.SIGTERM)
-            out, err = worker.communicate(timeout=60)
-    assert worker.returncode == 0
-    assert "sync skipped: another tardist sync is running" in err
+            worker.wait(timeout=60)
+            worker.stdout.close()
+    assert worker.returncode == 0, log.text()
+    assert "worker stopped" in log.text()
     assert runs(deployment) == []
 
 

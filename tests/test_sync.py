@@ -12,6 +12,7 @@ from pathlib import Path
 from conftest import TARDIST, Deployment, git
 
 from worker.lock import sync_lock
+from worker.tree import MAX_SUBMODULE_DEPTH
 
 
 def tar_members(path: Path) -> dict[str, tarfile.TarInfo]:
@@ -319,3 +320,57 @@ def test_missing_default_config_means_nothing_configured_but_a_named_one_is_an_e
                             env={k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")})
     assert result.returncode == 0 and "no [[source]] configured" in result.stderr
     assert json.loads(result.stdout)["repositories"] == 0
+
+
+def test_info_is_rendered_again_when_branches_or_tarball_url_change(deployment, upstream):
+    repo = upstream("Cite")
+    git(repo.path, "branch", "REL1_45")
+    deployment.sync()
+    assert list(info(deployment, "Cite")["branches"]) == ["master", "REL1_45"]
+    deployment.write_config(branches=["REL1_45", "master"], tarball_url="https://cdn.example.org/dist/")
+    deployment.sync()  # nothing changed upstream: only the answers are rendered again
+    facts = info(deployment, "Cite")
+    assert list(facts["branches"]) == ["REL1_45", "master"]
+    assert facts["branches"]["master"]["url"].startswith("https://cdn.example.org/dist/extensions/Cite-master-")
+    deployment.write_config(branches=["master"])
+    assert deployment.cli("init-db").returncode == 0  # init-db renders them too
+    assert list(info(deployment, "Cite")["branches"]) == ["master"]
+
+
+def test_a_configured_url_that_git_would_read_as_an_option_is_refused(deployment, tmp_path):
+    marker = tmp_path / "ran"
+    deployment.write_config(f'[[source]]\nkind = "extensions"\ntype = "list"\n'
+                            f'repos = {{ Evil = "--upload-pack=touch {marker}" }}\n')
+    result = deployment.sync(check=False)
+    assert result.returncode == 1
+    facts = info(deployment, "Evil")
+    assert facts["error"] == "refusing repository URL '--upload-pack=touch " + str(marker) + "'"
+    assert not marker.exists()
+
+
+def test_submodules_nested_deeper_than_the_limit_fail_that_branch(deployment, upstream):
+    level = upstream("Level0", kind="lib", files={"leaf.txt": "leaf\n"})
+    for depth in range(1, MAX_SUBMODULE_DEPTH + 2):
+        outer = upstream(f"Level{depth}", kind="lib", files={"here.txt": f"level {depth}\n"})
+        outer.pin_submodule("inner", str(level.path), level.head())
+        level = outer
+    repo = upstream("Deep")
+    head = repo.pin_submodule("lib", str(level.path), level.head())
+    result = deployment.sync(check=False)
+    assert result.returncode == 1
+    assert info(deployment, "Deep")["errors"]["master"] == (
+        f"submodule {'lib' + '/inner' * MAX_SUBMODULE_DEPTH}: nested more than {MAX_SUBMODULE_DEPTH} levels")
+    assert not tarball(deployment, "Deep", "master", head).exists()
+
+
+def test_a_submodule_without_a_url_in_gitmodules_fails_that_branch(deployment, upstream):
+    lib = upstream("Lib", kind="lib", files={"lib.js": "lib\n"})
+    repo = upstream("NoUrl")
+    repo.pin_submodule("lib", str(lib.path), lib.head())
+    git(repo.path, "config", "-f", ".gitmodules", "--unset", f"submodule.module{repo.commits - 1}.url")
+    git(repo.path, "commit", "--quiet", "-m", "forget the URL", ".gitmodules")  # not add -A: lib is no folder here
+    head = repo.head()
+    result = deployment.sync(check=False)
+    assert result.returncode == 1
+    assert info(deployment, "NoUrl")["errors"]["master"] == "submodule lib: no URL for it in .gitmodules"
+    assert not tarball(deployment, "NoUrl", "master", head).exists()

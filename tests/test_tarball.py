@@ -8,10 +8,10 @@ import hashlib
 import pytest
 
 from conftest import extension_files
-from worker.mirror import ObjectReader
+from worker.mirror import GitError, ObjectReader
 from worker.sources import Repo
 from worker.sync import mirror_path
-from worker.tarball import TEMP_PREFIX, build_tarball, extra_files, remove_stale_temporaries, tarball_name
+from worker.tarball import TEMP_PREFIX, PublishError, build_tarball, extra_files, remove_stale_temporaries, tarball_name
 from worker.tree import read_tree
 
 
@@ -61,3 +61,19 @@ def test_stale_temporaries_are_removed(tmp_path):
     (tmp_path / "extensions" / "Cite-master-abcdef1.tar.gz").write_bytes(b"complete")
     assert remove_stale_temporaries(tmp_path) == 1
     assert [p.name for p in (tmp_path / "extensions").iterdir()] == ["Cite-master-abcdef1.tar.gz"]
+
+
+def test_a_read_failure_says_read_and_a_write_failure_says_write(deployment, upstream, tmp_path):
+    repo = upstream("Cite")
+    deployment.sync()
+    settings = deployment.settings()
+    mirror = mirror_path(settings, Repo("extensions", "Cite", str(repo.path)))
+    with ObjectReader() as reader:
+        tree = read_tree(settings, reader, mirror, str(repo.path), repo.head())
+        with pytest.raises(GitError, match=f"cannot read object {'0' * 40} from Cite.git: missing"):
+            reader.read(mirror, "0" * 40)
+        assert reader.read(mirror, tree.files["README.md"].sha) == b"# Cite\n", "the reader goes on after a miss"
+        blocked = tmp_path / "not-a-folder"
+        blocked.write_text("a file where the tarball folder should be")
+        with pytest.raises(PublishError, match="cannot write Cite.tar.gz"):
+            build_tarball(reader, tree, {}, "Cite", 0, blocked / "Cite.tar.gz")

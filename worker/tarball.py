@@ -88,9 +88,9 @@ class _HashingWriter(io.RawIOBase):
 def build_tarball(reader: ObjectReader, tree: Tree, extras: dict[str, bytes], top: str,
                   mtime: int, dest: Path) -> Built:
     """Write tree (plus extras at the top) as `top/...` into dest, atomically."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     temp = dest.with_name(f"{TEMP_PREFIX}{dest.name}.{os.getpid()}")
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         with open(temp, "wb") as raw:
             hashing = _HashingWriter(raw)
             with gzip.GzipFile(filename="", mode="wb", fileobj=hashing, mtime=0, compresslevel=6) as gz:
@@ -101,12 +101,19 @@ def build_tarball(reader: ObjectReader, tree: Tree, extras: dict[str, bytes], to
         os.replace(temp, dest)
         _fsync_dir(dest.parent)
     except OSError as exc:
-        temp.unlink(missing_ok=True)
+        _discard(temp)
         raise PublishError(f"cannot write {dest.name}: {exc.strerror or exc}") from None
     except BaseException:
-        temp.unlink(missing_ok=True)
+        _discard(temp)
         raise
     return Built(dest.name, hashing.size, hashing.sha256.hexdigest())
+
+
+def _discard(temp: Path) -> None:
+    try:
+        temp.unlink(missing_ok=True)
+    except OSError:
+        pass  # never made (its folder is not one): nothing to discard
 
 
 def _write_entries(tar: tarfile.TarFile, reader: ObjectReader, tree: Tree, extras: dict[str, bytes],
