@@ -119,6 +119,25 @@ def median_run(runs: list[dict]) -> dict:
     return {**middle, "samples": [run["seconds"] for run in runs]}
 
 
+def drop_caches() -> bool:
+    """Ask the kernel to drop its page cache; False where it does not let us (a container)."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def warm(folder: Path) -> None:
+    """Read every file under folder once, so that it is in the page cache."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                while f.read(1 << 20):
+                    pass
+
+
 def tarball_names(folder: Path) -> set[str]:
     """Names of the tarballs in `folder`."""
     return {p.name for p in folder.glob("*.tar.gz")}
@@ -145,25 +164,38 @@ def measure(args: argparse.Namespace, work: Path, info: dict, url: str) -> dict:
         others = sorted(set(repos) - set(changed))
         old_names = sorted(old_changed + random.Random(args.seed + 1).sample(
             others, args.old_sample - len(old_changed)))
-    old_changed = [name for name in changed if name in old_names]
     factor = len(repos) / len(old_names)
     old_repos = {name: repos[name] for name in old_names}
-    results["old_cold"] = scaled(baseline(old_repos, work), factor, len(old_names))
-    results["old_noop"] = scaled(baseline(old_repos, work), factor, len(old_names))
     config = work / "tardist.toml"
+    # Both cold runs meet the same page cache: the corpus is read through just before each
+    # (and the caches dropped too where the kernel lets us), whichever of them runs first.
+    results["cold_conditions"] = {"first": args.first, "caches_dropped": drop_caches()}
+
+    def old_cold() -> None:
+        warm(work / "corpus")
+        results["old_cold"] = scaled(baseline(old_repos, work), factor, len(old_names))
+
+    def tardist_cold() -> None:
+        if not args.skip_tardist:
+            (work / "tardist").mkdir()
+            write_config(config, work / "tardist", repos, args.jobs)
+            drop_caches()
+            warm(work / "corpus")
+            results["tardist_cold"] = tardist_sync(config, work, "cold")
+
+    for phase in ((tardist_cold, old_cold) if args.first == "tardist" else (old_cold, tardist_cold)):
+        phase()
+    results["old_noop"] = scaled(baseline(old_repos, work), factor, len(old_names))
     if not args.skip_tardist:
-        (work / "tardist").mkdir()
-        write_config(config, work / "tardist", repos, args.jobs)
-        results["tardist_cold"] = tardist_sync(config, work, "cold")
         results["tardist_noop"] = median_run([tardist_sync(config, work, f"noop{n}")
                                               for n in range(args.repeat)])
     heads = {name: corpus.add_commit(work / "corpus" / "extensions" / f"{name}.git", ["master"])
              for name in changed}
     try:
+        # Both changed runs cover every repository (the old method its sample, scaled), as cron would.
         if not args.skip_tardist:
             results["tardist_changed"] = tardist_sync(config, work, "changed")
-        results["old_changed"] = scaled(baseline({name: repos[name] for name in old_changed}, work),
-                                        len(changed) / len(old_changed), len(old_changed))
+        results["old_changed"] = scaled(baseline(old_repos, work), factor, len(old_names))
     finally:
         for name, old in heads.items():
             corpus.restore_heads(work / "corpus" / "extensions" / f"{name}.git", old)
@@ -201,7 +233,9 @@ def goals(results: dict) -> dict:
                if isinstance(row, dict) and "seconds" in row}
     noop, cold, floor = seconds["tardist_noop"], seconds["tardist_cold"], seconds["floor"]
     peak = max(results[f"tardist_{k}"]["peak_rss_mb"] for k in ("cold", "noop", "changed"))
-    changed_limit = noop + 1.5 * seconds["old_changed"]
+    # The goal names the old method's cost for just the changed repositories: what its changed
+    # run over every repository costs beyond its no-op run.
+    changed_limit = noop + 1.5 * max(seconds["old_changed"] - seconds["old_noop"], 0)
     rows = {
         "noop_over_floor": (noop / floor, "<= 2", noop / floor <= 2),
         "old_noop_over_noop": (seconds["old_noop"] / noop, ">= 10",
@@ -209,6 +243,7 @@ def goals(results: dict) -> dict:
         "old_cold_over_cold": (seconds["old_cold"] / cold, ">= 2", seconds["old_cold"] / cold >= 2),
         "changed_seconds": (seconds["tardist_changed"], f"<= {changed_limit:.2f}",
                             seconds["tardist_changed"] <= changed_limit),
+        "old_changed_over_changed": (seconds["old_changed"] / seconds["tardist_changed"], "(shown only)", True),
         "peak_rss_mb": (peak, "< 300", peak < 300),
     }
     return {name: {"value": round(value, 2), "goal": goal, "met": met}
@@ -219,7 +254,7 @@ def print_table(results: dict, ratios: dict | None) -> None:
     """Print the timings and goals as plain text tables."""
     print(f"{'phase':<16}{'seconds':>9}{'built':>7}{'unchanged':>11}{'failed':>8}{'peak MB':>9}")
     for name, row in results.items():
-        if not isinstance(row, dict):
+        if not isinstance(row, dict) or "seconds" not in row:
             continue
         counts = row.get("summary", row)
         failed = counts.get("failed", "")
@@ -228,7 +263,11 @@ def print_table(results: dict, ratios: dict | None) -> None:
         print(f"{name:<16}{row['seconds']:>9.2f}" + "".join(
             f"{cell:>{width}}" for cell, width in zip(cells, (7, 11, 8, 9))))
     print(f"({results['changed_repos']} repositories got a new master commit "
-          "before the *_changed runs)")
+          "before the *_changed runs, which both cover every repository)")
+    conditions = results["cold_conditions"]
+    print(f"(cold runs: {conditions['first']} first; the corpus read into the page cache before each"
+          + ("; page cache dropped first" if conditions["caches_dropped"] else
+             "; the page cache could not be dropped here") + ")")
     for name, row in results.items():
         if isinstance(row, dict) and "scale" in row:
             print(f"({name}: measured {row['measured_seconds']:.2f} s on {row['sample_repos']} repositories, "
@@ -236,10 +275,10 @@ def print_table(results: dict, ratios: dict | None) -> None:
     for problem in results.get("checks", []):
         print(f"CHECK FAILED: {problem}")
     if ratios:
-        print(f"\n{'goal':<20}{'value':>10}  {'target':<12}met")
+        print(f"\n{'goal':<26}{'value':>10}  {'target':<14}met")
         for name, row in ratios.items():
             met = "yes" if row["met"] else "NO"
-            print(f"{name:<20}{row['value']:>10.2f}  {row['goal']:<12}{met}")
+            print(f"{name:<26}{row['value']:>10.2f}  {row['goal']:<14}{met}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="runs of the cheap phases (floor, tardist no-op); the median counts")
     parser.add_argument("--old-sample", type=int, metavar="K",
                         help="time the old method on K random repositories and scale to N (for N = 2,000)")
+    parser.add_argument("--first", choices=("tardist", "old"), default="tardist",
+                        help="which cold run comes first (the output says which did)")
     parser.add_argument("--skip-tardist", action="store_true",
                         help="only the floor and the old method")
     args = parser.parse_args(argv)
