@@ -16,6 +16,10 @@ NULLABLE_STRING = {"type": ["string", "null"]}
 FILE = {"type": "string", "pattern": "^[^/.][^/]*\\.tar\\.gz$", "maxLength": 300}
 
 
+GERRIT_NOTE = ("As Gerrit answers: the body is the line )]}' and then the JSON described here; "
+               "project names are mediawiki/<kind>/<Name>, sent with / encoded as %2F.")
+
+
 def _error(description: str) -> dict:
     return {"description": description,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -92,6 +96,13 @@ SCHEMAS = {
                        "repository_errors": {"type": "array", "items": {"type": "object"}},
                        "branch_errors": {"type": "array", "items": {"type": "object"}}},
     },
+    "GerritProjects": {"type": "object", "additionalProperties": {
+        "type": "object", "required": ["id", "state"],
+        "properties": {"id": {"type": "string"}, "state": {"const": "ACTIVE"}}}},
+    "GerritBranches": {"type": "array", "items": {
+        "type": "object", "required": ["ref", "revision"],
+        "properties": {"ref": {"type": "string", "pattern": "^refs/heads/"},
+                       "revision": {"type": "string", "pattern": "^[0-9a-f]{40}$"}}}},
     "Index": {"type": "object", "required": ["service", "version", "endpoints"],
               "properties": {"service": {"type": "string"}, "version": {"type": "string"},
                              "endpoints": {"type": "object", "additionalProperties": {"type": "string"}}}},
@@ -137,6 +148,28 @@ def document() -> dict:
                               "404": _error("Unknown kind, name or branch"), **COMMON}}},
             "/status": {"get": {"summary": "Last runs, counts and errors", "parameters": [IF_NONE_MATCH],
                                 "responses": {"200": _json("Status", _ref("Status")), **COMMON}}},
+            "/gerrit/projects/": {"get": {
+                "summary": "Gerrit's project list, for ExtensionDistributor's repoListUrl",
+                "description": GERRIT_NOTE,
+                "parameters": [{"name": "p", "in": "query", "required": False,
+                                "description": "project name prefix, e.g. mediawiki/extensions/",
+                                "schema": {"type": "string", "maxLength": 200}},
+                               {"name": "b", "in": "query", "required": False,
+                                "description": "accepted and ignored", "schema": {"type": "string"}},
+                               IF_NONE_MATCH],
+                "responses": {"200": _json("Projects that have a tarball, by name", _ref("GerritProjects")),
+                              "400": _error("An unknown query parameter or a too long prefix"), **COMMON}}},
+            "/gerrit/projects/{project}/branches": {"get": {
+                "summary": "Gerrit's branch list of a project, for ExtensionDistributor's apiUrl",
+                "description": GERRIT_NOTE,
+                "parameters": [{**_path_param("project", {
+                    "type": "string", "minLength": 1, "maxLength": 200,
+                    "pattern": "^mediawiki%2F[a-z][a-z0-9]*%2F[A-Za-z0-9][A-Za-z0-9_.-]*$"}),
+                    "description": "the project name with / encoded as %2F",
+                    "examples": {"Cite": {"value": "mediawiki%2Fextensions%2FCite"}}}, IF_NONE_MATCH],
+                "responses": {"200": _json("Branches that have a tarball, at the tarball's commit",
+                                           _ref("GerritBranches")),
+                              "404": _error("Unknown project, or one without a tarball"), **COMMON}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {
                 "200": _json("The OpenAPI document", {"type": "object"}), **COMMON}}},
             "/dist/{kind}/{file}": {"get": {
