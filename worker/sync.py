@@ -16,7 +16,7 @@ from tardist.settings import Settings, SettingsError
 from tardist.store import BranchRecord, RepoRecord
 from worker.manifest import read_manifest
 from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
-                           remote_heads, run_git)
+                           remote_heads, run_git, use_git_config)
 from worker.sources import Repo, list_repos, silent_kinds
 from worker.tarball import Built, PublishError, build_tarball, extra_files, remove_stale_temporaries, tarball_name
 from worker.tree import TreeError, read_tree
@@ -43,6 +43,7 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
     tarballs it knows of (current or superseded) by file name. Nothing here writes
     to the database: the caller records the result in one transaction.
     """
+    use_git_config(settings.git_config)
     record = RepoRecord(repo.kind, repo.name, repo.url)
     mirror = mirror_path(settings, repo)
     try:
