@@ -77,7 +77,7 @@ SCHEMAS = {
     "Repository": {
         "type": "object",
         "required": ["name", "kind", "repository", "description", "license", "url", "authors", "type",
-                     "branches", "errors", "error", "checked_at"],
+                     "branches", "errors", "error", "checked_at", "failures"],
         "properties": {
             "name": {"type": "string"}, "kind": {"type": "string"}, "repository": {"type": "string"},
             "description": NULLABLE_STRING, "license": NULLABLE_STRING, "url": NULLABLE_STRING,
@@ -85,6 +85,11 @@ SCHEMAS = {
             "branches": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Branch"}},
             "errors": {"type": "object", "additionalProperties": {"type": "string"}},
             "error": NULLABLE_STRING, "checked_at": NULLABLE_STRING,
+            "failures": {"type": "array", "description": "each reason once, with the branches it stops "
+                                                         "(none: the whole repository) and when it is retried",
+                         "items": {"type": "object", "required": ["branches", "error", "retry_at"],
+                                   "properties": {"branches": {"type": "array", "items": {"type": "string"}},
+                                                  "error": {"type": "string"}, "retry_at": NULLABLE_STRING}}},
         },
     },
     "Names": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},

@@ -45,7 +45,15 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("warnings", str)
 
 
-MIGRATIONS = [_v1, _v2, _v3]
+def _backoff(db: sqlite_utils.Database) -> None:
+    """Retries with backoff: how often a branch (or a repository's fetch) failed in a row, and when to retry."""
+    for table in ("branches", "repos"):
+        db[table].add_column("failures", int)
+        db[table].add_column("retry_at", str)
+    db["repos"].add_column("retry_heads", str)  # {branch: commit} the failed fetch wanted, as JSON
+
+
+MIGRATIONS = [_v1, _v2, _v3, _backoff]
 
 
 def migrate(db: sqlite_utils.Database) -> None:

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 from conftest import Deployment, Repo, directory_source, extension_files, git
 
 from tardist import reader, schema, store
 from worker.lock import sync_lock
 from tardist.info import InfoView
+from tardist.schema import MIGRATIONS
 from tardist.store import BranchRecord, RepoRecord
 
 JSON_URLS = ["/", "/list", "/list/extensions", "/info/extensions", "/info/extensions/Cite",
@@ -353,10 +355,12 @@ def generation_record(generation: int) -> RepoRecord:
 
 def test_an_unmigrated_database_is_a_503_until_init_db(deployment, upstream):
     upstream("Cite")
-    deployment.sync()
     database = deployment.settings().database
-    with sqlite3.connect(database) as conn:  # as an older tardist left it, before migration 3
-        conn.execute("ALTER TABLE runs DROP COLUMN warnings")
+    database.parent.mkdir(parents=True)
+    with sqlite3.connect(database) as conn:  # as an older tardist left it: migrations 1 and 2 only
+        db = sqlite_utils.Database(conn)
+        for step in MIGRATIONS[:2]:
+            step(db)
         conn.execute("PRAGMA user_version = 2")
     response = deployment.app().test_client().get("/list")
     assert response.status_code == 503
@@ -364,6 +368,7 @@ def test_an_unmigrated_database_is_a_503_until_init_db(deployment, upstream):
     assert deployment.cli("status").returncode == 2
     result = deployment.cli("init-db")
     assert result.returncode == 0, result.stderr
+    deployment.sync()
     assert get_json(deployment.app().test_client(), "/list")["extensions"] == ["Cite"]
 
 

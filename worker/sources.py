@@ -8,7 +8,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
-from tardist.settings import Settings, SettingsError, Source, is_plain_name
+from tardist.settings import Settings, Source, is_plain_name
 
 GERRIT_XSSI_PREFIX = ")]}'"
 
@@ -22,11 +22,26 @@ class Repo:
     url: str
 
 
-def list_repos(settings: Settings, warnings: list[str]) -> list[Repo]:
-    """Every repository of every source, sorted by kind and name; the first source wins a name."""
+class SourceError(Exception):
+    """A source could not be listed (a Gerrit that is down, a folder that is missing)."""
+
+
+def list_repos(settings: Settings, warnings: list[str], unlisted: set[int] | None = None) -> list[Repo]:
+    """Every repository of every source, sorted by kind and name; the first source wins a name.
+
+    A source that cannot be listed costs only its own repositories: it is reported
+    in warnings and its index added to ``unlisted``, and the other sources are listed.
+    """
     found: dict[tuple[str, str], Repo] = {}
     for index, source in enumerate(settings.sources):
-        listed = _list_source(settings, index, source, warnings)
+        try:
+            listed = _list_source(settings, index, source, warnings)
+        except SourceError as exc:
+            warnings.append(f"source[{index}] ({source.kind}) cannot be listed: {exc}; "
+                            "its repositories were not synced and keep what they have")
+            if unlisted is not None:
+                unlisted.add(index)
+            continue
         if not listed:
             warnings.append(f"source[{index}]: lists no repositories")
         for repo in listed:
@@ -49,21 +64,19 @@ def silent_kinds(settings: Settings, repos: list[Repo]) -> set[str]:
 
 
 def _list_source(settings: Settings, index: int, source: Source, warnings: list[str]) -> list[Repo]:
-    where = f"{settings.config_file}: source[{index}]"
     if source.type == "list":
         return [Repo(source.kind, name, url) for name, url in source.repos.items()]
     if source.type == "directory":
         assert source.path is not None
         if not source.path.is_dir():
-            raise SettingsError(f"{where}: key 'path': expected a folder of git repositories, "
-                                f"{source.path} is not a folder")
+            raise SourceError(f"{source.path} is not a folder")
         return [Repo(source.kind, child.name.removesuffix(".git"), str(child))
                 for child in sorted(source.path.iterdir())
                 if (child / "HEAD").is_file() or (child / ".git").exists()]
-    return _list_gerrit(settings, where, source)
+    return _list_gerrit(settings, source)
 
 
-def _list_gerrit(settings: Settings, where: str, source: Source) -> list[Repo]:
+def _list_gerrit(settings: Settings, source: Source) -> list[Repo]:
     query = urllib.parse.urlencode({"p": source.prefix})
     address = f"{source.url}/projects/?{query}"
     try:
@@ -72,9 +85,9 @@ def _list_gerrit(settings: Settings, where: str, source: Source) -> list[Repo]:
         body = body.removeprefix(GERRIT_XSSI_PREFIX)
         projects = json.loads(body)
     except (urllib.error.URLError, OSError, UnicodeDecodeError, ValueError) as exc:
-        raise SettingsError(f"{where}: key 'url': cannot list Gerrit projects at {address}: {exc}") from None
+        raise SourceError(f"cannot list Gerrit projects at {address}: {exc}") from None
     if not isinstance(projects, dict):
-        raise SettingsError(f"{where}: key 'url': {address} did not answer with a Gerrit project listing")
+        raise SourceError(f"{address} did not answer with a Gerrit project listing")
     repos = []
     for project, facts in sorted(projects.items()):
         name = project[len(source.prefix):] if project.startswith(source.prefix) else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -36,14 +37,19 @@ def tarball_path(settings: Settings, kind: str, file: str) -> Path:
 
 
 def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: bool = False,
-              tarballs: dict[str, dict] | None = None) -> RepoRecord:
+              tarballs: dict[str, dict] | None = None, retry: bool = False,
+              repo_row: dict | None = None) -> RepoRecord:
     """Bring one repository's mirror and tarballs up to date; report what happened.
 
     ``recorded`` is what the database holds for its branches, ``tarballs`` the
-    tarballs it knows of (current or superseded) by file name. Nothing here writes
-    to the database: the caller records the result in one transaction.
+    tarballs it knows of (current or superseded) by file name, ``repo_row`` its
+    repository row. What failed before at the same commit is not tried again
+    before its retry time, unless ``retry`` or ``force``. Nothing here writes to
+    the database: the caller records the result in one transaction.
     """
     use_git_config(settings.git_config)
+    retry = retry or force
+    now = store.utcnow()
     record = RepoRecord(repo.kind, repo.name, repo.url)
     mirror = mirror_path(settings, repo)
     try:
@@ -56,14 +62,25 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
     for branch in settings.branches:
         if branch not in heads:
             continue
-        if force or not _is_current(settings, repo, recorded.get(branch), heads[branch]):
-            todo.append(branch)
-        else:
+        row = recorded.get(branch)
+        if not force and _is_current(settings, repo, row, heads[branch]):
             record.branches.append(BranchRecord(branch, heads[branch], "unchanged"))
+        elif not retry and _backing_off(row, heads[branch], now):
+            assert row is not None
+            record.branches.append(BranchRecord(branch, heads[branch], "waiting", error=row["error"],
+                                                retry_at=row["retry_at"]))
+        else:
+            todo.append(branch)
     if not todo and not record.gone:
         return record
+    missing = []
     try:
         missing = [branch for branch in todo if not has_commit(mirror, heads[branch])]
+        wanted = {branch: heads[branch] for branch in missing}
+        if missing and not retry and repo_row and repo_row.get("retry_at") and repo_row["retry_at"] > now \
+                and repo_row.get("retry_heads") == json.dumps(wanted, sort_keys=True):
+            record.error, record.waiting, record.retry_at = repo_row["error"], True, repo_row["retry_at"]
+            return record
         if missing:
             fetch_branches(mirror, repo.url, missing, settings.git_timeout)
             for branch in missing:  # pushed to again since ls-remote: build what was fetched
@@ -72,12 +89,14 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
         delete_branches(mirror, record.gone)
     except GitError as exc:
         record.error = str(exc)
+        record.retry_heads = {branch: heads[branch] for branch in missing}
         return record
     with ObjectReader() as reader:
         for branch in todo:
             known = (tarballs or {}).get(tarball_name(repo.name, branch, heads[branch]))
             reuse = None if force else _reusable(settings, repo, known, heads[branch])
             record.branches.append(build_branch(settings, reader, repo, mirror, branch, heads[branch], reuse))
+    record.branches.sort(key=lambda b: settings.branches.index(b.branch))  # configured order, as shown
     return record
 
 
@@ -86,6 +105,12 @@ def _reusable(settings: Settings, repo: Repo, known: dict | None, head: str) -> 
     if known and known["commit_sha"] == head and tarball_path(settings, repo.kind, known["file"]).is_file():
         return known
     return None
+
+
+def _backing_off(row: dict | None, head: str, now: str) -> bool:
+    """True when the branch failed at this very head and its retry time has not come yet."""
+    return bool(row and row["error"] and row["error_commit"] == head and row.get("retry_at")
+                and row["retry_at"] > now)
 
 
 def _is_current(settings: Settings, repo: Repo, row: dict | None, head: str) -> bool:
@@ -146,12 +171,13 @@ def readable(text: str) -> str:
 
 
 def _sync_guarded(settings: Settings, repo: Repo, recorded: dict[str, dict], force: bool,
-                  tarballs: dict[str, dict], stop: threading.Event) -> RepoRecord | None:
+                  tarballs: dict[str, dict], stop: threading.Event, retry: bool = False,
+                  repo_row: dict | None = None) -> RepoRecord | None:
     """sync_repo, skipped once a stop was asked for, with surprises recorded instead of raised."""
     if stop.is_set():
         return None
     try:
-        return sync_repo(settings, repo, recorded, force, tarballs)
+        return sync_repo(settings, repo, recorded, force, tarballs, retry, repo_row)
     except Exception as exc:  # a bug must cost one repository, not the run
         log.exception("unexpected error syncing %s/%s", repo.kind, repo.name)
         return RepoRecord(repo.kind, repo.name, repo.url, error=f"internal error: {exc!r}")
@@ -172,30 +198,36 @@ def select_repos(settings: Settings, repos: list[Repo], only: tuple[str, ...] = 
 def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None = None, force: bool = False,
              jobs: int | None = None, on_repo: Callable[[RepoRecord], None] | None = None,
              on_start: Callable[[int], None] | None = None,
-             stop: threading.Event | None = None, warnings: list[str] | None = None) -> dict:
+             stop: threading.Event | None = None, warnings: list[str] | None = None,
+             retry: bool = False) -> dict:
     """Sync every selected repository in parallel and record each in its own transaction.
 
+    With ``retry``, what failed before is tried again now, whatever its backoff.
     The caller holds the sync lock. Returns the summary `tardist sync` prints.
     """
     started = time.monotonic()
     stop = stop or threading.Event()
     warnings = [] if warnings is None else warnings
-    repos = list_repos(settings, warnings)
+    unlisted: set[int] = set()
+    repos = list_repos(settings, warnings, unlisted)
     selected = select_repos(settings, repos, only, kind)
     db = schema.open_writer(settings.database)
     view = InfoView.of(settings)
     try:
         store.ensure_rendered(db, view)
         remove_stale_temporaries(settings.tarballs)
-        run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force})
+        run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force, "retry": retry})
         recorded = store.all_recorded_branches(db)
         tarballs = store.all_recorded_tarballs(db)
+        repo_rows = store.all_recorded_repos(db)
         if on_start:
             on_start(len(selected))
-        summary = {"repositories": 0, "built": 0, "unchanged": 0, "failed": 0}
+        summary = {"repositories": 0, "built": 0, "unchanged": 0, "failed": 0, "waiting": 0,
+                   "unlisted_sources": len(unlisted)}
         with ThreadPoolExecutor(max_workers=jobs or settings.jobs, thread_name_prefix="sync") as pool:
             futures = [pool.submit(_sync_guarded, settings, repo, recorded.get((repo.kind, repo.name), {}),
-                                   force, tarballs.get((repo.kind, repo.name), {}), stop) for repo in selected]
+                                   force, tarballs.get((repo.kind, repo.name), {}), stop, retry,
+                                   repo_rows.get((repo.kind, repo.name))) for repo in selected]
             for future in as_completed(futures):
                 record = future.result()
                 if record is None:
@@ -205,12 +237,15 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
                 summary["built"] += sum(b.state == "built" for b in record.branches)
                 summary["unchanged"] += sum(b.state in ("unchanged", "reused") for b in record.branches)
                 summary["failed"] += record.failed
+                summary["waiting"] += record.waits
                 if on_repo:
                     on_repo(record)
         if not only and kind is None and not stop.is_set():
             silent = silent_kinds(settings, repos)
             for quiet in sorted(silent & {recorded_kind for recorded_kind, _name in recorded}):
                 warnings.append(f"no {quiet} listed at all: none of them is marked removed this run")
+            # A source that could not be listed says nothing about its repositories: keep its kind's.
+            silent |= {settings.sources[index].kind for index in unlisted}
             store.mark_removed(db, {(repo.kind, repo.name) for repo in repos}, keep_kinds=silent)
         summary["interrupted"] = stop.is_set()
         summary["seconds"] = round(time.monotonic() - started, 3)
