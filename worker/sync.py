@@ -76,10 +76,10 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
     missing = []
     try:
         missing = [branch for branch in todo if not has_commit(mirror, heads[branch])]
-        wanted = {branch: heads[branch] for branch in missing}
-        if missing and not retry and repo_row and repo_row.get("retry_at") and repo_row["retry_at"] > now \
-                and repo_row.get("retry_heads") == json.dumps(wanted, sort_keys=True):
+        if missing and not retry and _fetch_backing_off(repo_row, {b: heads[b] for b in missing}, now):
+            assert repo_row is not None
             record.error, record.waiting, record.retry_at = repo_row["error"], True, repo_row["retry_at"]
+            delete_branches(mirror, record.gone)
             return record
         if missing:
             fetch_branches(mirror, repo.url, missing, settings.git_timeout)
@@ -109,8 +109,13 @@ def _reusable(settings: Settings, repo: Repo, known: dict | None, head: str) -> 
 
 def _backing_off(row: dict | None, head: str, now: str) -> bool:
     """True when the branch failed at this very head and its retry time has not come yet."""
-    return bool(row and row["error"] and row["error_commit"] == head and row.get("retry_at")
-                and row["retry_at"] > now)
+    return bool(row and row["error"] and row["error_commit"] == head and (row.get("retry_at") or "") > now)
+
+
+def _fetch_backing_off(repo_row: dict | None, wanted: dict[str, str], now: str) -> bool:
+    """True when fetching these very heads failed before and its retry time has not come yet."""
+    return bool(repo_row and repo_row["error"] and (repo_row.get("retry_at") or "") > now
+                and repo_row.get("retry_heads") == json.dumps(wanted, sort_keys=True))
 
 
 def _is_current(settings: Settings, repo: Repo, row: dict | None, head: str) -> bool:
