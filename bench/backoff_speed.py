@@ -3,8 +3,9 @@
     python bench/backoff_speed.py --repos 200 --broken 10
 
 N healthy repositories and `--broken` copies of one whose master and REL1_45
-pin a submodule the git daemon does not have, all served by a real `git daemon`
-on --port. After a first sync, no-op runs are timed side by side, interleaved:
+pin a submodule nobody serves, all served by a real `git daemon` on --port. The
+submodule's host (--port + 1) answers every request with a git error after
+--delay seconds: a remote that is slow to say no, as a real one across a network is. After a first sync, no-op runs are timed side by side, interleaved:
 with backoff (what failed is left alone until its retry time) and without it
 (`--retry`, what every run did before), against the floor of a run where no
 repository is broken. Prints a table and writes bench/results/backoff_speed-N.json.
@@ -23,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gitdaemon import git_daemon
+from gitdaemon import RefusingGitServer, git_daemon
 
 BENCH = Path(__file__).resolve().parent
 TARDIST = BENCH.parent / ".venv" / "bin" / "tardist"
@@ -85,8 +86,10 @@ def main() -> None:
     parser.add_argument("--broken", type=int, default=10, help="copies of the repository with a broken submodule")
     parser.add_argument("--rounds", type=int, default=3, help="no-op runs of each kind (median reported)")
     parser.add_argument("--jobs", type=int, default=4)
-    parser.add_argument("--port", type=int, default=21100, help="git daemon port")
+    parser.add_argument("--port", type=int, default=21100, help="git daemon port (the submodule host: port + 1)")
+    parser.add_argument("--delay", type=float, default=1.0, help="seconds the submodule host takes to refuse")
     args = parser.parse_args()
+    refusal = RefusingGitServer(args.port + 1, args.delay)
 
     with tempfile.TemporaryDirectory(prefix="tardist-backoff-") as tmp:
         root = Path(tmp)
@@ -94,7 +97,7 @@ def main() -> None:
         served.mkdir()
         with git_daemon(served, port=args.port) as base:
             template(served / "Healthy.git", None)
-            template(served / "Broken.git", f"{base}/nowhere/Lib.git")  # the daemon has no such repository
+            template(served / "Broken.git", refusal.url("Lib"))
             healthy = [f"Ext{i:04d}" for i in range(args.repos)]
             broken = [f"Broken{i:02d}" for i in range(args.broken)]
             for name in healthy:
@@ -114,6 +117,7 @@ def main() -> None:
                 times["backoff"].append(seconds)
                 waiting.append(summary["waiting"])
                 times["no_backoff"].append(sync(mixed, "--retry")[0])
+    refusal.close()
     median = {kind: round(statistics.median(values), 2) for kind, values in times.items()}
     rows = [("floor: no-op run, no broken repository", args.repos, median["floor"]),
             ("no-op run with backoff", args.repos + args.broken, median["backoff"]),
@@ -121,11 +125,11 @@ def main() -> None:
     print(f"{'run':<42} {'repos':>6} {'seconds':>8} {'x floor':>8}")
     for label, repos, seconds in rows:
         print(f"{label:<42} {repos:>6} {seconds:>8.2f} {seconds / median['floor']:>8.2f}")
-    print(f"({args.broken} broken repositories waiting in every backoff run: {waiting}; "
-          f"median of {args.rounds} interleaved rounds, jobs={args.jobs})")
-    out = BENCH / "results" / f"backoff_speed-{args.repos}.json"
+    print(f"({args.broken} broken repositories waiting in every backoff run: {waiting}; the submodule host "
+          f"refuses after {args.delay:g} s; median of {args.rounds} interleaved rounds, jobs={args.jobs})")
+    out = BENCH / "results" / f"backoff_speed-{args.repos}-delay{args.delay:g}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"repos": args.repos, "broken": args.broken, "jobs": args.jobs,
+    out.write_text(json.dumps({"repos": args.repos, "broken": args.broken, "jobs": args.jobs, "delay": args.delay,
                                "times": times, "median": median, "waiting": waiting,
                                "machine": platform.platform()}, indent=1) + "\n")
 

@@ -91,6 +91,9 @@ def branches(project: str) -> Response:
         heads = _built(conn, kind, name).get((kind, name))
         if not heads:
             raise NotFound(f"no project {project!r}: no {kind} named {name!r} has a tarball")
-        return _gerrit_body([{"ref": f"refs/heads/{branch}", "revision": heads[branch]}
-                             for branch in settings().branches if branch in heads])
+        branches = [branch for branch in settings().branches if branch in heads]
+        # Gerrit lists HEAD first, naming the default branch; its clients skip it (not refs/heads/).
+        head = [{"ref": "HEAD", "revision": settings().branches[0]}] if settings().branches[0] in heads else []
+        return _gerrit_body(head + [{"ref": f"refs/heads/{branch}", "revision": heads[branch]}
+                                    for branch in branches])
     return respond(f"/gerrit/projects/{kind}/{name}/branches", compute)

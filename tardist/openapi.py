@@ -106,8 +106,9 @@ SCHEMAS = {
         "properties": {"id": {"type": "string"}, "state": {"const": "ACTIVE"}}}},
     "GerritBranches": {"type": "array", "items": {
         "type": "object", "required": ["ref", "revision"],
-        "properties": {"ref": {"type": "string", "pattern": "^refs/heads/"},
-                       "revision": {"type": "string", "pattern": "^[0-9a-f]{40}$"}}}},
+        "description": "HEAD (revision: the default branch's name) first, then refs/heads/<branch> at a commit",
+        "properties": {"ref": {"type": "string", "pattern": "^(HEAD|refs/heads/.+)$"},
+                       "revision": {"type": "string"}}}},
     "Index": {"type": "object", "required": ["service", "version", "endpoints"],
               "properties": {"service": {"type": "string"}, "version": {"type": "string"},
                              "endpoints": {"type": "object", "additionalProperties": {"type": "string"}}}},

@@ -7,7 +7,7 @@ import socket
 import threading
 from typing import Iterator
 
-from bench.gitdaemon import HOST, git_daemon  # the benchmark's daemon, shared
+from bench.gitdaemon import HOST, RefusingGitServer, git_daemon  # the benchmark's servers, shared
 
 __all__ = ["closed_port", "git_daemon", "RefusingGitServer", "SilentServer", "silent_server"]
 
@@ -49,45 +49,6 @@ class SilentServer:
     def close(self) -> None:
         """Release every held connection and stop listening."""
         self.release.set()
-        self.thread.join(5)
-        self.listener.close()
-
-
-class RefusingGitServer:
-    """A loopback git:// server that counts requests and refuses each with the same ERR line: every fetch fails."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self.stop = threading.Event()
-        self.listener = socket.create_server((HOST, 0))
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, name="refusing-git-server", daemon=True)
-        self.thread.start()
-
-    def url(self, name: str) -> str:
-        """A git:// URL of a repository on this server."""
-        return f"git://{HOST}:{self.port}/{name}.git"
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn = self.listener.accept()[0]
-            except (TimeoutError, OSError):
-                continue
-            self.connections += 1
-            with conn:
-                conn.settimeout(5)
-                try:
-                    conn.recv(65536)  # the client's request line, read so that it hears the answer
-                    message = b"ERR access denied by the test\n"
-                    conn.sendall(b"%04x" % (len(message) + 4) + message)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        """Stop listening."""
-        self.stop.set()
         self.thread.join(5)
         self.listener.close()
 

@@ -62,8 +62,12 @@ def test_every_link_extdist_builds_names_a_tarball_that_exists(client):
                 assert tarball.status_code == 200, (project, branch)
             links += 1
     assert links == 6  # Cite: master and REL1_45; Broken: REL1_45; Links, BadManifest, NoManifest: master
-    assert list(extdist_branches(client.get("/gerrit/projects/mediawiki%2Fextensions%2FBroken/branches").data)) == [
-        "REL1_45"], "the failed master has no tarball, so it is not offered"
+    broken = client.get("/gerrit/projects/mediawiki%2Fextensions%2FBroken/branches").data
+    assert list(extdist_branches(broken)) == ["REL1_45"], "the failed master has no tarball, so it is not offered"
+    assert [entry["ref"] for entry in extdist_decode(broken)] == ["refs/heads/REL1_45"]
+    cite = extdist_decode(client.get("/gerrit/projects/mediawiki%2Fextensions%2FCite/branches").data)
+    assert [entry["ref"] for entry in cite] == ["HEAD", "refs/heads/master", "refs/heads/REL1_45"]
+    assert cite[0]["revision"] == "master"  # as Gerrit says it; ExtensionDistributor skips it
 
 
 def test_branch_answers_are_cached_like_the_api(client):
