@@ -149,6 +149,17 @@ def clear_backoff(db: sqlite_utils.Database, kind: str, name: str) -> None:
         db.execute("UPDATE branches SET retry_at = NULL WHERE kind = ? AND name = ?", [kind, name])
 
 
+def clear_backoff_if_changed(db: sqlite_utils.Database, settings_key: str) -> None:
+    """Retry everything at once when the settings a failure may depend on changed (an operator's fix)."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'retry_settings'").fetchone()
+    if row and row[0] == settings_key:
+        return
+    with db.atomic():
+        db.execute("UPDATE repos SET retry_at = NULL WHERE retry_at IS NOT NULL")
+        db.execute("UPDATE branches SET retry_at = NULL WHERE retry_at IS NOT NULL")
+        db["meta"].upsert({"key": "retry_settings", "value": settings_key}, pk="key")
+
+
 def _render(db: sqlite_utils.Database, view: InfoView, kind: str, name: str) -> None:
     repo = next(db.query("SELECT * FROM repos WHERE kind = ? AND name = ?", [kind, name]))
     branches = list(db.query("SELECT * FROM branches WHERE kind = ? AND name = ?", [kind, name]))

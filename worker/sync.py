@@ -220,6 +220,9 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     view = InfoView.of(settings)
     try:
         store.ensure_rendered(db, view)
+        store.clear_backoff_if_changed(db, json.dumps([
+            settings.git_config, settings.submodule_protocols, settings.git_timeout, settings.max_tarball_bytes,
+            settings.max_files, settings.max_manifest_bytes]))
         remove_stale_temporaries(settings.tarballs)
         run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force, "retry": retry})
         recorded = store.all_recorded_branches(db)
