@@ -19,7 +19,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     # and cron starts it once an hour for what is often a one-second no-op.
     from flask import Flask
 
-    from tardist import api, dist, openapi
+    from tardist import api, dist, gerrit, openapi
     from tardist.errors import register_error_handlers
     from tardist.reader import Reader
 
@@ -33,6 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     app.extensions["tardist.reader"] = Reader(settings.database)
     register_error_handlers(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(gerrit.bp)
     app.register_blueprint(openapi.bp)
     if settings.serve_tarballs:
         app.register_blueprint(dist.bp)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from tardist.settings import Settings
 
@@ -27,8 +27,19 @@ class InfoView:
 
     @property
     def key(self) -> str:
-        """A string that changes whenever the view does."""
-        return json.dumps([list(self.branches), self.tarball_url])
+        """A string that changes whenever the view (or the shape of an answer) does."""
+        return json.dumps([list(self.branches), self.tarball_url, SHAPE])
+
+
+SHAPE = 2  # bump when render_info's answer changes shape: stored answers are rendered again
+
+
+def group_errors(errors: Iterable[tuple[str, str]]) -> list[tuple[list[str], str]]:
+    """(branches, reason) pairs with each reason once, in first-seen order: ten branches, one broken submodule."""
+    grouped: dict[str, list[str]] = {}
+    for branch, reason in errors:
+        grouped.setdefault(reason, []).append(branch)
+    return [(branches, reason) for reason, branches in grouped.items()]
 
 
 def render_info(view: InfoView, repo: Mapping[str, Any], branch_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -61,9 +72,15 @@ def render_info(view: InfoView, repo: Mapping[str, Any], branch_rows: Sequence[M
             "warnings": json.loads(row["warnings"] or "[]"),
         }
     facts = facts or {}
+    retry_at = {row["branch"]: row.get("retry_at") for row in branch_rows}
+    failures = [{"branches": [], "error": repo["error"], "retry_at": repo.get("retry_at")}] if repo["error"] else []
+    failures += [{"branches": branches, "error": reason, "retry_at": min(filter(None, map(retry_at.get, branches)),
+                                                                          default=None)}
+                 for branches, reason in group_errors(errors.items())]
     return {
         "name": repo["name"], "kind": repo["kind"], "repository": repo["repository"],
         "description": facts.get("description"), "license": facts.get("license"), "url": facts.get("url"),
         "authors": facts.get("authors", []), "type": facts.get("type"),
         "branches": branches, "errors": errors, "error": repo["error"], "checked_at": repo["checked_at"],
+        "failures": failures,
     }

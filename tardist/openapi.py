@@ -16,6 +16,10 @@ NULLABLE_STRING = {"type": ["string", "null"]}
 FILE = {"type": "string", "pattern": "^[^/.][^/]*\\.tar\\.gz$", "maxLength": 300}
 
 
+GERRIT_NOTE = ("As Gerrit answers: the body is the line )]}' and then the JSON described here; "
+               "project names are mediawiki/<kind>/<Name>, sent with / encoded as %2F.")
+
+
 def _error(description: str) -> dict:
     return {"description": description,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -74,7 +78,7 @@ SCHEMAS = {
     "Repository": {
         "type": "object",
         "required": ["name", "kind", "repository", "description", "license", "url", "authors", "type",
-                     "branches", "errors", "error", "checked_at"],
+                     "branches", "errors", "error", "checked_at", "failures"],
         "properties": {
             "name": {"type": "string"}, "kind": {"type": "string"}, "repository": {"type": "string"},
             "description": NULLABLE_STRING, "license": NULLABLE_STRING, "url": NULLABLE_STRING,
@@ -82,6 +86,11 @@ SCHEMAS = {
             "branches": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Branch"}},
             "errors": {"type": "object", "additionalProperties": {"type": "string"}},
             "error": NULLABLE_STRING, "checked_at": NULLABLE_STRING,
+            "failures": {"type": "array", "description": "each reason once, with the branches it stops "
+                                                         "(none: the whole repository) and when it is retried",
+                         "items": {"type": "object", "required": ["branches", "error", "retry_at"],
+                                   "properties": {"branches": {"type": "array", "items": {"type": "string"}},
+                                                  "error": {"type": "string"}, "retry_at": NULLABLE_STRING}}},
         },
     },
     "Names": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
@@ -93,6 +102,14 @@ SCHEMAS = {
                        "repository_errors": {"type": "array", "items": {"type": "object"}},
                        "branch_errors": {"type": "array", "items": {"type": "object"}}},
     },
+    "GerritProjects": {"type": "object", "additionalProperties": {
+        "type": "object", "required": ["id", "state"],
+        "properties": {"id": {"type": "string"}, "state": {"const": "ACTIVE"}}}},
+    "GerritBranches": {"type": "array", "items": {
+        "type": "object", "required": ["ref", "revision"],
+        "description": "HEAD (revision: the default branch's name) first, then refs/heads/<branch> at a commit",
+        "properties": {"ref": {"type": "string", "pattern": "^(HEAD|refs/heads/.+)$"},
+                       "revision": {"type": "string"}}}},
     "Index": {"type": "object", "required": ["service", "version", "endpoints"],
               "properties": {"service": {"type": "string"}, "version": {"type": "string"},
                              "endpoints": {"type": "object", "additionalProperties": {"type": "string"}}}},
@@ -138,6 +155,28 @@ def document() -> dict:
                               "404": _error("Unknown kind, name or branch"), **COMMON}}},
             "/status": {"get": {"summary": "Last runs, counts and errors", "parameters": [IF_NONE_MATCH],
                                 "responses": {"200": _json("Status", _ref("Status")), **COMMON}}},
+            "/gerrit/projects/": {"get": {
+                "summary": "Gerrit's project list, for ExtensionDistributor's repoListUrl",
+                "description": GERRIT_NOTE,
+                "parameters": [{"name": "p", "in": "query", "required": False,
+                                "description": "project name prefix, e.g. mediawiki/extensions/",
+                                "schema": {"type": "string", "maxLength": 200}},
+                               {"name": "b", "in": "query", "required": False,
+                                "description": "accepted and ignored", "schema": {"type": "string"}},
+                               IF_NONE_MATCH],
+                "responses": {"200": _json("Projects that have a tarball, by name", _ref("GerritProjects")),
+                              "400": _error("An unknown query parameter or a too long prefix"), **COMMON}}},
+            "/gerrit/projects/{project}/branches": {"get": {
+                "summary": "Gerrit's branch list of a project, for ExtensionDistributor's apiUrl",
+                "description": GERRIT_NOTE,
+                "parameters": [{**_path_param("project", {
+                    "type": "string", "minLength": 1, "maxLength": 200,
+                    "pattern": "^mediawiki%2F[a-z][a-z0-9]*%2F[A-Za-z0-9][A-Za-z0-9_.-]*$"}),
+                    "description": "the project name with / encoded as %2F",
+                    "examples": {"Cite": {"value": "mediawiki%2Fextensions%2FCite"}}}, IF_NONE_MATCH],
+                "responses": {"200": _json("Branches that have a tarball, at the tarball's commit",
+                                           _ref("GerritBranches")),
+                              "404": _error("Unknown project, or one without a tarball"), **COMMON}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {
                 "200": _json("The OpenAPI document", {"type": "object"}), **COMMON}}},
             "/dist/{kind}/{file}": {"get": {

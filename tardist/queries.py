@@ -30,9 +30,9 @@ def status(conn: sqlite3.Connection) -> dict[str, Any]:
     return {
         "runs": runs,
         "counts": counts,
-        "repository_errors": rows("SELECT kind, name, error, checked_at FROM repos "
+        "repository_errors": rows("SELECT kind, name, error, checked_at, retry_at FROM repos "
                                   "WHERE present = 1 AND error IS NOT NULL ORDER BY kind, name"),
-        "branch_errors": rows("SELECT b.kind, b.name, b.branch, b.error, b.error_commit AS 'commit' "
+        "branch_errors": rows("SELECT b.kind, b.name, b.branch, b.error, b.error_commit AS 'commit', b.retry_at "
                               "FROM branches b JOIN repos r USING (kind, name) "
                               "WHERE r.present = 1 AND b.error IS NOT NULL ORDER BY b.kind, b.name, b.branch"),
     }

@@ -52,7 +52,15 @@ def _v4(db: sqlite_utils.Database) -> None:
     db["tarballs"].add_column("modules", str)
 
 
-MIGRATIONS = [_v1, _v2, _v3, _v4]
+def _v5(db: sqlite_utils.Database) -> None:
+    """Retries with backoff: how often a branch (or a repository's fetch) failed in a row, and when to retry."""
+    for table in ("branches", "repos"):
+        db[table].add_column("failures", int)
+        db[table].add_column("retry_at", str)
+    db["repos"].add_column("retry_heads", str)  # {branch: commit} the failed fetch wanted, as JSON
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
 
 
 def migrate(db: sqlite_utils.Database) -> None:

@@ -6,6 +6,7 @@ variables -> explicit overrides (tests, ``create_app(test_config)``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -35,6 +36,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "gc_schedule": ("30 3 * * *", "cron expression for `tardist worker` garbage collection"),
     "cache_seconds": (300, "Cache-Control max-age of API answers"),
     "serve_tarballs": (True, "let Flask serve /dist/ (nginx serves it in production)"),
+    "git_config": ({}, "git settings (name = value) given to every git command tardist runs"),
 }
 PATH_KEYS = ("database", "mirrors", "tarballs")
 SOURCE_TYPES = {"directory": ("path",), "list": ("repos",), "gerrit": ("url", "prefix")}
@@ -98,6 +100,7 @@ class Settings:
     gc_schedule: str
     cache_seconds: int
     serve_tarballs: bool
+    git_config: tuple[tuple[str, str], ...] = ()  # (name, value) in configuration order
     sources: tuple[Source, ...] = ()
 
     @property
@@ -144,6 +147,11 @@ def _from_environment(key: str, text: str, default: Any) -> Any:
             raise SettingsError(f"environment {key}: expected a whole number, got {text!r}") from None
     if isinstance(default, list):
         return [part.strip() for part in text.split(",") if part.strip()]
+    if isinstance(default, dict):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise SettingsError(f"environment {key}: expected a JSON object of git settings, got {text!r}") from None
     return text
 
 
@@ -173,6 +181,7 @@ def _build(raw: dict[str, Any], where: str) -> Settings:
     values["tarball_url"] = values["tarball_url"].rstrip("/")
     values["branches"] = tuple(values["branches"])
     values["submodule_protocols"] = tuple(values["submodule_protocols"])
+    values["git_config"] = git_config_pairs(where, values["git_config"])
     sources = raw.get("source", [])
     if not isinstance(sources, list):
         raise SettingsError(f"{where}: key 'source': expected [[source]] tables")
@@ -190,11 +199,48 @@ def _check_type(where: str, key: str, value: Any, default: Any) -> Any:
         wanted = "a whole number >= 0"
     elif expected is bool:
         ok, wanted = isinstance(value, bool), "true or false"
+    elif expected is dict:
+        ok, wanted = isinstance(value, dict), 'a table of git settings, such as { "http.proxy" = "..." }'
+
     else:
         ok, wanted = isinstance(value, str), "a string"
     if not ok:
         raise SettingsError(f"{where}: key {key!r}: expected {wanted}, got {value!r}")
     return value
+
+
+# section[.subsection].name, as git spells a configuration key (the subsection may hold anything but a newline)
+GIT_KEY_RE = re.compile(r"^([A-Za-z0-9-]+)(?:\.([^\n\x00]*))?\.([A-Za-z][A-Za-z0-9-]*)$")
+# Settings that make git run a program, read another file, or undo what tardist relies on: tardist runs
+# no program named in its configuration, and its transport allow-list and crash-safety settings stand.
+REFUSED_GIT_SECTIONS = {"alias", "include", "includeif", "credential", "protocol", "filter", "diff", "merge",
+                        "gpg", "sequence", "difftool", "mergetool", "uploadpack", "receive"}
+REFUSED_GIT_NAMES = {"sshcommand", "gitproxy", "askpass", "fsmonitor", "hookspath", "pager", "editor", "helper",
+                     "program", "command", "uploadpack", "receivepack", "packobjectshook", "alternaterefscommand",
+                     "proxycommand", "worktree", "unpacklimit", "autodetach"}
+
+
+def git_config_pairs(where: str, table: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The git_config table as (name, value) pairs, refusing names git does not know how to read or that run programs."""
+    pairs = []
+    for key, value in table.items():
+        match = GIT_KEY_RE.fullmatch(key)
+        if not match:
+            raise SettingsError(f"{where}: key 'git_config': {key!r} is not a git setting name "
+                                "(section.name or section.subsection.name)")
+        section, name = match.group(1).lower(), match.group(3).lower()
+        if section in REFUSED_GIT_SECTIONS or name in REFUSED_GIT_NAMES:
+            raise SettingsError(f"{where}: key 'git_config': {key!r} is refused: it would make git run a program, "
+                                "read another file or undo a setting tardist relies on")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, int):
+            value = str(value)
+        if not isinstance(value, str) or "\n" in value or "\x00" in value:
+            raise SettingsError(f"{where}: key 'git_config': {key!r}: expected a one-line string, number or "
+                                f"true/false, got {value!r}")
+        pairs.append((key, value))
+    return tuple(pairs)
 
 
 def _source(where: str, index: int, entry: Any) -> Source:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 import sqlite_utils
@@ -26,13 +26,28 @@ def utcnow() -> str:
     return utc_iso(datetime.now(timezone.utc))
 
 
+FIRST_RETRY = 5 * 60  # seconds; doubled at every further failure at the same commit...
+LAST_RETRY = 6 * 3600  # ...up to this
+
+
+def retry_delay(failures: int) -> int:
+    """Seconds to wait before trying again what failed `failures` times in a row at the same commit."""
+    return min(FIRST_RETRY * 2 ** min(max(failures - 1, 0), 20), LAST_RETRY)
+
+
+def retry_time(failures: int) -> str:
+    """When to try again, as utc_iso, what failed `failures` times in a row."""
+    return utc_iso(datetime.now(timezone.utc) + timedelta(seconds=retry_delay(failures)))
+
+
 @dataclass
 class BranchRecord:
     """What one sync learned about one snapshot branch."""
 
     branch: str
     commit: str
-    state: str  # "built", "reused" (a recorded tarball of this commit), "unchanged" or "failed"
+    state: str  # "built", "reused" (a recorded tarball of this commit), "unchanged", "failed" or
+    # "waiting" (failed before at this commit; not tried again before its retry time)
     committed_at: str = ""
     tarball: str = ""
     size: int = 0
@@ -43,6 +58,7 @@ class BranchRecord:
     error: str | None = None
     built_at: str = ""  # when the tarball was built, if not now
     modules: list[str] = field(default_factory=list)  # module mirrors (folder names) its tree used
+    retry_at: str = ""  # when a waiting branch is tried again
 
 
 @dataclass
@@ -56,11 +72,19 @@ class RepoRecord:
     branches: list[BranchRecord] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # recorded branches that no longer exist
     error: str | None = None  # the whole repository failed (clone, fetch, ...)
+    retry_heads: dict[str, str] | None = None  # the heads a failed fetch wanted: retried with backoff
+    waiting: bool = False  # the fetch failed before for these heads and was not tried again yet
+    retry_at: str = ""  # when a waiting repository is tried again
 
     @property
     def failed(self) -> bool:
-        """True when the repository or any of its branches failed."""
-        return self.error is not None or any(b.state == "failed" for b in self.branches)
+        """True when the repository or any of its branches is in error (failed now, or waiting to retry)."""
+        return self.error is not None or any(b.state in ("failed", "waiting") for b in self.branches)
+
+    @property
+    def waits(self) -> bool:
+        """True when something failed before and was left alone until its retry time."""
+        return self.waiting or any(b.state == "waiting" for b in self.branches)
 
 
 def all_recorded_branches(db: sqlite_utils.Database) -> dict[tuple[str, str], dict[str, dict]]:
@@ -69,6 +93,11 @@ def all_recorded_branches(db: sqlite_utils.Database) -> dict[tuple[str, str], di
     for row in db["branches"].rows:
         recorded.setdefault((row["kind"], row["name"]), {})[row["branch"]] = row
     return recorded
+
+
+def all_recorded_repos(db: sqlite_utils.Database) -> dict[tuple[str, str], dict]:
+    """Every recorded repository row, by (kind, name)."""
+    return {(row["kind"], row["name"]): row for row in db["repos"].rows}
 
 
 def all_recorded_tarballs(db: sqlite_utils.Database) -> dict[tuple[str, str], dict[str, dict]]:
@@ -86,6 +115,7 @@ def save_repo(db: sqlite_utils.Database, record: RepoRecord, view: InfoView) -> 
         db["repos"].upsert({
             "kind": record.kind, "name": record.name, "repository": record.repository,
             "present": 1, "removed_at": None, "checked_at": now, "error": record.error, "source": record.source,
+            **_repo_backoff(db, record),
         }, pk=("kind", "name"))
         for branch in record.branches:
             _save_branch(db, record, branch, now)
@@ -94,6 +124,42 @@ def save_repo(db: sqlite_utils.Database, record: RepoRecord, view: InfoView) -> 
                        [record.kind, record.name, branch])
             _supersede(db, record.kind, record.name, branch, keep="", now=now)
         _render(db, view, record.kind, record.name)
+
+
+def _repo_backoff(db: sqlite_utils.Database, record: RepoRecord) -> dict[str, Any]:
+    """The backoff columns of a repository after this sync: only a failed fetch backs off.
+
+    `ls-remote` is the floor of every run and is how a moved head is noticed, so
+    it is always tried; a fetch that failed for some heads is not tried again for
+    the same heads before its retry time.
+    """
+    if record.waiting:
+        return {}
+    if record.error is None or record.retry_heads is None:
+        return {"failures": None, "retry_at": None, "retry_heads": None}
+    heads = json.dumps(record.retry_heads, sort_keys=True)
+    row = db.execute("SELECT failures, retry_heads FROM repos WHERE kind = ? AND name = ?",
+                     [record.kind, record.name]).fetchone()
+    failures = (row[0] or 0) + 1 if row and row[1] == heads else 1
+    return {"failures": failures, "retry_at": retry_time(failures), "retry_heads": heads}
+
+
+def clear_backoff(db: sqlite_utils.Database, kind: str, name: str) -> None:
+    """Let the next sync of a repository retry what failed at once (a webhook or an operator named it)."""
+    with db.atomic():
+        db.execute("UPDATE repos SET retry_at = NULL WHERE kind = ? AND name = ?", [kind, name])
+        db.execute("UPDATE branches SET retry_at = NULL WHERE kind = ? AND name = ?", [kind, name])
+
+
+def clear_backoff_if_changed(db: sqlite_utils.Database, settings_key: str) -> None:
+    """Retry everything at once when the settings a failure may depend on changed (an operator's fix)."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'retry_settings'").fetchone()
+    if row and row[0] == settings_key:
+        return
+    with db.atomic():
+        db.execute("UPDATE repos SET retry_at = NULL WHERE retry_at IS NOT NULL")
+        db.execute("UPDATE branches SET retry_at = NULL WHERE retry_at IS NOT NULL")
+        db["meta"].upsert({"key": "retry_settings", "value": settings_key}, pk="key")
 
 
 def _render(db: sqlite_utils.Database, view: InfoView, kind: str, name: str) -> None:
@@ -116,12 +182,18 @@ def ensure_rendered(db: sqlite_utils.Database, view: InfoView) -> None:
 
 def _save_branch(db: sqlite_utils.Database, record: RepoRecord, branch: BranchRecord, now: str) -> None:
     key = {"kind": record.kind, "name": record.name, "branch": branch.branch}
+    if branch.state == "waiting":
+        return
     if branch.state == "failed":
-        db["branches"].upsert({**key, "error": branch.error, "error_commit": branch.commit},
+        row = db.execute("SELECT failures, error_commit FROM branches WHERE kind = ? AND name = ? AND branch = ?",
+                         [record.kind, record.name, branch.branch]).fetchone()
+        failures = (row[0] or 0) + 1 if row and row[1] == branch.commit else 1
+        db["branches"].upsert({**key, "error": branch.error, "error_commit": branch.commit,
+                               "failures": failures, "retry_at": retry_time(failures)},
                               pk=("kind", "name", "branch"))
         return
     if branch.state == "unchanged":
-        db.execute("UPDATE branches SET error = NULL, error_commit = NULL "
+        db.execute("UPDATE branches SET error = NULL, error_commit = NULL, failures = NULL, retry_at = NULL "
                    "WHERE kind = ? AND name = ? AND branch = ? AND error IS NOT NULL",
                    [record.kind, record.name, branch.branch])
         return
@@ -131,6 +203,7 @@ def _save_branch(db: sqlite_utils.Database, record: RepoRecord, branch: BranchRe
         "manifest": json.dumps(branch.manifest) if branch.manifest is not None else None,
         "manifest_errors": json.dumps(branch.manifest_errors),
         "warnings": json.dumps(branch.warnings), "error": None, "error_commit": None,
+        "failures": None, "retry_at": None,
     }, pk=("kind", "name", "branch"))
     _supersede(db, record.kind, record.name, branch.branch, keep=branch.tarball, now=now)
     db["tarballs"].upsert({
@@ -183,7 +256,8 @@ def finish_run(db: sqlite_utils.Database, run_id: int, summary: dict[str, Any], 
     with db.atomic():
         db["runs"].update(run_id, {
             "finished_at": utcnow(),
-            "status": "interrupted" if summary.get("interrupted") else "failed" if summary["failed"] else "ok",
+            "status": "interrupted" if summary.get("interrupted")
+            else "failed" if summary["failed"] or summary.get("unlisted_sources") else "ok",
             "built": summary["built"], "unchanged": summary["unchanged"],
             "failed": summary["failed"], "seconds": summary["seconds"], "warnings": json.dumps(warnings),
         })

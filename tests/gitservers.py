@@ -7,9 +7,9 @@ import socket
 import threading
 from typing import Iterator
 
-from bench.gitdaemon import HOST, git_daemon  # the benchmark's daemon, shared
+from bench.gitdaemon import HOST, RefusingGitServer, git_daemon  # the benchmark's servers, shared
 
-__all__ = ["closed_port", "git_daemon", "SilentServer", "silent_server"]
+__all__ = ["closed_port", "git_daemon", "RefusingGitServer", "SilentServer", "silent_server"]
 
 
 def closed_port() -> int:

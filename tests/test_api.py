@@ -353,8 +353,8 @@ def generation_record(generation: int) -> RepoRecord:
 
 def test_an_unmigrated_database_is_a_503_until_init_db(deployment, upstream):
     upstream("Cite")
-    deployment.sync()
     database = deployment.settings().database
+    deployment.sync()
     make_old_database(database, len(schema.MIGRATIONS) - 1)  # as the tardist before the last upgrade left it
     response = deployment.app().test_client().get("/list")
     assert response.status_code == 503
@@ -362,6 +362,7 @@ def test_an_unmigrated_database_is_a_503_until_init_db(deployment, upstream):
     assert deployment.cli("status").returncode == 2
     result = deployment.cli("init-db")
     assert result.returncode == 0, result.stderr
+    deployment.sync()
     assert get_json(deployment.app().test_client(), "/list")["extensions"] == ["Cite"]
 
 

@@ -341,8 +341,8 @@ def test_submodule_urls_are_checked_before_git_sees_them(deployment, upstream, t
     upstream("Healthy")
     result = sync(deployment, expect=1)
     assert deployment.summary(result) | {"seconds": 0} == {
-        "repositories": len(cases) + 1, "built": 1, "unchanged": 0, "failed": len(cases),
-        "interrupted": False, "seconds": 0}
+        "repositories": len(cases) + 1, "built": 1, "unchanged": 0, "failed": len(cases), "waiting": 0,
+        "unlisted_sources": 0, "interrupted": False, "seconds": 0}
     errors = branch_errors(deployment)
     for name, (_url, error) in cases.items():
         assert errors[(name, "master")].startswith(f"submodule lib: {error}"), errors[(name, "master")]

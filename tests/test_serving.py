@@ -218,3 +218,32 @@ def test_dist_folders_are_browsable(served):
         assert f'href="{name}"' in listing.body.decode()
     top = fetch(served.port, "/dist/").body.decode()
     assert 'href="extensions/"' in top and 'href="skins/"' in top
+
+
+def test_extension_distributor_reads_gerrit_answers_through_nginx(served):
+    # What GerritExtDistProvider does: repoListUrl, then apiUrl per repository, each answer stripped of
+    # its first 4 characters and decoded; only refs/heads/ kept; then it links to $EXT-$REF-$SHA7.tar.gz.
+    listing = fetch(served.port, "/gerrit/projects/?b=master&p=mediawiki/extensions/")
+    assert listing.status == 200 and listing.headers["content-type"] == "application/json"
+    projects = json.loads(listing.body.decode()[4:])
+    assert list(projects) == ["mediawiki/extensions/Cite", "mediawiki/extensions/Echo"]
+    links = []
+    for project, facts in projects.items():
+        answer = fetch(served.port, f"/gerrit/projects/{facts['id']}/branches")  # mediawiki%2Fextensions%2FCite
+        assert answer.status == 200, (project, answer.body)
+        name = project.rsplit("/", 1)[1]
+        info = fetch(served.port, f"/info/extensions/{name}").json()
+        for entry in json.loads(answer.body.decode()[4:]):
+            if entry["ref"].startswith("refs/heads/"):
+                branch = entry["ref"][len("refs/heads/"):]
+                assert entry["revision"] == info["branches"][branch]["commit"]
+                links.append(f"/dist/extensions/{name}-{branch}-{entry['revision'][:7]}.tar.gz")
+    assert len(links) == 3
+    for link in links:
+        assert fetch(served.port, link).status == 200, link
+    missing = fetch(served.port, "/gerrit/projects/mediawiki%2Fextensions%2FNope/branches")
+    assert missing.status == 404 and missing.json()["error"]["status"] == 404
+    # the same answer twice: the second from nginx's cache, keyed by the undecoded URI
+    again = fetch(served.port, "/gerrit/projects/mediawiki%2Fextensions%2FEcho/branches")
+    assert again.headers["x-cache-status"] == "HIT"
+    assert fetch(served.port, "/gerrit/projects/mediawiki%2Fskins%2FVector/branches").status == 200

@@ -8,8 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from gitservers import closed_port
 
-from tardist.settings import SettingsError, load_settings
+from tardist.settings import load_settings
 from worker.sources import Repo, list_repos
 
 GERRIT_PROJECTS = {
@@ -71,12 +72,44 @@ def test_gerrit_source_takes_active_projects_one_level_below_the_prefix(tmp_path
     assert warnings == ["source[0]: skipped 'Bad Name': not a plain repository name"]
 
 
-def test_gerrit_that_cannot_be_listed_is_a_config_error_naming_the_source(tmp_path, gerrit):
+def test_a_gerrit_that_cannot_be_listed_costs_only_its_own_source(tmp_path, gerrit, upstream):
     base, _ = gerrit
+    upstream("Cite")
     settings = settings_with(tmp_path, f'[[source]]\nkind = "skins"\ntype = "gerrit"\n'
-                                       f'url = "{base}/missing"\nprefix = "mediawiki/skins/"\n')
-    with pytest.raises(SettingsError, match=r"tardist.toml: source\[0\]: key 'url': cannot list Gerrit projects"):
-        list_repos(settings, [])
+                                       f'url = "{base}/missing"\nprefix = "mediawiki/skins/"\n'
+                                       f'[[source]]\nkind = "skins"\ntype = "gerrit"\n'
+                                       f'url = "http://127.0.0.1:{closed_port()}/r"\nprefix = "mediawiki/skins/"\n'
+                                       f'[[source]]\nkind = "extensions"\ntype = "directory"\n'
+                                       f'path = "{tmp_path}/upstream/extensions"\n')
+    warnings: list[str] = []
+    listing = list_repos(settings, warnings)
+    assert [repo.name for repo in listing.repos] == ["Cite"]
+    assert list(listing.unlisted) == [0, 1]
+    assert warnings[0].startswith(f"source[0] (skins) cannot be listed: cannot list Gerrit projects at {base}/missing")
+    assert "HTTP Error 404" in warnings[0] and "Connection refused" in warnings[1]
+    assert warnings[1].endswith("its repositories were not synced and keep what they have")
+
+
+def test_a_source_that_cannot_be_listed_keeps_its_repositories_and_the_run_goes_on(deployment, upstream, tmp_path):
+    cite = upstream("Cite")
+    upstream("Vector", kind="skins", files={"skin.json": json.dumps({"name": "Vector"})})
+    deployment.sync()
+    client = deployment.app().test_client()
+    vector = client.get("/info/skins/Vector").get_json()
+    (tmp_path / "upstream/skins").rename(tmp_path / "unmounted")  # the folder is gone
+    new_head = cite.commit({"README.md": "news\n"})
+    result = deployment.sync(check=False)
+    assert result.returncode == 1
+    summary = deployment.summary(result)
+    assert (summary["built"], summary["failed"], summary["unlisted_sources"]) == (1, 0, 1)
+    assert client.get("/info/extensions/Cite").get_json()["branches"]["master"]["commit"] == new_head
+    assert client.get("/list/skins").get_json() == {"skins": ["Vector"]}, "nothing is marked removed"
+    assert client.get("/info/skins/Vector").get_json() == vector
+    assert (deployment.root / "tarballs/skins" / vector["branches"]["master"]["tarball"]).is_file()
+    [run] = json.loads(deployment.cli("status").stdout)["runs"][:1]
+    assert run["status"] == "failed"
+    assert f"source[1] (skins) cannot be listed: {tmp_path}/upstream/skins is not a folder" in run["warnings"][0]
+    assert "cannot be listed" in result.stderr
 
 
 def test_directory_source_lists_bare_and_working_repositories(tmp_path, upstream):

@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--only", action="append", default=[], metavar="NAME",
                       help="sync only this repository (repeatable)")
     sync.add_argument("--kind", metavar="KIND", help="sync only repositories of this kind")
-    sync.add_argument("--force", action="store_true", help="rebuild tarballs even when they exist")
+    sync.add_argument("--force", action="store_true", help="rebuild tarballs even when they exist (implies --retry)")
+    sync.add_argument("--retry", action="store_true",
+                      help="try again now what failed before, without waiting for its retry time")
     sync.add_argument("--jobs", type=_positive, metavar="N", help="repositories synced in parallel")
     commands.add_parser("status", help="JSON: last runs, counts, what is in error")
     gc = commands.add_parser("gc", help="remove tarballs and mirrors past the retention period")
@@ -74,7 +76,8 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
         with sync_lock(settings.lock_file), StopOnSignals(stop):
             warnings: list[str] = []
             summary = run_sync(settings, only=tuple(args.only), kind=args.kind, force=args.force, jobs=args.jobs,
-                               on_repo=progress.update, on_start=progress.start, stop=stop, warnings=warnings)
+                               on_repo=progress.update, on_start=progress.start, stop=stop, warnings=warnings,
+                               retry=args.retry)
             progress.finish()
     except AlreadyRunning as exc:
         print(f"tardist: {exc}; not starting another", file=sys.stderr)
@@ -82,7 +85,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"tardist: warning: {warning}", file=sys.stderr)
     print(json.dumps(summary))
-    return EXIT_FAILED if summary["failed"] or summary["interrupted"] else EXIT_OK
+    return EXIT_FAILED if summary["failed"] or summary["interrupted"] or summary["unlisted_sources"] else EXIT_OK
 
 
 class StopOnSignals:

@@ -23,14 +23,19 @@ BASE_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_CONFIG_GLOBAL": os.devnull,
     "LC_ALL": "C",
-    # Crash safety. Fetched objects always arrive as one pack, which appears whole or
-    # not at all (a small fetch would otherwise write loose objects one by one, and a
-    # killed one leaves a commit without its tree). The automatic `git gc` a fetch may
-    # start runs inside it, not detached, outliving and racing the sync that started it.
-    "GIT_CONFIG_COUNT": "2",
-    "GIT_CONFIG_KEY_0": "fetch.unpackLimit", "GIT_CONFIG_VALUE_0": "1",
-    "GIT_CONFIG_KEY_1": "gc.autoDetach", "GIT_CONFIG_VALUE_1": "false",
 }
+# Crash safety. Fetched objects always arrive as one pack, which appears whole or
+# not at all (a small fetch would otherwise write loose objects one by one, and a
+# killed one leaves a commit without its tree). The automatic `git gc` a fetch may
+# start runs inside it, not detached, outliving and racing the sync that started it.
+SAFETY_CONFIG = (("fetch.unpackLimit", "1"), ("gc.autoDetach", "false"))
+_operator_config: tuple[tuple[str, str], ...] = ()
+
+
+def use_git_config(pairs: tuple[tuple[str, str], ...]) -> None:
+    """Give every git process from now on the operator's `git_config` settings (checked by tardist.settings)."""
+    global _operator_config
+    _operator_config = tuple(pairs)
 
 
 class GitError(Exception):
@@ -44,6 +49,11 @@ def git_env(protocols: tuple[str, ...] | None = None) -> dict[str, str]:
     that come from repository contents rather than from the operator.
     """
     env = dict(BASE_ENV)
+    # GIT_CONFIG_* entries act as if given with `git -c`, in order: the safety settings come last and win.
+    pairs = (*_operator_config, *SAFETY_CONFIG)
+    env["GIT_CONFIG_COUNT"] = str(len(pairs))
+    for index, (key, value) in enumerate(pairs):
+        env[f"GIT_CONFIG_KEY_{index}"], env[f"GIT_CONFIG_VALUE_{index}"] = key, value
     if protocols is not None:
         env["GIT_ALLOW_PROTOCOL"] = ":".join(protocols)
     return env

@@ -7,7 +7,21 @@ import sys
 import time
 from typing import TextIO
 
+from tardist.info import group_errors
 from tardist.store import RepoRecord
+
+
+def failure_line(record: RepoRecord) -> str:
+    """Why a repository failed, each reason once: `master, REL1_45: submodule x: ...; REL1_39: ...`."""
+    if record.error:
+        return record.error + (f" (not tried again before {record.retry_at})" if record.waiting else "")
+    failed = [b for b in record.branches if b.state in ("failed", "waiting")]
+    retry_at = {b.branch: b.retry_at for b in failed if b.state == "waiting"}
+    parts = []
+    for branches, reason in group_errors((b.branch, b.error or "") for b in failed):
+        waits = sorted(retry_at[b] for b in branches if b in retry_at)
+        parts.append(f"{', '.join(branches)}: {reason}" + (f" (not tried again before {waits[0]})" if waits else ""))
+    return "; ".join(parts)
 
 
 class Progress:
@@ -31,9 +45,7 @@ class Progress:
         self.built += sum(branch.state == "built" for branch in record.branches)
         if record.failed:
             self.failed += 1
-            reasons = [record.error] if record.error else [
-                f"{b.branch}: {b.error}" for b in record.branches if b.state == "failed"]
-            self._print(f"FAILED {record.kind}/{record.name}: {'; '.join(reasons)}")
+            self._print(f"FAILED {record.kind}/{record.name}: {failure_line(record)}")
         if self.tty:
             self._draw(f"{record.kind}/{record.name}")
         elif time.monotonic() - self.last_line >= self.interval or self.done == self.total:

@@ -8,7 +8,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
-from tardist.settings import Settings, SettingsError, Source, is_plain_name
+from tardist.settings import Settings, Source, is_plain_name
 
 GERRIT_XSSI_PREFIX = ")]}'"
 
@@ -23,20 +23,35 @@ class Repo:
     source: str = field(default="", compare=False)  # the key of the source that lists it
 
 
+class SourceError(Exception):
+    """A source could not be listed (a Gerrit that is down, a folder that is missing)."""
+
+
 @dataclass
 class Listing:
-    """What the sources list now, and which sources listed nothing at all."""
+    """What the sources list now, which listed nothing at all and which could not be listed."""
 
     repos: list[Repo]
     silent: dict[int, Source]  # by index in the configuration
+    unlisted: dict[int, Source]
 
 
 def list_repos(settings: Settings, warnings: list[str]) -> Listing:
-    """Every repository of every source, sorted by kind and name; the first source wins a name."""
+    """Every repository of every source, sorted by kind and name; the first source wins a name.
+
+    A source that cannot be listed costs only its own repositories: it is reported
+    in warnings and in ``unlisted``, and the other sources are listed.
+    """
     found: dict[tuple[str, str], Repo] = {}
-    silent = {}
+    silent, unlisted = {}, {}
     for index, source in enumerate(settings.sources):
-        listed = _list_source(settings, index, source, warnings)
+        try:
+            listed = _list_source(settings, index, source, warnings)
+        except SourceError as exc:
+            warnings.append(f"source[{index}] ({source.kind}) cannot be listed: {exc}; "
+                            "its repositories were not synced and keep what they have")
+            unlisted[index] = source
+            continue
         if not listed:
             silent[index] = source
         for repo in listed:
@@ -46,25 +61,23 @@ def list_repos(settings: Settings, warnings: list[str]) -> Listing:
                 warnings.append(f"source[{index}]: skipped {repo.kind}/{repo.name}: an earlier source has it")
             else:
                 found[(repo.kind, repo.name)] = repo
-    return Listing([found[key] for key in sorted(found)], silent)
+    return Listing([found[key] for key in sorted(found)], silent, unlisted)
 
 
 def _list_source(settings: Settings, index: int, source: Source, warnings: list[str]) -> list[Repo]:
-    where = f"{settings.config_file}: source[{index}]"
     if source.type == "list":
         return [Repo(source.kind, name, url, source.key) for name, url in source.repos.items()]
     if source.type == "directory":
         assert source.path is not None
         if not source.path.is_dir():
-            raise SettingsError(f"{where}: key 'path': expected a folder of git repositories, "
-                                f"{source.path} is not a folder")
+            raise SourceError(f"{source.path} is not a folder")
         return [Repo(source.kind, child.name.removesuffix(".git"), str(child), source.key)
                 for child in sorted(source.path.iterdir())
                 if (child / "HEAD").is_file() or (child / ".git").exists()]
-    return _list_gerrit(settings, where, source)
+    return _list_gerrit(settings, source)
 
 
-def _list_gerrit(settings: Settings, where: str, source: Source) -> list[Repo]:
+def _list_gerrit(settings: Settings, source: Source) -> list[Repo]:
     query = urllib.parse.urlencode({"p": source.prefix})
     address = f"{source.url}/projects/?{query}"
     try:
@@ -73,9 +86,9 @@ def _list_gerrit(settings: Settings, where: str, source: Source) -> list[Repo]:
         body = body.removeprefix(GERRIT_XSSI_PREFIX)
         projects = json.loads(body)
     except (urllib.error.URLError, OSError, UnicodeDecodeError, ValueError) as exc:
-        raise SettingsError(f"{where}: key 'url': cannot list Gerrit projects at {address}: {exc}") from None
+        raise SourceError(f"cannot list Gerrit projects at {address}: {exc}") from None
     if not isinstance(projects, dict):
-        raise SettingsError(f"{where}: key 'url': {address} did not answer with a Gerrit project listing")
+        raise SourceError(f"{address} did not answer with a Gerrit project listing")
     repos = []
     for project, facts in sorted(projects.items()):
         name = project[len(source.prefix):] if project.startswith(source.prefix) else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -18,7 +19,7 @@ from tardist.settings import Settings, SettingsError
 from tardist.store import BranchRecord, RepoRecord
 from worker.manifest import read_manifest
 from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
-                           remote_heads, run_git)
+                           remote_heads, run_git, use_git_config)
 from worker.sources import Listing, Repo, list_repos
 from worker.tarball import (Built, PublishError, build_tarball, extra_files, place_extras, remove_stale_temporaries,
                             tarball_name)
@@ -39,13 +40,19 @@ def tarball_path(settings: Settings, kind: str, file: str) -> Path:
 
 
 def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: bool = False,
-              tarballs: dict[str, dict] | None = None) -> RepoRecord:
+              tarballs: dict[str, dict] | None = None, retry: bool = False,
+              repo_row: dict | None = None) -> RepoRecord:
     """Bring one repository's mirror and tarballs up to date; report what happened.
 
     ``recorded`` is what the database holds for its branches, ``tarballs`` the
-    tarballs it knows of (current or superseded) by file name. Nothing here writes
-    to the database: the caller records the result in one transaction.
+    tarballs it knows of (current or superseded) by file name, ``repo_row`` its
+    repository row. What failed before at the same commit is not tried again
+    before its retry time, unless ``retry`` or ``force``. Nothing here writes to
+    the database: the caller records the result in one transaction.
     """
+    use_git_config(settings.git_config)
+    retry = retry or force
+    now = store.utcnow()
     record = RepoRecord(repo.kind, repo.name, repo.url, repo.source)
     mirror = mirror_path(settings, repo)
     try:
@@ -58,14 +65,25 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
     for branch in settings.branches:
         if branch not in heads:
             continue
-        if force or not _is_current(settings, repo, recorded.get(branch), heads[branch]):
-            todo.append(branch)
-        else:
+        row = recorded.get(branch)
+        if not force and _is_current(settings, repo, row, heads[branch]):
             record.branches.append(BranchRecord(branch, heads[branch], "unchanged"))
+        elif not retry and _backing_off(row, heads[branch], now):
+            assert row is not None
+            record.branches.append(BranchRecord(branch, heads[branch], "waiting", error=row["error"],
+                                                retry_at=row["retry_at"]))
+        else:
+            todo.append(branch)
     if not todo and not record.gone:
         return record
+    missing = []
     try:
         missing = [branch for branch in todo if not has_commit(mirror, heads[branch])]
+        if missing and not retry and _fetch_backing_off(repo_row, {b: heads[b] for b in missing}, now):
+            assert repo_row is not None
+            record.error, record.waiting, record.retry_at = repo_row["error"], True, repo_row["retry_at"]
+            delete_branches(mirror, record.gone)
+            return record
         if missing:
             fetch_branches(mirror, repo.url, missing, settings.git_timeout)
             for branch in missing:  # pushed to again since ls-remote: build what was fetched
@@ -74,12 +92,14 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
         delete_branches(mirror, record.gone)
     except GitError as exc:
         record.error = str(exc)
+        record.retry_heads = {branch: heads[branch] for branch in missing}
         return record
     with ObjectReader() as reader:
         for branch in todo:
             known = (tarballs or {}).get(tarball_name(repo.name, branch, heads[branch]))
             reuse = None if force else _reusable(settings, repo, known, heads[branch])
             record.branches.append(build_branch(settings, reader, repo, mirror, branch, heads[branch], reuse))
+    record.branches.sort(key=lambda b: settings.branches.index(b.branch))  # configured order, as shown
     return record
 
 
@@ -88,6 +108,17 @@ def _reusable(settings: Settings, repo: Repo, known: dict | None, head: str) -> 
     if known and known["commit_sha"] == head and tarball_path(settings, repo.kind, known["file"]).is_file():
         return known
     return None
+
+
+def _backing_off(row: dict | None, head: str, now: str) -> bool:
+    """True when the branch failed at this very head and its retry time has not come yet."""
+    return bool(row and row["error"] and row["error_commit"] == head and (row.get("retry_at") or "") > now)
+
+
+def _fetch_backing_off(repo_row: dict | None, wanted: dict[str, str], now: str) -> bool:
+    """True when fetching these very heads failed before and its retry time has not come yet."""
+    return bool(repo_row and repo_row["error"] and (repo_row.get("retry_at") or "") > now
+                and repo_row.get("retry_heads") == json.dumps(wanted, sort_keys=True))
 
 
 def _is_current(settings: Settings, repo: Repo, row: dict | None, head: str) -> bool:
@@ -150,12 +181,13 @@ def readable(text: str) -> str:
 
 
 def _sync_guarded(settings: Settings, repo: Repo, recorded: dict[str, dict], force: bool,
-                  tarballs: dict[str, dict], stop: threading.Event) -> RepoRecord | None:
+                  tarballs: dict[str, dict], stop: threading.Event, retry: bool = False,
+                  repo_row: dict | None = None) -> RepoRecord | None:
     """sync_repo, skipped once a stop was asked for, with surprises recorded instead of raised."""
     if stop.is_set():
         return None
     try:
-        return sync_repo(settings, repo, recorded, force, tarballs)
+        return sync_repo(settings, repo, recorded, force, tarballs, retry, repo_row)
     except Exception as exc:  # a bug must cost one repository, not the run
         log.exception("unexpected error syncing %s/%s", repo.kind, repo.name)
         return RepoRecord(repo.kind, repo.name, repo.url, repo.source, error=f"internal error: {exc!r}")
@@ -174,26 +206,31 @@ def select_repos(settings: Settings, repos: list[Repo], only: tuple[str, ...] = 
 
 
 def _mark_removed(db: sqlite_utils.Database, listing: Listing, warnings: list[str]) -> None:
-    """Mark what no source lists any more as removed, except what a source that lists nothing had.
+    """Mark what no source lists any more as removed, except what a source that lists nothing,
+    or could not be listed, had.
 
     A source that suddenly lists nothing is far more often an unmounted folder or a Gerrit
-    hiccup than a real mass removal, whatever the other sources of its kind list.
+    hiccup than a real mass removal, whatever the other sources of its kind list; one that
+    could not be listed says nothing about its repositories.
     """
     for index, source in listing.silent.items():
         kept = store.count_listed_by(db, source.key)
         warnings.append(f"source[{index}] ({source.key}) lists no repositories" + (
             f": the {kept} it listed before are kept, not marked removed (remove the [[source]] to retire them)"
             if kept else ""))
+    kept_sources = [*listing.silent.values(), *listing.unlisted.values()]
     store.mark_removed(db, {(repo.kind, repo.name) for repo in listing.repos},
-                       keep_sources={source.key for source in listing.silent.values()})
+                       keep_sources={source.key for source in kept_sources})
 
 
 def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None = None, force: bool = False,
              jobs: int | None = None, on_repo: Callable[[RepoRecord], None] | None = None,
              on_start: Callable[[int], None] | None = None,
-             stop: threading.Event | None = None, warnings: list[str] | None = None) -> dict:
+             stop: threading.Event | None = None, warnings: list[str] | None = None,
+             retry: bool = False) -> dict:
     """Sync every selected repository in parallel and record each in its own transaction.
 
+    With ``retry``, what failed before is tried again now, whatever its backoff.
     The caller holds the sync lock. Returns the summary `tardist sync` prints.
     """
     started = time.monotonic()
@@ -205,16 +242,22 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     view = InfoView.of(settings)
     try:
         store.ensure_rendered(db, view)
+        store.clear_backoff_if_changed(db, json.dumps([
+            settings.git_config, settings.submodule_protocols, settings.git_timeout, settings.max_tarball_bytes,
+            settings.max_files, settings.max_manifest_bytes]))
         remove_stale_temporaries(settings.tarballs)
-        run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force})
+        run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force, "retry": retry})
         recorded = store.all_recorded_branches(db)
         tarballs = store.all_recorded_tarballs(db)
+        repo_rows = store.all_recorded_repos(db)
         if on_start:
             on_start(len(selected))
-        summary = {"repositories": 0, "built": 0, "unchanged": 0, "failed": 0}
+        summary = {"repositories": 0, "built": 0, "unchanged": 0, "failed": 0, "waiting": 0,
+                   "unlisted_sources": len(listing.unlisted)}
         with ThreadPoolExecutor(max_workers=jobs or settings.jobs, thread_name_prefix="sync") as pool:
             futures = [pool.submit(_sync_guarded, settings, repo, recorded.get((repo.kind, repo.name), {}),
-                                   force, tarballs.get((repo.kind, repo.name), {}), stop) for repo in selected]
+                                   force, tarballs.get((repo.kind, repo.name), {}), stop, retry,
+                                   repo_rows.get((repo.kind, repo.name))) for repo in selected]
             for future in as_completed(futures):
                 record = future.result()
                 if record is None:
@@ -224,6 +267,7 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
                 summary["built"] += sum(b.state == "built" for b in record.branches)
                 summary["unchanged"] += sum(b.state in ("unchanged", "reused") for b in record.branches)
                 summary["failed"] += record.failed
+                summary["waiting"] += record.waits
                 if on_repo:
                     on_repo(record)
         if not only and kind is None and not stop.is_set():
