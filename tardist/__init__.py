@@ -19,7 +19,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     # and cron starts it once an hour for what is often a one-second no-op.
     from flask import Flask
 
-    from tardist import api, dist, openapi
+    from tardist import api, dist, hooks, openapi
     from tardist.errors import register_error_handlers
     from tardist.reader import Reader
 
@@ -34,6 +34,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
-    if settings.serve_tarballs:
-        app.register_blueprint(dist.bp)
+    app.register_blueprint(hooks.bp)
+    app.register_blueprint(dist.bp)  # serves files only with serve_tarballs or behind nginx; builds misses
     return app

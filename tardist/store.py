@@ -61,20 +61,19 @@ class RepoRecord:
         return self.error is not None or any(b.state == "failed" for b in self.branches)
 
 
-def all_recorded_branches(db: sqlite_utils.Database) -> dict[tuple[str, str], dict[str, dict]]:
-    """Every recorded branch row, by (kind, name) and then branch name."""
-    recorded: dict[tuple[str, str], dict[str, dict]] = {}
-    for row in db["branches"].rows:
-        recorded.setdefault((row["kind"], row["name"]), {})[row["branch"]] = row
-    return recorded
+def recorded_branches(db: sqlite_utils.Database, kind: str, name: str) -> dict[str, dict]:
+    """A repository's recorded branch rows, by branch name."""
+    return {row["branch"]: row for row in db["branches"].rows_where("kind = ? AND name = ?", [kind, name])}
 
 
-def all_recorded_tarballs(db: sqlite_utils.Database) -> dict[tuple[str, str], dict[str, dict]]:
-    """Every recorded tarball row, current or superseded, by (kind, name) and then file name."""
-    recorded: dict[tuple[str, str], dict[str, dict]] = {}
-    for row in db["tarballs"].rows:
-        recorded.setdefault((row["kind"], row["name"]), {})[row["file"]] = row
-    return recorded
+def recorded_tarballs(db: sqlite_utils.Database, kind: str, name: str) -> dict[str, dict]:
+    """A repository's recorded tarball rows, current or superseded, by file name."""
+    return {row["file"]: row for row in db["tarballs"].rows_where("kind = ? AND name = ?", [kind, name])}
+
+
+def recorded_kinds(db: sqlite_utils.Database) -> set[str]:
+    """Kinds that have some recorded branch."""
+    return {kind for (kind,) in db.execute("SELECT DISTINCT kind FROM branches").fetchall()}
 
 
 def save_repo(db: sqlite_utils.Database, record: RepoRecord, view: InfoView) -> None:

@@ -1,4 +1,4 @@
-"""The sync lock: one sync at a time, whoever started it (cron, worker mode, a person)."""
+"""Locks: one full sync at a time (cron, worker mode, a person), and one sync per repository."""
 
 from __future__ import annotations
 
@@ -32,3 +32,19 @@ def sync_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def repo_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on path, waiting for whoever holds it (one sync per repository).
+
+    flock locks belong to an open file, so threads of one process exclude each other too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+

@@ -10,10 +10,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from tardist import schema, store
+import sqlite_utils
+
+from tardist import catalog, schema, store
 from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError
 from tardist.store import BranchRecord, RepoRecord
+from worker.lock import repo_lock
 from worker.manifest import read_manifest
 from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
                            remote_heads, run_git)
@@ -144,16 +147,51 @@ def readable(text: str) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def _sync_guarded(settings: Settings, repo: Repo, recorded: dict[str, dict], force: bool,
-                  tarballs: dict[str, dict], stop: threading.Event) -> RepoRecord | None:
-    """sync_repo, skipped once a stop was asked for, with surprises recorded instead of raised."""
+def repo_lock_path(settings: Settings, kind: str, name: str) -> Path:
+    """`locks/<kind>/<Name>.lock`: held while the repository syncs, by whichever process syncs it."""
+    return settings.locks / kind / f"{name}.lock"
+
+
+def _sync_guarded(settings: Settings, repo: Repo, force: bool, stop: threading.Event,
+                  db: sqlite_utils.Database, db_lock: threading.Lock, view: InfoView) -> RepoRecord | None:
+    """sync_repo under the repository's lock, recorded before the lock is let go; None once a stop was asked for.
+
+    What is recorded is read under the lock too: another process (the worker serving a
+    webhook, `tardist sync --only`) may have synced this repository since the run began.
+    Surprises are recorded instead of raised.
+    """
     if stop.is_set():
         return None
+    with repo_lock(repo_lock_path(settings, repo.kind, repo.name)):
+        if stop.is_set():
+            return None
+        with db_lock:
+            recorded = store.recorded_branches(db, repo.kind, repo.name)
+            tarballs = store.recorded_tarballs(db, repo.kind, repo.name)
+        try:
+            record = sync_repo(settings, repo, recorded, force, tarballs)
+        except Exception as exc:  # a bug must cost one repository, not the run
+            log.exception("unexpected error syncing %s/%s", repo.kind, repo.name)
+            record = RepoRecord(repo.kind, repo.name, repo.url, error=f"internal error: {exc!r}")
+        with db_lock:
+            store.save_repo(db, record, view)
+    return record
+
+
+def sync_one(settings: Settings, kind: str, name: str, force: bool = False) -> RepoRecord | None:
+    """Sync one repository now, as `tardist worker` does on request; None if no source has it.
+
+    Needs no sync lock: the repository's own lock keeps it from running twice at once.
+    """
+    db = schema.open_writer(settings.database)
     try:
-        return sync_repo(settings, repo, recorded, force, tarballs)
-    except Exception as exc:  # a bug must cost one repository, not the run
-        log.exception("unexpected error syncing %s/%s", repo.kind, repo.name)
-        return RepoRecord(repo.kind, repo.name, repo.url, error=f"internal error: {exc!r}")
+        url = catalog.find(settings, db, kind, name)
+        if url is None:
+            return None
+        return _sync_guarded(settings, Repo(kind, name, url), force, threading.Event(), db, threading.Lock(),
+                             InfoView.of(settings))
+    finally:
+        db.close()
 
 
 def select_repos(settings: Settings, repos: list[Repo], only: tuple[str, ...] = (),
@@ -174,7 +212,8 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
              stop: threading.Event | None = None, warnings: list[str] | None = None) -> dict:
     """Sync every selected repository in parallel and record each in its own transaction.
 
-    The caller holds the sync lock. Returns the summary `tardist sync` prints.
+    A full run's caller holds the sync lock; each repository is synced under its own
+    lock, so a run with ``only`` needs none. Returns the summary `tardist sync` prints.
     """
     started = time.monotonic()
     stop = stop or threading.Event()
@@ -187,19 +226,18 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
         store.ensure_rendered(db, view)
         remove_stale_temporaries(settings.tarballs)
         run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force})
-        recorded = store.all_recorded_branches(db)
-        tarballs = store.all_recorded_tarballs(db)
+        recorded_kinds = store.recorded_kinds(db)
+        db_lock = threading.Lock()
         if on_start:
             on_start(len(selected))
         summary = {"repositories": 0, "built": 0, "unchanged": 0, "failed": 0}
         with ThreadPoolExecutor(max_workers=jobs or settings.jobs, thread_name_prefix="sync") as pool:
-            futures = [pool.submit(_sync_guarded, settings, repo, recorded.get((repo.kind, repo.name), {}),
-                                   force, tarballs.get((repo.kind, repo.name), {}), stop) for repo in selected]
+            futures = [pool.submit(_sync_guarded, settings, repo, force, stop, db, db_lock, view)
+                       for repo in selected]
             for future in as_completed(futures):
                 record = future.result()
                 if record is None:
                     continue
-                store.save_repo(db, record, view)
                 summary["repositories"] += 1
                 summary["built"] += sum(b.state == "built" for b in record.branches)
                 summary["unchanged"] += sum(b.state in ("unchanged", "reused") for b in record.branches)
@@ -208,7 +246,7 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
                     on_repo(record)
         if not only and kind is None and not stop.is_set():
             silent = silent_kinds(settings, repos)
-            for quiet in sorted(silent & {recorded_kind for recorded_kind, _name in recorded}):
+            for quiet in sorted(silent & recorded_kinds):
                 warnings.append(f"no {quiet} listed at all: none of them is marked removed this run")
             store.mark_removed(db, {(repo.kind, repo.name) for repo in repos}, keep_kinds=silent)
         summary["interrupted"] = stop.is_set()
