@@ -160,10 +160,15 @@ def mark_removed(db: sqlite_utils.Database, present: Iterable[tuple[str, str]],
     return removed
 
 
-def start_run(db: sqlite_utils.Database, options: dict[str, Any]) -> int:
-    """Record the start of a sync run (runs left 'running' by a crash become 'interrupted')."""
+def start_run(db: sqlite_utils.Database, options: dict[str, Any], exclusive: bool = True) -> int:
+    """Record the start of a sync run.
+
+    An exclusive run (one holding the sync lock) also marks runs left 'running' by a
+    crash 'interrupted'; a run of a few repositories may run beside others, so it does not.
+    """
     with db.atomic():
-        db.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+        if exclusive:
+            db.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
         db["runs"].insert({"started_at": utcnow(), "status": "running", "options": json.dumps(options)})
         return db.execute("SELECT last_insert_rowid()").fetchone()[0]
 

@@ -225,7 +225,7 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     try:
         store.ensure_rendered(db, view)
         remove_stale_temporaries(settings.tarballs)
-        run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force})
+        run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force}, exclusive=not only)
         recorded_kinds = store.recorded_kinds(db)
         db_lock = threading.Lock()
         if on_start:
