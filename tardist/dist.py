@@ -40,7 +40,7 @@ def tarball(kind: str, file: str) -> Response:
     if not (settings.tarballs / kind / file).is_file():
         build_on_demand(settings, kind, file)
     if behind_nginx:
-        return Response(headers={"X-Accel-Redirect": f"{prefix}{kind}/{file}"})
+        return Response(mimetype="application/gzip", headers={"X-Accel-Redirect": f"{prefix}{kind}/{file}"})
     response = send_from_directory(settings.tarballs / kind, file, mimetype="application/gzip",
                                    max_age=365 * 24 * 3600)
     response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
