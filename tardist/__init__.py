@@ -21,6 +21,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
 
     from tardist import api, dist, hooks, openapi
     from tardist.errors import register_error_handlers
+    from tardist.queue import Queue
     from tardist.reader import Reader
 
     test_config = test_config or {}
@@ -31,6 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     app.json.compact = True
     app.extensions["tardist.settings"] = settings
     app.extensions["tardist.reader"] = Reader(settings.database)
+    app.extensions["tardist.queue"] = Queue(settings.queue_file)  # opened on first use, one connection per thread
     register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)

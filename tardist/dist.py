@@ -56,7 +56,7 @@ def build_on_demand(settings: Settings, kind: str, file: str) -> None:
     conn = current_app.extensions["tardist.reader"].connection()
     if catalog.find(settings, conn, kind, name) is None:
         raise NotFound(f"no {kind} named {name!r}")
-    queue = Queue(settings.queue_file)
+    queue = current_app.extensions["tardist.queue"]
     if not queue.worker_running():  # cron-only deployments: nobody to build it
         raise NotFound(f"no tarball {kind}/{file} (and no tardist worker runs to build it)")
     deadline = time.monotonic() + settings.build_wait

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound, Unauthorized
 
 from tardist import catalog
-from tardist.queue import SYNC, Queue
+from tardist.queue import SYNC
 from tardist.settings import Settings
 
 bp = Blueprint("hooks", __name__)
@@ -48,7 +48,7 @@ def push() -> Response:
     if ref is not None and ref.removeprefix("refs/heads/") not in settings.branches:
         return jsonify(queued=[])  # a push to a branch tardist does not build: acknowledged, ignored
     found = _match(settings, conn, kind_name)
-    Queue(settings.queue_file).request(SYNC, *found, reason="hook")
+    current_app.extensions["tardist.queue"].request(SYNC, *found, reason="hook")
     return jsonify(queued=[{"kind": found[0], "name": found[1]}]), 202
 
 

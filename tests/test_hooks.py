@@ -10,6 +10,7 @@ import pytest
 from conftest import directory_source
 
 from tardist.queue import Queue
+from tardist.settings import load_settings
 
 SECRET = "s3cret-hook"
 GERRIT = "https://gerrit.example.org/r"
@@ -176,5 +177,4 @@ def test_without_hook_secret_webhooks_are_not_enabled(deployment, upstream):
 def test_hook_secret_can_come_from_the_environment(deployment, monkeypatch):
     monkeypatch.setenv("TARDIST_HOOK_SECRET", "from-env")
     assert deployment.settings().hook_secret == ""  # deployment.settings() ignores the environment on purpose
-    from tardist.settings import load_settings
     assert load_settings(deployment.config).hook_secret == "from-env"

@@ -24,6 +24,7 @@ from worker.sync import sync_one
 log = logging.getLogger("tardist.worker")
 POLL_SECONDS = 0.1  # how often the queue is looked at: a cheap indexed query
 PURGE_SECONDS = 600.0
+HEAD_THREADS = 4
 
 
 class Dispatcher:
@@ -33,7 +34,9 @@ class Dispatcher:
         self.settings = settings
         self.stop = stop
         self.queue = Queue(settings.queue_file)
-        self.pool = ThreadPoolExecutor(max_workers=settings.jobs, thread_name_prefix="request")
+        # Head checks get threads of their own: a request waiting on one must not queue behind builds.
+        self.pools = {SYNC: ThreadPoolExecutor(max_workers=settings.jobs, thread_name_prefix="request-sync"),
+                      HEADS: ThreadPoolExecutor(max_workers=HEAD_THREADS, thread_name_prefix="request-heads")}
         self.in_hand: set[tuple[str, str, str]] = set()
         self.guard = threading.Lock()
         self.heads_cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
@@ -52,13 +55,15 @@ class Dispatcher:
                             continue  # merged: served once the one in hand is done
                         self.in_hand.add(request.key)
                     self.queue.start(request.id)
-                    self.pool.submit(self._serve, request)
+                    self.pools[request.action].submit(self._serve, request)
                 if time.monotonic() - purged > PURGE_SECONDS:
                     self.queue.purge()
                     purged = time.monotonic()
                 self.stop.wait(POLL_SECONDS)
         finally:
-            self.pool.shutdown(wait=True)
+            # Requests not begun stay marked started: the next worker puts them back in line.
+            for pool in self.pools.values():
+                pool.shutdown(wait=True, cancel_futures=True)
             self.queue.close()
 
     def _serve(self, request: Request) -> None:
