@@ -27,7 +27,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import corpus
-from api_speed import GUNICORN, HOST, NGINX, ROOT, server
+from api_speed import GUNICORN, HOST, NGINX, ROOT, nginx_config, server
 from gitdaemon import git_daemon, stop
 
 BENCH = Path(__file__).resolve().parent
@@ -59,30 +59,6 @@ def write_config(path: Path, state: Path, repos: dict[str, str]) -> None:
         *(f"{json.dumps(name)} = {json.dumps(url)}" for name, url in repos.items()),
     ]
     path.write_text("\n".join(lines) + "\n")
-
-
-def nginx_main(work: Path, port: int, api_port: int, tarballs: Path) -> Path:
-    """deploy/nginx.conf rendered for this run, inside a minimal main config."""
-    site = (ROOT / "deploy/nginx.conf").read_text()
-    for key, value in {"LISTEN": f"{HOST}:{port}", "SERVER_NAME": "localhost", "TARBALLS": str(tarballs),
-                       "GUNICORN": f"{HOST}:{api_port}", "CACHE": str(work / "nginx-cache")}.items():
-        site = site.replace(f"@{key}@", value)
-    (work / "site.conf").write_text(site)
-    temp_paths = "".join(f"    {kind}_temp_path {work / kind};\n"
-                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    main = work / "nginx.conf"
-    main.write_text(f"""daemon off;
-{"user root;" if os.geteuid() == 0 else ""}
-worker_processes auto;
-pid {work / 'nginx.pid'};
-error_log {work / 'nginx-error.log'};
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-{temp_paths}    include {work / 'site.conf'};
-}}
-""")
-    return main
 
 
 def wait_for_line(log: Path, line: str, process: subprocess.Popen, seconds: float = 1800) -> None:
@@ -176,9 +152,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         stack.enter_context(server([GUNICORN, "-c", str(ROOT / "deploy/gunicorn.conf.py"), "--bind",
                                     f"{HOST}:{api_port}", "wsgi:app"], api_port, logs / "gunicorn.log",
                                    cwd=ROOT, env=env))
-        stack.enter_context(server([NGINX, "-p", str(work), "-c", str(nginx_main(work, web_port, api_port,
-                                                                                   state / "tarballs"))],
-                                   web_port, logs / "nginx.log"))
+        main_config = nginx_config(work, web_port, args.port + 3, api_port, state / "tarballs")
+        stack.enter_context(server([NGINX, "-p", str(work), "-c", str(main_config)], web_port, logs / "nginx.log"))
         for name in names:
             originals[name] = subprocess.run(
                 ["git", "--git-dir", str(corpus_dir / "extensions" / f"{name}.git"), "rev-parse", "refs/heads/master"],
@@ -265,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bogus", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int, default=21000,
-                        help="git daemon port; gunicorn and nginx take the next two")
+                        help="git daemon port; gunicorn, nginx and a static nginx server take the next three")
     parser.add_argument("--workdir", type=Path, help="default: /tmp/tardist-freshness-N")
     args = parser.parse_args(argv)
     if args.pushes + args.ondemand > args.repos:

@@ -13,8 +13,7 @@ import pytest
 from conftest import TARDIST, directory_source
 
 from tardist.queue import SYNC, Queue
-from worker.lock import repo_lock, sync_lock
-from worker.sync import repo_lock_path
+from worker.lock import repo_lock, repo_lock_path, sync_lock
 
 
 class Worker:

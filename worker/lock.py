@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from tardist.settings import Settings
+
 
 class AlreadyRunning(Exception):
     """Another sync holds the lock."""
@@ -32,6 +34,11 @@ def sync_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def repo_lock_path(settings: Settings, kind: str, name: str) -> Path:
+    """`locks/<kind>/<Name>.lock`: held while the repository syncs, by whichever process syncs it."""
+    return settings.locks / kind / f"{name}.lock"
 
 
 @contextmanager

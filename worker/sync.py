@@ -16,7 +16,7 @@ from tardist import catalog, schema, store
 from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError
 from tardist.store import BranchRecord, RepoRecord
-from worker.lock import repo_lock
+from worker.lock import repo_lock, repo_lock_path
 from worker.manifest import read_manifest
 from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
                            remote_heads, run_git)
@@ -145,11 +145,6 @@ def readable(text: str) -> str:
     except UnicodeEncodeError:  # a lone surrogate that did not come from a file name (a JSON escape)
         raw = text.encode("utf-8", "backslashreplace")
     return raw.decode("utf-8", "backslashreplace")
-
-
-def repo_lock_path(settings: Settings, kind: str, name: str) -> Path:
-    """`locks/<kind>/<Name>.lock`: held while the repository syncs, by whichever process syncs it."""
-    return settings.locks / kind / f"{name}.lock"
 
 
 def _sync_guarded(settings: Settings, repo: Repo, force: bool, stop: threading.Event,
