@@ -113,7 +113,7 @@ def _github(event: dict[str, Any]) -> tuple[list[str], str | None]:
 
 
 def _gitlab(event: dict[str, Any]) -> tuple[list[str], str | None]:
-    if event.get("object_kind") not in ("push", None) or event.get("event_name") not in ("push", None):
+    if event.get("object_kind", "push") not in ("push", "tag_push"):  # tag pushes: acknowledged, ignored
         raise BadRequest(f"not a push event: {str(event.get('object_kind'))[:50]!r}")
     keys = ("git_http_url", "git_ssh_url", "http_url", "ssh_url", "web_url", "url", "homepage")
     urls = _urls(event.get("project"), keys) + _urls(event.get("repository"), keys)

@@ -126,6 +126,9 @@ def test_pushes_to_other_branches_and_tags_are_acknowledged_and_ignored(app, dep
     body = github_push(f"{GERRIT}/mediawiki/skins/Vector", ref="refs/tags/1.0")
     response = client.post("/hooks/push", data=body, headers={"X-Hub-Signature-256": sign(body)})
     assert response.status_code == 200 and response.get_json() == {"queued": []}
+    tag = json.dumps({"object_kind": "tag_push", "ref": "refs/tags/v1", "project": {"git_http_url": "x"}})
+    response = client.post("/hooks/push", data=tag, headers={"X-Gitlab-Token": SECRET})
+    assert response.status_code == 200 and response.get_json() == {"queued": []}
     ping = b'{"zen": "Keep it logically awesome.", "hook_id": 1}'
     response = client.post("/hooks/push", data=ping, headers={"X-Hub-Signature-256": sign(ping),
                                                               "X-GitHub-Event": "ping"})
@@ -149,6 +152,9 @@ def test_unknown_repositories_are_404(app, deployment):
 def test_bodies_that_are_not_push_events_are_400(app):
     client = app.test_client()
     bearer = {"Authorization": f"Bearer {SECRET}"}
+    gitlab_issue = json.dumps({"object_kind": "issue", "project": {"git_http_url": "x"}})
+    response = client.post("/hooks/push", data=gitlab_issue, headers={"X-Gitlab-Token": SECRET})
+    assert response.status_code == 400
     for body in (b"not json", b"[1, 2]", b'{"kind": 5}', b'{"type": "comment-added", "refUpdate": {}}',
                  b'{"refUpdate": {"refName": "refs/heads/master"}}', b"\xff\xfe"):
         response = client.post("/hooks/push", data=body, headers=bearer)
