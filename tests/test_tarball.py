@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 
 import pytest
 
@@ -61,3 +62,15 @@ def test_stale_temporaries_are_removed(tmp_path):
     (tmp_path / "extensions" / "Cite-master-abcdef1.tar.gz").write_bytes(b"complete")
     assert remove_stale_temporaries(tmp_path) == 1
     assert [p.name for p in (tmp_path / "extensions").iterdir()] == ["Cite-master-abcdef1.tar.gz"]
+
+
+def test_stale_temporaries_are_removed_but_those_of_living_processes_are_being_written(tmp_path):
+    folder = tmp_path / "tarballs" / "extensions"
+    folder.mkdir(parents=True)
+    writing = folder / f".tmp-Cite-master-1234567.tar.gz.{os.getpid()}"  # a worker thread builds it now
+    left = folder / ".tmp-Echo-master-1234567.tar.gz.999999999"  # no such process: a killed run's
+    unnamed = folder / ".tmp-Math.git"
+    for path in (writing, left, unnamed):
+        path.write_bytes(b"partial")
+    assert remove_stale_temporaries(tmp_path / "tarballs") == 2
+    assert writing.exists() and not left.exists() and not unnamed.exists()
