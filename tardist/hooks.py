@@ -38,16 +38,16 @@ def push() -> Response:
     event = _decode(body)
     conn = current_app.extensions["tardist.reader"].connection()
     if flavour == "github":
-        kind_name, ref = _github(event)
+        what, ref = _github(event)
     elif flavour == "gitlab":
-        kind_name, ref = _gitlab(event)
+        what, ref = _gitlab(event)
     elif "refUpdate" in event:
-        kind_name, ref = _gerrit(event)
+        what, ref = _gerrit(event)
     else:
-        kind_name, ref = _own(event)
-    if ref is not None and ref.removeprefix("refs/heads/") not in settings.branches:
-        return jsonify(queued=[])  # a push to a branch tardist does not build: acknowledged, ignored
-    found = _match(settings, conn, kind_name)
+        what, ref = _own(event)
+    if what is None or (ref is not None and ref.removeprefix("refs/heads/") not in settings.branches):
+        return jsonify(queued=[])  # a ping, or a push to a branch tardist does not build: acknowledged, ignored
+    found = _match(settings, conn, what)
     current_app.extensions["tardist.queue"].request(SYNC, *found, reason="hook")
     return jsonify(queued=[{"kind": found[0], "name": found[1]}]), 202
 
@@ -100,10 +100,10 @@ def _urls(section: Any, keys: tuple[str, ...]) -> list[str]:
     return [section[key] for key in keys if isinstance(section, dict) and isinstance(section.get(key), str)]
 
 
-def _github(event: dict[str, Any]) -> tuple[list[str], str | None]:
+def _github(event: dict[str, Any]) -> tuple[list[str] | None, str | None]:
     name = next((request.headers[h] for h in GITHUB_EVENT_HEADERS if h in request.headers), "push")
     if name == "ping":  # sent once when the webhook is made: answered so the forge shows it working
-        return [], "refs/meta/ping"
+        return None, None
     if name != "push":
         raise BadRequest(f"not a push event: {name[:50]!r}")
     urls = _urls(event.get("repository"), ("clone_url", "html_url", "git_url", "ssh_url", "url"))
