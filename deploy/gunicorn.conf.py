@@ -1,14 +1,21 @@
 """gunicorn settings for the tardist API: `gunicorn -c deploy/gunicorn.conf.py wsgi:app` from the deployment root.
 
 Command-line options override these (e.g. `--bind 127.0.0.1:8000`). nginx in
-front buffers slow clients, so plain synchronous workers are the right kind.
+front buffers slow clients; threads are there for on-demand builds: a request
+for a missing current-head tarball waits up to `build_wait` seconds (mostly
+asleep) for `tardist worker`, and with threads such waits hold one thread each,
+not a whole worker process. workers x threads waits can be in progress at once;
+beyond that, requests queue in gunicorn until one ends (at most build_wait later).
 """
 
 import multiprocessing
 
 bind = "127.0.0.1:8000"  # or "unix:/run/tardist/gunicorn.sock"; must match @GUNICORN@ in nginx.conf
 workers = 2 * multiprocessing.cpu_count() + 1
-timeout = 30  # /info/<kind> of every repository takes well under a second; anything longer is stuck
+threads = 8  # gthread workers: see above
+# With threads, a worker is restarted only when its main loop stops answering for this long,
+# not when one request (an on-demand build waiting build_wait seconds) takes a while.
+timeout = 30
 graceful_timeout = 10
 accesslog = "-"  # stdout, for the process supervisor's log
 errorlog = "-"

@@ -19,8 +19,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     # and cron starts it once an hour for what is often a one-second no-op.
     from flask import Flask
 
-    from tardist import api, dist, gerrit, openapi
+    from tardist import api, dist, gerrit, hooks, openapi
     from tardist.errors import register_error_handlers
+    from tardist.queue import Queue
     from tardist.reader import Reader
 
     test_config = test_config or {}
@@ -31,10 +32,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     app.json.compact = True
     app.extensions["tardist.settings"] = settings
     app.extensions["tardist.reader"] = Reader(settings.database)
+    app.extensions["tardist.queue"] = Queue(settings.queue_file)  # opened on first use, one connection per thread
     register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(gerrit.bp)
     app.register_blueprint(openapi.bp)
-    if settings.serve_tarballs:
-        app.register_blueprint(dist.bp)
+    app.register_blueprint(hooks.bp)
+    app.register_blueprint(dist.bp)  # serves files only with serve_tarballs or behind nginx; builds misses
     return app

@@ -110,6 +110,9 @@ SCHEMAS = {
         "description": "HEAD (revision: the default branch's name) first, then refs/heads/<branch> at a commit",
         "properties": {"ref": {"type": "string", "pattern": "^(HEAD|refs/heads/.+)$"},
                        "revision": {"type": "string"}}}},
+    "Queued": {"type": "object", "required": ["queued"], "properties": {"queued": {"type": "array", "items": {
+        "type": "object", "required": ["kind", "name"],
+        "properties": {"kind": {"type": "string"}, "name": {"type": "string"}}}}}},
     "Index": {"type": "object", "required": ["service", "version", "endpoints"],
               "properties": {"service": {"type": "string"}, "version": {"type": "string"},
                              "endpoints": {"type": "object", "additionalProperties": {"type": "string"}}}},
@@ -180,13 +183,26 @@ def document() -> dict:
             "/openapi.json": {"get": {"summary": "This document", "responses": {
                 "200": _json("The OpenAPI document", {"type": "object"}), **COMMON}}},
             "/dist/{kind}/{file}": {"get": {
-                "summary": "A tarball (served by the app only when nginx does not serve tarballs/)",
+                "summary": "A tarball (served by the app only when nginx does not serve tarballs/); "
+                           "a missing one that names a branch's current head is built first",
                 "parameters": [kind, _path_param("file", FILE)],
                 "responses": {"200": {"description": "The tarball",
                                       "content": {"application/gzip": {"schema": {}}}},
                               "206": {"description": "Part of the tarball (Range)"},
-                              "404": _error("No such tarball"),
-                              "416": _error("Range not satisfiable"), **COMMON}}},
+                              "404": _error("No such tarball, and it does not name a branch's current head"),
+                              "416": _error("Range not satisfiable"), **COMMON,
+                              "503": _error("Not built within build_wait seconds (see Retry-After), "
+                                            "or the database needs `tardist init-db`")}}},
+            "/hooks/push": {"post": {
+                "summary": "A push webhook (GitHub, Gitea, Forgejo, GitLab, Gerrit or tardist's own): "
+                           "queue a sync of the pushed repository",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {"202": _json("What was queued", _ref("Queued"), cached=False),
+                              "200": _json("Nothing applies (a branch tardist does not build)", _ref("Queued"),
+                                           cached=False),
+                              "400": _error("Not a push event"), "401": _error("Missing or wrong signature"),
+                              "404": _error("Webhooks are not enabled, or no configured repository matches"),
+                              "413": _error("Body over 1 MiB"), **COMMON}}},
         },
         "components": {"schemas": SCHEMAS},
     }

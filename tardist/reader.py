@@ -51,7 +51,8 @@ class Reader:
         self.database = database
         self._local = threading.local()
 
-    def _connection(self) -> sqlite3.Connection | None:
+    def connection(self) -> sqlite3.Connection | None:
+        """This thread's read-only connection; None while no sync has created the database."""
         conn = getattr(self._local, "conn", None)
         identity = _file_identity(self.database)
         if conn is not None and identity != self._local.identity:
@@ -76,7 +77,7 @@ class Reader:
 
         ``compute(conn)`` gets None while no sync has created the database yet.
         """
-        conn = self._connection()
+        conn = self.connection()
         if conn is None:
             return Answer(compute(None))
         cache: OrderedDict[str, Answer] = self._local.cache

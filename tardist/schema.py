@@ -77,7 +77,8 @@ def migrate(db: sqlite_utils.Database) -> None:
 def open_writer(path: Path) -> sqlite_utils.Database:
     """Open (creating if needed) the database for the worker, migrated, in WAL mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=60)
+    # Shared by a run's sync threads, each recording its repository under the run's lock.
+    conn = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
     db = sqlite_utils.Database(conn)
     db.enable_wal()
     db.execute("PRAGMA synchronous = NORMAL")

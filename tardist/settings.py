@@ -34,9 +34,11 @@ SETTINGS: dict[str, tuple[Any, str]] = {
                             "transports a repository's submodule URLs may use"),
     "schedule": ("0 * * * *", "cron expression for `tardist worker` syncs"),
     "gc_schedule": ("30 3 * * *", "cron expression for `tardist worker` garbage collection"),
-    "cache_seconds": (300, "Cache-Control max-age of API answers"),
+    "cache_seconds": (5, "Cache-Control max-age of API answers (then revalidated by ETag)"),
     "serve_tarballs": (True, "let Flask serve /dist/ (nginx serves it in production)"),
     "git_config": ({}, "git settings (name = value) given to every git command tardist runs"),
+    "hook_secret": ("", "shared secret of POST /hooks/push; empty: webhooks are off"),
+    "build_wait": (30, "seconds a request for a missing current-head tarball waits for its build"),
 }
 PATH_KEYS = ("database", "mirrors", "tarballs")
 SOURCE_TYPES = {"directory": ("path",), "list": ("repos",), "gerrit": ("url", "prefix")}
@@ -100,6 +102,8 @@ class Settings:
     gc_schedule: str
     cache_seconds: int
     serve_tarballs: bool
+    hook_secret: str
+    build_wait: int
     git_config: tuple[tuple[str, str], ...] = ()  # (name, value) in configuration order
     sources: tuple[Source, ...] = ()
 
@@ -107,6 +111,16 @@ class Settings:
     def lock_file(self) -> Path:
         """The file `tardist sync` holds locked while it runs."""
         return self.database.with_name(self.database.name + ".lock")
+
+    @property
+    def queue_file(self) -> Path:
+        """The SQLite file of requests the web app and the command line leave for `tardist worker`."""
+        return self.database.with_name(self.database.stem + ".queue.sqlite3")
+
+    @property
+    def locks(self) -> Path:
+        """The folder of per-repository lock files, locks/<kind>/<Name>.lock."""
+        return self.database.with_name("locks")
 
 
 def load_settings(config_file: str | os.PathLike | None = None,

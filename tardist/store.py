@@ -87,25 +87,19 @@ class RepoRecord:
         return self.waiting or any(b.state == "waiting" for b in self.branches)
 
 
-def all_recorded_branches(db: sqlite_utils.Database) -> dict[tuple[str, str], dict[str, dict]]:
-    """Every recorded branch row, by (kind, name) and then branch name."""
-    recorded: dict[tuple[str, str], dict[str, dict]] = {}
-    for row in db["branches"].rows:
-        recorded.setdefault((row["kind"], row["name"]), {})[row["branch"]] = row
-    return recorded
+def recorded_branches(db: sqlite_utils.Database, kind: str, name: str) -> dict[str, dict]:
+    """A repository's recorded branch rows, by branch name."""
+    return {row["branch"]: row for row in db["branches"].rows_where("kind = ? AND name = ?", [kind, name])}
 
 
-def all_recorded_repos(db: sqlite_utils.Database) -> dict[tuple[str, str], dict]:
-    """Every recorded repository row, by (kind, name)."""
-    return {(row["kind"], row["name"]): row for row in db["repos"].rows}
+def recorded_repo(db: sqlite_utils.Database, kind: str, name: str) -> dict | None:
+    """A repository's recorded row, or None."""
+    return next(db["repos"].rows_where("kind = ? AND name = ?", [kind, name]), None)
 
 
-def all_recorded_tarballs(db: sqlite_utils.Database) -> dict[tuple[str, str], dict[str, dict]]:
-    """Every recorded tarball row, current or superseded, by (kind, name) and then file name."""
-    recorded: dict[tuple[str, str], dict[str, dict]] = {}
-    for row in db["tarballs"].rows:
-        recorded.setdefault((row["kind"], row["name"]), {})[row["file"]] = row
-    return recorded
+def recorded_tarballs(db: sqlite_utils.Database, kind: str, name: str) -> dict[str, dict]:
+    """A repository's recorded tarball rows, current or superseded, by file name."""
+    return {row["file"]: row for row in db["tarballs"].rows_where("kind = ? AND name = ?", [kind, name])}
 
 
 def save_repo(db: sqlite_utils.Database, record: RepoRecord, view: InfoView) -> None:
@@ -243,10 +237,15 @@ def mark_removed(db: sqlite_utils.Database, present: Iterable[tuple[str, str]],
     return removed
 
 
-def start_run(db: sqlite_utils.Database, options: dict[str, Any]) -> int:
-    """Record the start of a sync run (runs left 'running' by a crash become 'interrupted')."""
+def start_run(db: sqlite_utils.Database, options: dict[str, Any], exclusive: bool = True) -> int:
+    """Record the start of a sync run.
+
+    An exclusive run (one holding the sync lock) also marks runs left 'running' by a
+    crash 'interrupted'; a run of a few repositories may run beside others, so it does not.
+    """
     with db.atomic():
-        db.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+        if exclusive:
+            db.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
         db["runs"].insert({"started_at": utcnow(), "status": "running", "options": json.dumps(options)})
         return db.execute("SELECT last_insert_rowid()").fetchone()[0]
 

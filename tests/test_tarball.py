@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 
 import pytest
 
@@ -77,3 +78,15 @@ def test_a_read_failure_says_read_and_a_write_failure_says_write(deployment, ups
         blocked.write_text("a file where the tarball folder should be")
         with pytest.raises(PublishError, match="cannot write Cite.tar.gz"):
             build_tarball(reader, tree, {}, "Cite", 0, blocked / "Cite.tar.gz")
+
+
+def test_stale_temporaries_are_removed_but_those_of_living_processes_are_being_written(tmp_path):
+    folder = tmp_path / "tarballs" / "extensions"
+    folder.mkdir(parents=True)
+    writing = folder / f".tmp-Cite-master-1234567.tar.gz.{os.getpid()}"  # a worker thread builds it now
+    left = folder / ".tmp-Echo-master-1234567.tar.gz.999999999"  # no such process: a killed run's
+    unnamed = folder / ".tmp-Math.git"
+    for path in (writing, left, unnamed):
+        path.write_bytes(b"partial")
+    assert remove_stale_temporaries(tmp_path / "tarballs") == 2
+    assert writing.exists() and not left.exists() and not unnamed.exists()

@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 import threading
+from contextlib import nullcontext
 
 from tardist import queries, schema, store
 from tardist.info import InfoView
@@ -73,7 +74,9 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     stop = threading.Event()
     progress = Progress()
     try:
-        with sync_lock(settings.lock_file), StopOnSignals(stop):
+        # A full run takes the sync lock; --only needs just the locks of its repositories, so it
+        # works while a worker or cron syncs everything (it waits for a sync of the same repository).
+        with (sync_lock(settings.lock_file) if not args.only else nullcontext()), StopOnSignals(stop):
             warnings: list[str] = []
             summary = run_sync(settings, only=tuple(args.only), kind=args.kind, force=args.force, jobs=args.jobs,
                                on_repo=progress.update, on_start=progress.start, stop=stop, warnings=warnings,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tardist import schema, store
 from tardist.settings import Settings
+from worker.lock import repo_lock, repo_lock_path
 from worker.mirror import MODULES_FOLDER, TEMP_PREFIX
 
 
@@ -16,7 +17,9 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
     """Remove what has been superseded or removed for longer than retention_days, and the
     submodule mirrors no remaining tarball uses.
 
-    Never touches a tarball the database lists as current. Call while holding the sync lock.
+    Never touches a tarball the database lists as current. Call while holding the sync lock;
+    mirrors are removed under their repository's lock, since the worker syncs single
+    repositories beside it.
     """
     now = now or datetime.now(timezone.utc)
     cutoff_time = now - timedelta(days=settings.retention_days)
@@ -34,9 +37,10 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
             if (path.parent.name, path.name) not in known and path.stat().st_mtime < cutoff_time.timestamp():
                 _remove(report, path, dry_run, "tarballs")
         for kind, name in store.expired_repos(db, cutoff):
-            _remove(report, settings.mirrors / kind / f"{name}.git", dry_run, "mirrors")
-            if not dry_run:
-                store.forget_repo(db, kind, name)
+            with repo_lock(repo_lock_path(settings, kind, name)):
+                _remove(report, settings.mirrors / kind / f"{name}.git", dry_run, "mirrors")
+                if not dry_run:
+                    store.forget_repo(db, kind, name)
         used = store.modules_in_use(db, cutoff)
         if used is None:
             report["warnings"].append("submodule mirrors kept: some tarballs were built before tardist recorded "
@@ -44,12 +48,22 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
         else:
             for module in sorted((settings.mirrors / MODULES_FOLDER).glob("*.git")):
                 if module.name not in used:
-                    _remove(report, module, dry_run, "mirrors")
+                    with repo_lock(module.with_name(module.name + ".lock")):  # as fetch_commit takes it
+                        _remove(report, module, dry_run, "mirrors")
         for leftover in settings.mirrors.glob(f"*/{TEMP_PREFIX}*"):  # a mirror a killed run made or removed
-            _remove(report, leftover, dry_run, "mirrors")
+            with repo_lock(_mirror_lock(settings, leftover)):  # ...or one a running sync is making
+                _remove(report, leftover, dry_run, "mirrors")
     finally:
         db.close()
     return report
+
+
+def _mirror_lock(settings: Settings, mirror: Path) -> Path:
+    """The lock file a sync holds while it touches mirror (or its .tmp- twin)."""
+    final = mirror.with_name(mirror.name.removeprefix(TEMP_PREFIX))
+    if final.parent.name == "_modules":
+        return final.with_name(final.name + ".lock")  # as fetch_commit takes it
+    return repo_lock_path(settings, final.parent.name, final.name.removesuffix(".git"))
 
 
 def _tarball_files(folder: Path) -> list[Path]:

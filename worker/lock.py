@@ -1,4 +1,4 @@
-"""The sync lock: one sync at a time, whoever started it (cron, worker mode, a person)."""
+"""Locks: one full sync at a time (cron, worker mode, a person), and one sync per repository."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from tardist.settings import Settings
 
 
 class AlreadyRunning(Exception):
@@ -32,3 +34,24 @@ def sync_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def repo_lock_path(settings: Settings, kind: str, name: str) -> Path:
+    """`locks/<kind>/<Name>.lock`: held while the repository syncs, by whichever process syncs it."""
+    return settings.locks / kind / f"{name}.lock"
+
+
+@contextmanager
+def repo_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on path, waiting for whoever holds it (one sync per repository).
+
+    flock locks belong to an open file, so threads of one process exclude each other too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+

@@ -7,10 +7,11 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import git
+
+from worker.lock import repo_lock
 
 TEMP_PREFIX = ".tmp-"  # what is being made or removed; never a final name
 MODULES_FOLDER = "_modules"  # mirrors/_modules/: submodule mirrors, shared by every repository
@@ -120,8 +121,8 @@ LOCK_FILES = ("HEAD.lock", "config.lock", "packed-refs.lock", "shallow.lock", "i
 def remove_stale_locks(path: Path) -> None:
     """Delete the lock files killed git processes left in a mirror.
 
-    Only tardist runs git in its mirrors, under the sync lock (and the mirror's
-    thread lock), so any lock file found here belongs to a dead process.
+    Only tardist runs git in its mirrors, each under its lock file (the repository's,
+    or the submodule mirror's), so any lock file found here belongs to a dead process.
     """
     for name in LOCK_FILES:
         (path / name).unlink(missing_ok=True)
@@ -167,20 +168,11 @@ def has_commit(path: Path, sha: str) -> bool:
         return False
 
 
-_mirror_locks: dict[Path, threading.Lock] = {}
-_mirror_locks_guard = threading.Lock()
-
-
-def mirror_lock(path: Path) -> threading.Lock:
-    """One lock per mirror path, so parallel jobs sharing a submodule do not fetch at once."""
-    with _mirror_locks_guard:
-        return _mirror_locks.setdefault(path, threading.Lock())
-
-
 def fetch_commit(path: Path, url: str, sha: str, timeout: float, protocols: tuple[str, ...]) -> None:
     """Make sure the mirror at path has commit sha from url (a submodule's pinned commit)."""
     check_url(url)
-    with mirror_lock(path):
+    # Submodule mirrors are shared by repositories, which other processes may sync at the same time.
+    with repo_lock(path.with_name(path.name + ".lock")):
         if has_commit(path, sha):
             return
         ensure_mirror(path)

@@ -1,7 +1,8 @@
-"""`tardist worker`: syncs and gc on a schedule, for hosts without cron.
+"""`tardist worker`: syncs and gc on a schedule, and syncs of one repository on request.
 
-A thin layer over run_sync and collect_garbage; the sync lock keeps it from
-overlapping with itself or with a cron-started sync.
+A thin layer over run_sync, collect_garbage and the request dispatcher; the sync
+lock keeps full runs from overlapping with themselves or with a cron-started
+sync, and each repository's lock keeps two syncs of it apart.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from datetime import datetime, timezone
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from tardist.queue import Queue, WorkerRunning
 from tardist.settings import Settings, SettingsError
+from worker.dispatcher import Dispatcher
 from worker.gc import collect_garbage
 from worker.lock import AlreadyRunning, sync_lock
 from worker.sync import run_sync
@@ -32,7 +35,16 @@ def _trigger(settings: Settings, key: str) -> CronTrigger:
 
 
 def run_worker(settings: Settings) -> None:
-    """Sync at start and on `schedule`, gc on `gc_schedule`, until SIGTERM or SIGINT."""
+    """Sync at start and on `schedule`, gc on `gc_schedule`, serve requests, until SIGTERM or SIGINT."""
+    queue = Queue(settings.queue_file)
+    try:
+        with queue.worker_lock():
+            _run(settings)
+    except WorkerRunning as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _run(settings: Settings) -> None:
     stop = threading.Event()
     scheduler = BlockingScheduler(timezone=timezone.utc)
 
@@ -67,6 +79,9 @@ def run_worker(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     log.info("worker started: sync on %r, gc on %r (UTC)", settings.schedule, settings.gc_schedule)
+    dispatcher = Dispatcher(settings, stop)
+    threading.Thread(target=dispatcher.run, name="dispatcher").start()
+    log.info("worker ready: serving requests from %s", settings.queue_file)
     scheduler.start()
     # start() returns once shut down; wait for a sync in hand to finish its repositories.
     for thread in threading.enumerate():

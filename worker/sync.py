@@ -13,10 +13,11 @@ from typing import Callable
 
 import sqlite_utils
 
-from tardist import schema, store
+from tardist import catalog, schema, store
 from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError
 from tardist.store import BranchRecord, RepoRecord
+from worker.lock import repo_lock, repo_lock_path
 from worker.manifest import read_manifest
 from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
                            remote_heads, run_git, use_git_config)
@@ -180,17 +181,51 @@ def readable(text: str) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def _sync_guarded(settings: Settings, repo: Repo, recorded: dict[str, dict], force: bool,
-                  tarballs: dict[str, dict], stop: threading.Event, retry: bool = False,
-                  repo_row: dict | None = None) -> RepoRecord | None:
-    """sync_repo, skipped once a stop was asked for, with surprises recorded instead of raised."""
+def _sync_guarded(settings: Settings, repo: Repo, force: bool, stop: threading.Event,
+                  db: sqlite_utils.Database, db_lock: threading.Lock, view: InfoView,
+                  retry: bool = False) -> RepoRecord | None:
+    """sync_repo under the repository's lock, recorded before the lock is let go; None once a stop was asked for.
+
+    What is recorded is read under the lock too: another process (the worker serving a
+    webhook, `tardist sync --only`) may have synced this repository since the run began.
+    Surprises are recorded instead of raised.
+    """
     if stop.is_set():
         return None
+    with repo_lock(repo_lock_path(settings, repo.kind, repo.name)):
+        if stop.is_set():
+            return None
+        with db_lock:
+            recorded = store.recorded_branches(db, repo.kind, repo.name)
+            tarballs = store.recorded_tarballs(db, repo.kind, repo.name)
+            repo_row = store.recorded_repo(db, repo.kind, repo.name)
+        try:
+            record = sync_repo(settings, repo, recorded, force, tarballs, retry, repo_row)
+        except Exception as exc:  # a bug must cost one repository, not the run
+            log.exception("unexpected error syncing %s/%s", repo.kind, repo.name)
+            record = RepoRecord(repo.kind, repo.name, repo.url, repo.source, error=f"internal error: {exc!r}")
+        with db_lock:
+            store.save_repo(db, record, view)
+    return record
+
+
+def sync_one(settings: Settings, kind: str, name: str, force: bool = False,
+             retry: bool = False) -> RepoRecord | None:
+    """Sync one repository now, as `tardist worker` does on request; None if no source has it.
+
+    Needs no sync lock: the repository's own lock keeps it from running twice at once.
+    With ``retry``, what failed before is tried again now, whatever its backoff.
+    """
+    db = schema.open_writer(settings.database)
     try:
-        return sync_repo(settings, repo, recorded, force, tarballs, retry, repo_row)
-    except Exception as exc:  # a bug must cost one repository, not the run
-        log.exception("unexpected error syncing %s/%s", repo.kind, repo.name)
-        return RepoRecord(repo.kind, repo.name, repo.url, repo.source, error=f"internal error: {exc!r}")
+        found = catalog.find(settings, db, kind, name)
+        if found is None:
+            return None
+        url, source = found
+        return _sync_guarded(settings, Repo(kind, name, url, source.key), force, threading.Event(), db,
+                             threading.Lock(), InfoView.of(settings), retry)
+    finally:
+        db.close()
 
 
 def select_repos(settings: Settings, repos: list[Repo], only: tuple[str, ...] = (),
@@ -231,7 +266,8 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     """Sync every selected repository in parallel and record each in its own transaction.
 
     With ``retry``, what failed before is tried again now, whatever its backoff.
-    The caller holds the sync lock. Returns the summary `tardist sync` prints.
+    A full run's caller holds the sync lock; each repository is synced under its own
+    lock, so a run with ``only`` needs none. Returns the summary `tardist sync` prints.
     """
     started = time.monotonic()
     stop = stop or threading.Event()
@@ -246,23 +282,20 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
             settings.git_config, settings.submodule_protocols, settings.git_timeout, settings.max_tarball_bytes,
             settings.max_files, settings.max_manifest_bytes]))
         remove_stale_temporaries(settings.tarballs)
-        run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force, "retry": retry})
-        recorded = store.all_recorded_branches(db)
-        tarballs = store.all_recorded_tarballs(db)
-        repo_rows = store.all_recorded_repos(db)
+        run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force, "retry": retry},
+                                 exclusive=not only)
+        db_lock = threading.Lock()
         if on_start:
             on_start(len(selected))
         summary = {"repositories": 0, "built": 0, "unchanged": 0, "failed": 0, "waiting": 0,
                    "unlisted_sources": len(listing.unlisted)}
         with ThreadPoolExecutor(max_workers=jobs or settings.jobs, thread_name_prefix="sync") as pool:
-            futures = [pool.submit(_sync_guarded, settings, repo, recorded.get((repo.kind, repo.name), {}),
-                                   force, tarballs.get((repo.kind, repo.name), {}), stop, retry,
-                                   repo_rows.get((repo.kind, repo.name))) for repo in selected]
+            futures = [pool.submit(_sync_guarded, settings, repo, force, stop, db, db_lock, view, retry)
+                       for repo in selected]
             for future in as_completed(futures):
                 record = future.result()
                 if record is None:
                     continue
-                store.save_repo(db, record, view)
                 summary["repositories"] += 1
                 summary["built"] += sum(b.state == "built" for b in record.branches)
                 summary["unchanged"] += sum(b.state in ("unchanged", "reused") for b in record.branches)

@@ -143,12 +143,27 @@ def _fsync_dir(path: Path) -> None:
 
 
 def remove_stale_temporaries(folder: Path) -> int:
-    """Delete temporary files a killed run left behind (call only while holding the sync lock)."""
+    """Delete temporary files killed processes left behind; those of living processes are being written."""
     removed = 0
     if folder.is_dir():
         for kind_dir in folder.iterdir():
             if kind_dir.is_dir():
                 for temp in kind_dir.glob(f"{TEMP_PREFIX}*"):
-                    temp.unlink(missing_ok=True)
-                    removed += 1
+                    if not _writer_alive(temp):
+                        temp.unlink(missing_ok=True)
+                        removed += 1
     return removed
+
+
+def _writer_alive(temp: Path) -> bool:
+    """True when the process named by the temporary file's .<pid> suffix still runs."""
+    pid = temp.suffix.lstrip(".")
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

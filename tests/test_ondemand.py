@@ -1,0 +1,206 @@
+"""Build on demand and webhooks end to end: real nginx (deploy/nginx.conf), gunicorn and `tardist worker`."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import random
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import test_serving as serving
+from conftest import Deployment, Repo, directory_source, extension_files, git
+from test_worker_requests import Worker
+
+from bench.gitdaemon import stop
+from tardist.queue import Queue
+
+SECRET = "hook-secret"
+HOST = "127.0.0.1"
+pytestmark = serving.pytestmark
+
+
+def request(port: int, path: str, method: str = "GET", body: bytes | None = None, timeout: float = 90,
+            **headers: str) -> serving.Answer:
+    """One HTTP request to 127.0.0.1:port."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return serving.Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+    finally:
+        conn.close()
+
+
+def git_shim(folder: Path, log: Path) -> str:
+    """A PATH entry whose `git` logs its arguments, one line per command, then runs the real git."""
+    folder.mkdir()
+    shim = folder / "git"
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec /usr/bin/git "$@"\n')
+    shim.chmod(0o755)
+    return f"{folder}:/usr/bin:/bin"
+
+
+@dataclass
+class Stack:
+    """A deployment served by the worker, gunicorn and nginx; the worker's git commands logged."""
+
+    deployment: Deployment
+    port: int
+    repos: dict[str, Repo]
+    git_log: Path
+    worker: Worker
+
+    def git_commands(self) -> list[str]:
+        """Every git command the worker has run so far."""
+        return self.git_log.read_text().splitlines() if self.git_log.exists() else []
+
+    def info(self, name: str) -> dict:
+        """/info straight from the database (no cache in between)."""
+        return json.loads(self.deployment.app().test_client().get(f"/info/extensions/{name}").data)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ondemand")
+    repos = {}
+    for name in ("Cite", "Echo", "Math"):
+        repos[name] = Repo(tmp / "upstream/extensions" / name)
+        repos[name].commit(extension_files(name))
+    git(repos["Cite"].path, "branch", "REL1_45")
+    (tmp / "deploy").mkdir()
+    deployment = Deployment(tmp / "deploy", tmp / "deploy/tardist.toml")
+    deployment.write_config(directory_source("extensions", tmp / "upstream/extensions"),
+                            hook_secret=SECRET, schedule="0 0 1 1 *", build_wait=60)
+    git_log = tmp / "git-commands.log"
+    worker = Worker(deployment, tmp / "worker.log", env={"PATH": git_shim(tmp / "shim", git_log)})
+    api_port, web_port = serving.free_port(), serving.free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")}
+    gunicorn_log = tmp / "gunicorn.log"
+    try:
+        worker.wait_for("sync finished")
+        with open(gunicorn_log, "wb") as log:
+            gunicorn = subprocess.Popen(
+                [serving.GUNICORN, "-c", "deploy/gunicorn.conf.py", "--bind", f"{HOST}:{api_port}", "--workers", "2",
+                 "wsgi:app"], cwd=serving.ROOT, env={**env, "TARDIST_CONFIG": str(deployment.config)},
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            serving.wait_until_serving(gunicorn, api_port, gunicorn_log)
+            nginx_dir = tmp / "nginx"
+            nginx_dir.mkdir()
+            site = nginx_dir / "tardist.conf"
+            site.write_text(serving.render_site({
+                "LISTEN": f"{HOST}:{web_port}", "SERVER_NAME": "localhost",
+                "TARBALLS": str(deployment.settings().tarballs), "GUNICORN": f"{HOST}:{api_port}",
+                "CACHE": str(nginx_dir / "cache")}))
+            # 50 clients at once, each also holding a connection to gunicorn
+            (nginx_dir / "nginx.conf").write_text(serving.nginx_main_config(nginx_dir, site)
+                                                  .replace("worker_connections 64;", "worker_connections 512;"))
+            nginx_log = nginx_dir / "error.log"
+            nginx = subprocess.Popen([serving.NGINX, "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf"),
+                                      "-e", str(nginx_log)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+            try:
+                serving.wait_until_serving(nginx, web_port, nginx_log)
+                yield Stack(deployment, web_port, repos, git_log, worker)
+            finally:
+                stop(nginx)
+        finally:
+            stop(gunicorn)
+    finally:
+        worker.stop()
+
+
+def test_a_current_head_tarball_not_built_yet_is_built_and_served_through_nginx(stack):
+    head = stack.repos["Cite"].commit({"NEWS": "on demand\n"})
+    answer = request(stack.port, f"/dist/extensions/Cite-master-{head[:7]}.tar.gz")
+    assert answer.status == 200, answer.body[:300]
+    assert answer.headers["content-type"] == "application/gzip"
+    assert answer.headers["cache-control"] == "public, max-age=31536000, immutable"
+    branch = stack.info("Cite")["branches"]["master"]
+    assert branch["commit"] == head and hashlib.sha256(answer.body).hexdigest() == branch["sha256"]
+    again = request(stack.port, f"/dist/extensions/Cite-master-{head[:7]}.tar.gz")
+    assert again.status == 200 and again.body == answer.body
+
+
+def test_fifty_concurrent_requests_for_one_missing_tarball_make_one_build(stack):
+    head = stack.repos["Echo"].commit({"NEWS": "fifty\n"})
+    path = f"/dist/extensions/Echo-master-{head[:7]}.tar.gz"
+    before = len(stack.git_commands())
+    with ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(lambda _: request(stack.port, path), range(50)))
+    assert [a.status for a in answers] == [200] * 50, {a.status: a.body[:200] for a in answers}
+    assert len({a.body for a in answers}) == 1
+    commands = stack.git_commands()[before:]
+    assert len([c for c in commands if c.startswith("fetch") and "/Echo" in c]) == 1, commands
+    assert len([c for c in commands if c.startswith("ls-remote") and "/Echo" in c]) <= 3, commands
+    assert stack.worker.text().count("synced extensions/Echo: 1 built") == 1
+
+
+def test_a_flood_of_made_up_sha7s_costs_no_fetch_and_an_ls_remote_per_few_seconds(stack):
+    head = stack.repos["Math"].head()
+    bogus = sorted({f"{random.getrandbits(28):07x}" for _ in range(400)} - {head[:7]})
+    before = len(stack.git_commands())
+    started = time.monotonic()
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda sha7: request(stack.port, f"/dist/extensions/Math-master-{sha7}.tar.gz"),
+                                bogus))
+    seconds = time.monotonic() - started
+    assert {a.status for a in answers} == {404}
+    assert answers[0].json()["error"]["message"].endswith("is not the current head of extensions/Math master")
+    commands = stack.git_commands()[before:]
+    assert not [c for c in commands if not c.startswith("ls-remote")], commands
+    assert 1 <= len(commands) <= seconds / 5 + 2, (len(commands), seconds)
+
+
+def test_names_that_cannot_be_a_current_head_are_404_without_any_git_command(stack):
+    before = len(stack.git_commands())
+    for path in ("/dist/extensions/Nope-master-1234567.tar.gz", "/dist/extensions/Cite-REL1_1-1234567.tar.gz",
+                 "/dist/extensions/Cite-master-XYZ.tar.gz", "/dist/extensions/Cite.tar.gz",
+                 "/dist/apps/Cite-master-1234567.tar.gz", "/dist/extensions/Cite-master-12345678.tar.gz"):
+        answer = request(stack.port, path)
+        assert answer.status == 404 and answer.json()["error"]["status"] == 404, path
+        assert answer.headers["cache-control"] == "no-store"
+    assert stack.git_commands()[before:] == []
+
+
+def test_a_webhook_through_nginx_makes_the_push_downloadable(stack):
+    head = stack.repos["Cite"].commit({"NEWS": "hooked\n"})
+    hooked = request(stack.port, "/hooks/push", "POST", json.dumps({"kind": "extensions", "name": "Cite"}).encode(),
+                     Authorization=f"Bearer {SECRET}")
+    assert hooked.status == 202 and hooked.json() == {"queued": [{"kind": "extensions", "name": "Cite"}]}
+    deadline = time.monotonic() + 60
+    while request(stack.port, "/info/extensions/Cite").json()["branches"]["master"]["commit"] != head:
+        assert time.monotonic() < deadline, "the push shows in /info through nginx's cache"
+        time.sleep(0.2)
+    url = request(stack.port, "/info/extensions/Cite").json()["branches"]["master"]["url"]
+    assert request(stack.port, url).status == 200
+    unsigned = request(stack.port, "/hooks/push", "POST", b'{"kind": "extensions", "name": "Cite"}')
+    assert unsigned.status == 401 and unsigned.json()["error"]["status"] == 401
+
+
+def test_without_a_worker_a_missing_tarball_is_404_at_once(deployment, upstream):
+    head = upstream("Cite").head()
+    deployment.write_config(build_wait=30)
+    started = time.monotonic()
+    response = deployment.app().test_client().get(f"/dist/extensions/Cite-master-{head[:7]}.tar.gz")
+    assert response.status_code == 404 and "no tardist worker runs" in response.get_json()["error"]["message"]
+    assert time.monotonic() - started < 5
+    assert Queue(deployment.settings().queue_file).waiting() == []
+
+
+def test_a_build_that_does_not_finish_within_build_wait_is_503_with_retry_after(deployment, upstream):
+    head = upstream("Cite").head()
+    deployment.write_config(build_wait=1)
+    queue = Queue(deployment.settings().queue_file)
+    with queue.worker_lock():  # a worker that is up but never gets to the request
+        response = deployment.app().test_client().get(f"/dist/extensions/Cite-master-{head[:7]}.tar.gz")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "10"
+    assert response.get_json()["error"]["status"] == 503
+    assert [(r.action, r.name, r.reason) for r in queue.waiting()] == [("heads", "Cite", "build")]

@@ -1,0 +1,138 @@
+"""`tardist worker` serving requests: queued while it is down, surviving SIGKILL, beside a full sync."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import TARDIST, directory_source
+
+from tardist.queue import SYNC, Queue
+from worker.lock import repo_lock, repo_lock_path, sync_lock
+
+
+class Worker:
+    """A `tardist worker` process whose log goes to a file; ready once it says so."""
+
+    def __init__(self, deployment, log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self.offset = log.stat().st_size if log.exists() else 0
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [TARDIST, "worker"], cwd=deployment.root, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                env={"TARDIST_CONFIG": str(deployment.config), "PATH": "/usr/bin:/bin", **(env or {})})
+        self.wait_for("worker ready: serving requests")
+
+    def text(self) -> str:
+        """What this process has logged."""
+        return self.log.read_text()[self.offset:]
+
+    def wait_for(self, line: str, seconds: float = 60) -> None:
+        """Wait until the worker logs line; fail with its log if it exits or takes too long."""
+        deadline = time.monotonic() + seconds
+        while line not in self.text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"worker did not log {line!r}:\n{self.text()}")
+            time.sleep(0.05)
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        """Signal the worker and wait for it to exit."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        self.process.wait(timeout=60)
+
+
+def wait_done(queue: Queue, request_id: int, seconds: float = 60):
+    answered = queue.wait(request_id, seconds)
+    assert answered is not None, f"request {request_id} was not served in {seconds} s"
+    return answered
+
+
+def test_a_request_made_while_the_worker_is_down_is_served_once_even_across_a_sigkill(
+        deployment, upstream, hanging_remote, tmp_path):
+    cite = upstream("Cite")
+    deployment.write_config(directory_source("extensions", tmp_path / "upstream/extensions")
+                            + f'\n[[source]]\nkind = "skins"\ntype = "list"\n'
+                              f'repos = {{ Aaa = "{hanging_remote.url("Aaa")}" }}\n', git_timeout=3)
+    deployment.sync(check=False)
+    new_head = cite.commit({"NEWS": "more\n"})
+    queue = Queue(deployment.settings().queue_file)
+    cite_request = queue.request(SYNC, "extensions", "Cite", reason="hook")
+    hanging_request = queue.request(SYNC, "skins", "Aaa", reason="hook")
+    log = tmp_path / "worker.log"
+    # Held here, the sync lock keeps the worker's own full sync from serving what was asked.
+    with sync_lock(deployment.settings().lock_file):
+        worker = Worker(deployment, log)
+        try:
+            assert wait_done(queue, cite_request).result == {"built": 1, "unchanged": 0, "failed": False,
+                                                             "error": None}
+            assert hanging_remote.connected.wait(30), "the worker started on Aaa"
+        finally:
+            worker.stop(signal.SIGKILL)
+        assert queue.get(hanging_request).started_at is not None and queue.get(hanging_request).done_at is None
+        info = json.loads(deployment.app().test_client().get("/info/extensions/Cite").data)
+        assert info["branches"]["master"]["commit"] == new_head
+
+        worker = Worker(deployment, log)
+        try:
+            worker.wait_for("1 left unfinished by a stopped worker are back in line")
+            answered = wait_done(queue, hanging_request)
+            assert answered.result["failed"] and "timed out" in answered.result["error"]
+        finally:
+            worker.stop()
+    assert "synced extensions/Cite" not in worker.text(), "a request served before the kill is not served again"
+    assert log.read_text().count("synced extensions/Cite") == 1
+
+
+def test_a_requested_repository_syncs_while_a_full_sync_is_stuck_and_only_works_beside_it(
+        deployment, upstream, hanging_remote, tmp_path):
+    cite = upstream("Cite")
+    deployment.write_config(directory_source("extensions", tmp_path / "upstream/extensions")
+                            + f'\n[[source]]\nkind = "skins"\ntype = "list"\n'
+                              f'repos = {{ Aaa = "{hanging_remote.url("Aaa")}" }}\n', git_timeout=60, jobs=1)
+    deployment.sync("--only", "Cite")
+    worker = Worker(deployment, tmp_path / "worker.log")
+    try:
+        assert hanging_remote.connected.wait(30), "the full sync is stuck on Aaa"
+        queue = Queue(deployment.settings().queue_file)
+        head = cite.commit({"NEWS": "one\n"})
+        assert wait_done(queue, queue.request(SYNC, "extensions", "Cite"), 30).result["built"] == 1
+        # The command line too: --only needs the repository's lock only, not the full run's.
+        head = cite.commit({"NEWS": "two\n"})
+        result = deployment.sync("--only", "Cite", timeout=60)
+        assert deployment.summary(result)["built"] == 1
+        info = json.loads(deployment.app().test_client().get("/info/extensions/Cite").data)
+        assert info["branches"]["master"]["commit"] == head
+        assert json.loads(deployment.cli("status").stdout)["runs"][1]["status"] == "running"
+    finally:
+        hanging_remote.close()
+        worker.stop()
+
+
+def test_only_waits_for_another_sync_of_the_same_repository(deployment, upstream):
+    upstream("Cite")
+    settings = deployment.settings()
+    with repo_lock(repo_lock_path(settings, "extensions", "Cite")):
+        process = subprocess.Popen([TARDIST, "sync", "--only", "Cite"], cwd=deployment.root,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "TARDIST_CONFIG": str(deployment.config)})
+        time.sleep(1)
+        assert process.poll() is None, "it waits for the repository's lock"
+        assert not (settings.tarballs / "extensions").exists()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["built"] == 1
+
+
+def test_a_second_worker_refuses_to_start(deployment, tmp_path):
+    worker = Worker(deployment, tmp_path / "worker.log")
+    try:
+        result = deployment.cli("worker", timeout=30)
+        assert result.returncode == 2 and "another tardist worker is running" in result.stderr
+    finally:
+        worker.stop()
