@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, json
+from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from tardist.answers import encode
 
 log = logging.getLogger("tardist.api")
 
@@ -17,7 +19,7 @@ def error_body(status: int, message: str) -> dict:
 
 def error_response(status: int, message: str, headers: dict | None = None) -> Response:
     """An error answer, never cached."""
-    response = Response(json.dumps(error_body(status, message)), status=status, mimetype="application/json",
+    response = Response(encode(error_body(status, message)), status=status, mimetype="application/json",
                         headers=headers)
     response.headers["Cache-Control"] = "no-store"
     return response

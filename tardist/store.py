@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 import sqlite_utils
 
+from tardist.answers import encode
 from tardist.info import InfoView, render_info
 
 
@@ -98,7 +99,7 @@ def _render(db: sqlite_utils.Database, view: InfoView, kind: str, name: str) -> 
     repo = next(db.query("SELECT * FROM repos WHERE kind = ? AND name = ?", [kind, name]))
     branches = list(db.query("SELECT * FROM branches WHERE kind = ? AND name = ?", [kind, name]))
     db.execute("UPDATE repos SET info = ? WHERE kind = ? AND name = ?",
-               [json.dumps(render_info(view, repo, branches), separators=(",", ":")), kind, name])
+               [encode(render_info(view, repo, branches)).decode(), kind, name])
 
 
 def ensure_rendered(db: sqlite_utils.Database, view: InfoView) -> None:
