@@ -102,15 +102,16 @@ def _render(db: sqlite_utils.Database, view: InfoView, kind: str, name: str) -> 
                [encode(render_info(view, repo, branches)).decode(), kind, name])
 
 
-def ensure_rendered(db: sqlite_utils.Database, view: InfoView) -> None:
-    """Render every /info answer again if the settings they depend on changed since."""
+def ensure_rendered(db: sqlite_utils.Database, view: InfoView) -> bool:
+    """Render every /info answer again if the settings they depend on changed since; True if it did."""
     row = db.execute("SELECT value FROM meta WHERE key = 'info_view'").fetchone()
     if row and row[0] == view.key:
-        return
+        return False
     with db.atomic():
         for kind, name in db.execute("SELECT kind, name FROM repos").fetchall():
             _render(db, view, kind, name)
         db["meta"].upsert({"key": "info_view", "value": view.key}, pk="key")
+    return True
 
 
 def _save_branch(db: sqlite_utils.Database, record: RepoRecord, branch: BranchRecord, now: str) -> None:

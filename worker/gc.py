@@ -10,12 +10,14 @@ from pathlib import Path
 from tardist import schema, store
 from tardist.settings import Settings
 from worker.mirror import TEMP_PREFIX
+from worker.publish import publish
 
 
 def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | None = None) -> dict:
     """Remove what has been superseded or removed for longer than retention_days.
 
-    Never touches a tarball the database lists as current. Call while holding the sync lock.
+    Never touches a tarball the database lists as current. Then checks every file of published/.
+    Call while holding the sync lock.
     """
     now = now or datetime.now(timezone.utc)
     cutoff_time = now - timedelta(days=settings.retention_days)
@@ -38,6 +40,8 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
                 store.forget_repo(db, kind, name)
         for leftover in settings.mirrors.glob(f"*/{TEMP_PREFIX}*"):  # a mirror a killed run made or removed
             _remove(report, leftover, dry_run, "mirrors")
+        if not dry_run:  # every published file checked again: repairs what was lost or left behind
+            report["published"] = publish(settings, db, None)
     finally:
         db.close()
     return report

@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import sqlite_utils
+
 from tardist import schema, store
 from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError
@@ -17,12 +19,14 @@ from tardist.store import BranchRecord, RepoRecord
 from worker.manifest import read_manifest
 from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
                            remote_heads, run_git)
+from worker.publish import publish
 from worker.sources import Repo, list_repos, silent_kinds
 from worker.tarball import Built, PublishError, build_tarball, extra_files, remove_stale_temporaries, tarball_name
 from worker.tree import TreeError, read_tree
 
 log = logging.getLogger("tardist.sync")
 MAX_MESSAGES = 100  # manifest errors or warnings kept per branch: a hostile repository can make millions
+PUBLISH_EVERY = 60  # seconds: during a long run, published/ catches up with what was recorded this often
 
 
 def mirror_path(settings: Settings, repo: Repo) -> Path:
@@ -168,6 +172,17 @@ def select_repos(settings: Settings, repos: list[Repo], only: tuple[str, ...] = 
     return [repo for repo in repos if (not only or repo.name in only) and (kind is None or repo.kind == kind)]
 
 
+def publish_recorded(settings: Settings, db: sqlite_utils.Database, changed: set[tuple[str, str]] | None, warnings: list[str]) -> None:
+    """Publish what was recorded (and forget it); a failure is a warning of the run, not its end."""
+    try:
+        publish(settings, db, changed)
+    except OSError as exc:  # disk full, permissions: the next publish checks every file again
+        log.error("could not update %s: %s", settings.published, exc)
+        warnings.append(f"published answers not updated: {exc}")
+    if changed is not None:
+        changed.clear()
+
+
 def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None = None, force: bool = False,
              jobs: int | None = None, on_repo: Callable[[RepoRecord], None] | None = None,
              on_start: Callable[[int], None] | None = None,
@@ -184,7 +199,9 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     db = schema.open_writer(settings.database)
     view = InfoView.of(settings)
     try:
-        store.ensure_rendered(db, view)
+        pending: set[tuple[str, str]] = set()  # recorded, not yet published
+        if store.ensure_rendered(db, view):
+            publish_recorded(settings, db, None, warnings)
         remove_stale_temporaries(settings.tarballs)
         run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force})
         recorded = store.all_recorded_branches(db)
@@ -192,6 +209,7 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
         if on_start:
             on_start(len(selected))
         summary = {"repositories": 0, "built": 0, "unchanged": 0, "failed": 0}
+        last_published = time.monotonic()
         with ThreadPoolExecutor(max_workers=jobs or settings.jobs, thread_name_prefix="sync") as pool:
             futures = [pool.submit(_sync_guarded, settings, repo, recorded.get((repo.kind, repo.name), {}),
                                    force, tarballs.get((repo.kind, repo.name), {}), stop) for repo in selected]
@@ -200,6 +218,10 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
                 if record is None:
                     continue
                 store.save_repo(db, record, view)
+                pending.add((record.kind, record.name))
+                if time.monotonic() - last_published >= PUBLISH_EVERY:
+                    publish_recorded(settings, db, pending, warnings)
+                    last_published = time.monotonic()
                 summary["repositories"] += 1
                 summary["built"] += sum(b.state == "built" for b in record.branches)
                 summary["unchanged"] += sum(b.state in ("unchanged", "reused") for b in record.branches)
@@ -210,7 +232,8 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
             silent = silent_kinds(settings, repos)
             for quiet in sorted(silent & {recorded_kind for recorded_kind, _name in recorded}):
                 warnings.append(f"no {quiet} listed at all: none of them is marked removed this run")
-            store.mark_removed(db, {(repo.kind, repo.name) for repo in repos}, keep_kinds=silent)
+            pending.update(store.mark_removed(db, {(repo.kind, repo.name) for repo in repos}, keep_kinds=silent))
+        publish_recorded(settings, db, pending, warnings)
         summary["interrupted"] = stop.is_set()
         summary["seconds"] = round(time.monotonic() - started, 3)
         store.finish_run(db, run_id, summary, warnings)
