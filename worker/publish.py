@@ -14,6 +14,7 @@ import os
 import re
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from worker.mirror import TEMP_PREFIX
 from worker.tarball import fsync_dir
 
 log = logging.getLogger("tardist.publish")
+WRITERS = 8  # files written at once: the disk can commit several fsyncs together
 
 
 @dataclass(frozen=True)
@@ -127,14 +129,14 @@ def _publish(settings: Settings, conn: sqlite3.Connection, changed: set[tuple[st
     touched: set[Path] = set()
     if changed is None:
         wanted = {root / relative: body for relative, (_url, body) in published_files(settings, conn).items()}
-        for path, body in wanted.items():
-            _write_if_changed(path, body, report, touched)
+        _write_all(wanted, report, touched)
         for path in _files_under(root):
             if path not in wanted:
                 _remove(root, path, report, touched)
     else:
         configured = answers.configured_kinds(settings)
         kinds = answers.all_kinds(conn, configured)
+        wanted = {}
         for entry in PUBLISHED:
             if entry.per_repository:
                 instances = sorted(changed)
@@ -145,25 +147,33 @@ def _publish(settings: Settings, conn: sqlite3.Connection, changed: set[tuple[st
             for kind, name in instances:
                 path = root / entry.file.format(kind=kind, name=name)
                 try:
-                    body = entry.body(Where(conn, configured, kind, name))
+                    wanted[path] = entry.body(Where(conn, configured, kind, name))
                 except answers.Missing:
                     _remove(root, path, report, touched)
-                else:
-                    _write_if_changed(path, body, report, touched)
+        _write_all(wanted, report, touched)
     for folder in touched:  # the renames and unlinks themselves survive a crash
         if folder.is_dir():
             fsync_dir(folder)
 
 
-def _write_if_changed(path: Path, body: bytes, report: dict, touched: set[Path]) -> None:
-    """Write body to path atomically, unless path holds exactly body already."""
+def _write_all(wanted: dict[Path, bytes], report: dict, touched: set[Path]) -> None:
+    """Write every changed file; in parallel, because an fsync mostly waits for the disk."""
+    with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="publish") as pool:
+        written = pool.map(_write_if_changed, wanted, wanted.values())
+        for path, was_written in zip(wanted, written):
+            report["written" if was_written else "unchanged"] += 1
+            if was_written:
+                touched.add(path.parent)
+
+
+def _write_if_changed(path: Path, body: bytes) -> bool:
+    """Write body to path atomically, unless path holds exactly body already; True if written."""
     try:
         if path.stat().st_size == len(body) and path.read_bytes() == body:
-            report["unchanged"] += 1
-            return
+            return False
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}")
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}")  # publishes take turns: pid suffices
     try:
         with open(temp, "wb") as out:
             out.write(body)
@@ -173,8 +183,7 @@ def _write_if_changed(path: Path, body: bytes, report: dict, touched: set[Path])
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    report["written"] += 1
-    touched.add(path.parent)
+    return True
 
 
 def _remove(root: Path, path: Path, report: dict, touched: set[Path]) -> None:
