@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from conftest import Deployment, directory_source, git
 from sample_deployment import populate
@@ -130,6 +133,26 @@ def test_publishing_can_be_turned_off(deployment, upstream):
     assert not (deployment.root / "published").exists()
     result = deployment.cli("publish", check=True)
     assert "nothing to publish" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed (CI installs it)")
+def test_the_crontabs_edge_copy_line_works_as_written(deployment, upstream, tmp_path):
+    upstream("Cite")
+    deployment.sync()
+    (deployment.root / "published/info/extensions/.tmp-Cite.json.1").write_text("{")  # a publish in progress
+    crontab = (Path(__file__).resolve().parents[1] / "crontab").read_text()
+    line = next(line for line in crontab.splitlines() if "rsync" in line)
+    assert line.startswith("#")  # switched off until the operator has an edge server
+    command = line.lstrip("#").split(" ", 5)[5]  # without the five schedule fields
+    edge = tmp_path / "edge"
+    edge.mkdir()
+    command = command.replace("cd /srv/tardist", f"cd {deployment.root}").replace("edge1:/srv/tardist", str(edge))
+    subprocess.run(["sh", "-c", command], check=True, timeout=60)
+    for folder in ("published", "tarballs"):
+        source = {p.relative_to(deployment.root / folder): p.read_bytes()
+                  for p in (deployment.root / folder).rglob("*") if p.is_file() and not p.name.startswith(".")}
+        copied = {p.relative_to(edge / folder): p.read_bytes() for p in (edge / folder).rglob("*") if p.is_file()}
+        assert copied == source and source
 
 
 def test_the_worker_does_not_import_flask():
