@@ -43,8 +43,7 @@ class Where:
 
 @dataclass(frozen=True)
 class Published:
-    """One published answer: its URL and file (templates; {kind} and {name} make one per kind or
-    per repository) and how its body is computed."""
+    """One published answer: URL and file templates ({kind}, {name}: one per kind or repository), and its body."""
 
     url: str
     file: str
@@ -109,8 +108,11 @@ def published_files(settings: Settings, conn: sqlite3.Connection) -> dict[str, t
     files: dict[str, tuple[str, bytes]] = {}
     for entry in PUBLISHED:
         for kind, name in _instances(entry, kinds, names):
-            files[entry.file.format(kind=kind, name=name)] = (
-                entry.url.format(kind=kind, name=name), entry.body(Where(conn, configured, kind, name)))
+            try:
+                body = entry.body(Where(conn, configured, kind, name))
+            except answers.Missing:  # an answer that is a 404 has no file
+                continue
+            files[entry.file.format(kind=kind, name=name)] = (entry.url.format(kind=kind, name=name), body)
     return files
 
 
