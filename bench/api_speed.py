@@ -339,7 +339,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         with nginx(nginx_config(work, "nginx-file", [], ports["static"]), ports["static"]):
             one_path = 'request = function() return wrk.format("GET", "/body.json") end'
             results["d_published"], results["d_static"] = side_by_side(
-                (ports["published"], "/", rotate), (ports["static"], "/", one_path), args.seconds, rounds=3)
+                (ports["published"], "/", rotate), (ports["static"], "/", one_path), args.seconds, rounds=5)
             results["d_edge"] = wrk(ports["edge"], "/", rotate, args.seconds)
         results["c_all"] = cold_and_warm_all(ports["tardist"], database, names)
     return results
