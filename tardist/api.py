@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from importlib.metadata import version
-from typing import Callable
 
 from flask import Blueprint, Response, current_app, redirect, request
 from werkzeug.exceptions import BadRequest, NotFound
@@ -40,14 +39,6 @@ def configured_kinds() -> tuple[str, ...]:
     return answers.configured_kinds(settings())
 
 
-def found(compute: Callable[[], bytes]) -> bytes:
-    """compute(), with a missing kind or repository turned into a 404."""
-    try:
-        return compute()
-    except answers.Missing as exc:
-        raise NotFound(str(exc)) from None
-
-
 @bp.get("/")
 def index() -> Response:
     """Service name, version and the endpoints."""
@@ -64,7 +55,7 @@ def index() -> Response:
 
 
 # The bodies of /list and /info come from tardist.answers, which the worker also uses to write
-# published/: the files and these answers are the same bytes.
+# published/: the files and these answers are the same bytes. Its answers.Missing is a 404 (errors.py).
 @bp.get("/list")
 def list_all() -> Response:
     """Every kind with its repository names."""
@@ -74,7 +65,7 @@ def list_all() -> Response:
 @bp.get("/list/<kind>")
 def list_kind(kind: str) -> Response:
     """The repository names of one kind."""
-    return respond(f"/list/{kind}", lambda conn: found(lambda: answers.list_kind(conn, configured_kinds(), kind)))
+    return respond(f"/list/{kind}", lambda conn: answers.list_kind(conn, configured_kinds(), kind))
 
 
 @bp.get("/info/<kind>/<name>")
@@ -85,7 +76,7 @@ def info(kind: str, name: str) -> Response:
 
 def one_info(conn: sqlite3.Connection | None, kind: str, name: str) -> bytes:
     """The stored /info JSON of one repository, or 404."""
-    return found(lambda: answers.info_one(conn, configured_kinds(), kind, name))
+    return answers.info_one(conn, configured_kinds(), kind, name)
 
 
 @bp.get("/info/<kind>")
@@ -93,7 +84,7 @@ def info_kind(kind: str) -> Response:
     """Every repository of a kind, or those named in ?names=A|B."""
     names = parse_names(request.args)
     key = f"/info/{kind}" if names is None else f"/info/{kind}?names={'|'.join(names)}"
-    return respond(key, lambda conn: found(lambda: answers.info_kind(conn, configured_kinds(), kind, names)))
+    return respond(key, lambda conn: answers.info_kind(conn, configured_kinds(), kind, names))
 
 
 def parse_names(args) -> list[str] | None:

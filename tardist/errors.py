@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from tardist.answers import encode
+from tardist.answers import Missing, encode
 
 log = logging.getLogger("tardist.api")
 
@@ -32,6 +32,10 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException) -> Response:
         headers = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type", "content-length")}
         return error_response(exc.code or 500, exc.description or exc.name, headers)
+
+    @app.errorhandler(Missing)
+    def missing(exc: Missing) -> Response:
+        return error_response(404, str(exc))
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> Response:
