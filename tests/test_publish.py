@@ -14,7 +14,7 @@ from conftest import Deployment, directory_source, git
 from sample_deployment import populate
 
 from tardist import schema
-from worker.publish import published_files
+from worker.publish import publish, published_files
 
 
 def on_disk(deployment: Deployment) -> dict[str, tuple[int, int]]:
@@ -123,6 +123,21 @@ def test_a_failed_publish_is_a_warning_and_the_next_one_checks_everything(deploy
     (root / "list").unlink()
     (root / "list-aside").rename(root / "list")
     deployment.sync("--only", "Cite")  # changes nothing about Echo, but the failed publish makes it check all
+    assert_published_is_the_app(deployment)
+
+
+def test_a_long_run_publishes_as_it_goes(deployment, upstream, monkeypatch):
+    from worker import sync
+
+    upstream("Cite")
+    upstream("Echo")
+    reports = []
+    monkeypatch.setattr(sync, "PUBLISH_EVERY", 0)  # a long run: publish after every repository
+    monkeypatch.setattr(sync, "publish", lambda *args: reports.append(publish(*args)))
+    sync.run_sync(deployment.settings())
+    # A new database: everything (the list and each kind's two files); then each repository with
+    # the list and its kind's files; at the end nothing is left to write.
+    assert [report["written"] for report in reports] == [5, 4, 4, 0]
     assert_published_is_the_app(deployment)
 
 
