@@ -13,6 +13,13 @@ manifests) through tardist.store.save_repo, then measures with wrk
      vs the same nginx serving a file of that size.
   c) /info/extensions (every repository) straight from gunicorn: cold (each
      request follows a database write, so it is computed again) and warm.
+  d) the static API: the same rotating /info/extensions/<name> served from
+     published/ by nginx with deploy/nginx.conf, vs a static file of the same
+     size on the same nginx (each request made by lua, as the rotation is), and
+     by nginx with deploy/nginx-static.conf (an edge server); compared with (a).
+  e) publishing: how long worker.publish takes after a no-op sync (every
+     repository recorded again, nothing built), after a sync that changed 10%,
+     after --only syncs of 10% and of one repository, and with nothing changed.
 
 Prints a table and writes bench/results/api_speed.json.
 """
@@ -38,7 +45,9 @@ from gitdaemon import free_port, stop
 
 from tardist import schema, store
 from tardist.info import InfoView
+from tardist.settings import load_settings
 from tardist.store import BranchRecord, RepoRecord
+from worker.publish import publish
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -48,7 +57,8 @@ HOST = "127.0.0.1"
 BRANCHES = ["master", "REL1_45", "REL1_44", "REL1_43", "REL1_39"]
 VIEW = InfoView(tuple(BRANCHES), "/dist")  # what the benchmark's tardist.toml configures
 GOALS = {"a_rps_ratio": (">=", 0.60), "a_p99_ms": ("<", 25.0), "b_rps_ratio": (">=", 0.50),
-         "c_cold_ms": ("<", 150.0)}
+         "c_cold_ms": ("<", 150.0), "d_vs_static_file": (">=", 0.90), "d_vs_gunicorn": (">=", 10.0),
+         "e_noop_sync_s": ("<", 1.0)}
 # wrk calls done() once at the end; print the numbers as one JSON line for us to parse.
 WRK_DONE = """
 done = function(summary, latency, requests)
@@ -71,9 +81,9 @@ WORDS = ["Cite", "Echo", "Math", "Gadget", "Poem", "Score", "Thanks", "Flow", "B
 TYPES = ["specialpage", "parserhook", "media", "api", "other", "antispam", "editor", "variable"]
 
 
-def synthetic_record(index: int, rng: random.Random) -> RepoRecord:
+def synthetic_record(index: int, rng: random.Random, name: str | None = None) -> RepoRecord:
     """A repository as the worker would record it: 5 built branches with realistic manifests."""
-    name = f"{rng.choice(WORDS)}{rng.choice(WORDS)}{index}"
+    name = name or f"{rng.choice(WORDS)}{rng.choice(WORDS)}{index}"
     authors = rng.sample(["Ada Lovelace", "Grace Hopper", "Brion Vibber", "Tim Starling", "Alan Turing",
                           "Katherine Johnson", "Edsger Dijkstra"], rng.randint(1, 4))
     branches = []
@@ -154,33 +164,48 @@ def gunicorn(app: str, port: int, work: Path, label: str, **env: str):
                    "--workers", "2", app], port, work / f"{label}.log", cwd=ROOT, env={**base, **env})
 
 
-def nginx_config(work: Path, port: int, static_port: int, api_port: int, tarballs: Path) -> Path:
-    """deploy/nginx.conf rendered for this run, plus a plain static server on static_port; the main config."""
-    site = (ROOT / "deploy/nginx.conf").read_text()
-    for key, value in {"LISTEN": f"{HOST}:{port}", "SERVER_NAME": "localhost", "TARBALLS": str(tarballs),
-                       "GUNICORN": f"{HOST}:{api_port}", "CACHE": str(work / "nginx-cache")}.items():
-        site = site.replace(f"@{key}@", value)
-    (work / "site.conf").write_text(site)
-    temp_paths = "".join(f"    {kind}_temp_path {work / kind};\n"
+def render(site: str, values: dict[str, str]) -> str:
+    """A site of deploy/ with its placeholders filled in."""
+    text = (ROOT / "deploy" / site).read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    return text
+
+
+def nginx_config(work: Path, label: str, sites: list[str], static_port: int | None = None) -> Path:
+    """An nginx main config under work/label around sites (and a plain static server on static_port)."""
+    home = work / label
+    home.mkdir()
+    temp_paths = "".join(f"    {kind}_temp_path {home / kind};\n"
                          for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    main = work / "nginx.conf"
-    main.write_text(f"""daemon off;
-{"user root;" if os.geteuid() == 0 else ""}
-worker_processes auto;
-pid {work / 'nginx.pid'};
-error_log {work / 'nginx-error.log'};
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-{temp_paths}    include {work / 'site.conf'};
-    server {{
+    includes = ""
+    for number, site in enumerate(sites):
+        (home / f"site{number}.conf").write_text(site)
+        includes += f"    include {home / f'site{number}.conf'};\n"
+    static = f"""    server {{
         listen {HOST}:{static_port};
         root {work / 'static'};
         default_type application/json;
     }}
-}}
+""" if static_port else ""
+    main = home / "nginx.conf"
+    main.write_text(f"""daemon off;
+{"user root;" if os.geteuid() == 0 else ""}
+worker_processes auto;
+pid {home / 'nginx.pid'};
+error_log {home / 'error.log'};
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+{temp_paths}{includes}{static}}}
 """)
     return main
+
+
+def nginx(main: Path, port: int):
+    """nginx with the given main config (context manager)."""
+    home = main.parent
+    return server([NGINX, "-p", str(home), "-c", str(main), "-e", str(home / "error.log")], port, home / "out.log")
 
 
 def wrk(port: int, path: str, script: str, seconds: int) -> dict:
@@ -195,11 +220,16 @@ def wrk(port: int, path: str, script: str, seconds: int) -> dict:
     return numbers
 
 
-def side_by_side(subject: tuple[int, str, str], baseline: tuple[int, str, str], seconds: int) -> tuple[dict, dict]:
-    """Warm both (port, path, lua script) up, then measure one after the other."""
+def side_by_side(subject: tuple[int, str, str], baseline: tuple[int, str, str], seconds: int,
+                 rounds: int = 1) -> tuple[dict, dict]:
+    """Warm both (port, path, lua script) up, then measure them in turn; with rounds > 1, the
+    round with the median req/s of each (the machine's noise hits both alike)."""
     wrk(*subject, 3)
     wrk(*baseline, 3)
-    return wrk(*subject, seconds), wrk(*baseline, seconds)
+    runs = [(wrk(*subject, seconds), wrk(*baseline, seconds)) for _ in range(rounds)]
+    middle = rounds // 2
+    return (sorted((run[0] for run in runs), key=lambda r: r["rps"])[middle],
+            sorted((run[1] for run in runs), key=lambda r: r["rps"])[middle])
 
 
 def cold_and_warm_all(port: int, database: Path, names: list[str], rounds: int = 7) -> dict:
@@ -220,22 +250,66 @@ def cold_and_warm_all(port: int, database: Path, names: list[str], rounds: int =
             "cold_ms_max": round(max(cold), 1), "warm_ms_median": round(statistics.median(warm), 1)}
 
 
+def publishing_times(settings_file: Path, database: Path, names: list[str], rounds: int = 3) -> dict:
+    """Seconds worker.publish takes after the kinds of change a worker records."""
+    settings = load_settings(settings_file, environ={})
+    db = schema.open_writer(database)
+    rng = random.Random(1)
+    everything = {("extensions", name) for name in names}
+    tenth = names[::10]
+
+    def record_again(changed: set[str]) -> None:
+        time.sleep(1.1)  # an answer says when its repository was checked, to the second: let that change
+        for index, name in enumerate(names):  # a full run records every repository, changed or not
+            if name in changed:
+                store.save_repo(db, synthetic_record(index, rng, name), VIEW)
+            else:
+                unchanged = [BranchRecord(branch, "", "unchanged") for branch in BRANCHES]
+                store.save_repo(db, RepoRecord("extensions", name, f"https://gerrit.example.org/r/{name}",
+                                               unchanged), VIEW)
+
+    def timed(prepare, changed) -> dict:
+        runs = []
+        for _ in range(rounds):
+            prepare()
+            report = publish(settings, db, changed)
+            runs.append(report)
+        return {"seconds": statistics.median(r["seconds"] for r in runs), "written": runs[-1]["written"],
+                "removed": runs[-1]["removed"]}
+
+    changed_set = set(tenth)
+    times = {"first": publish(settings, db, None)}
+    times["noop_sync"] = timed(lambda: record_again(set()), everything)
+    times["sync_10pct"] = timed(lambda: record_again(changed_set), everything)
+    times["only_10pct"] = timed(lambda: [store.save_repo(db, synthetic_record(i, rng, n), VIEW)
+                                         for i, n in enumerate(tenth)], {("extensions", n) for n in tenth})
+    times["only_one"] = timed(lambda: store.save_repo(db, synthetic_record(0, rng, names[0]), VIEW),
+                              {("extensions", names[0])})
+    times["nothing"] = timed(lambda: None, set())
+    times["check_all"] = timed(lambda: None, None)
+    db.close()
+    return times
+
+
 def measure(args: argparse.Namespace, work: Path) -> dict:
     """Fill the database, start the servers, run every measurement."""
     database = work / "tardist.sqlite3"
     (work / "tarballs/extensions").mkdir(parents=True)
     (work / "upstream").mkdir()
+    (work / "nothing-published").mkdir()
     # The kind is configured, as in production (the app never lists the source; the worker would).
-    (work / "tardist.toml").write_text(f'database = "{database}"\ntarballs = "{work / "tarballs"}"\n'
-                                       f"branches = {json.dumps(BRANCHES)}\n\n[[source]]\n"
-                                       f'kind = "extensions"\ntype = "directory"\npath = "{work / "upstream"}"\n')
+    config = work / "tardist.toml"
+    config.write_text(f'database = "{database}"\ntarballs = "{work / "tarballs"}"\n'
+                      f'published = "{work / "published"}"\n'
+                      f"branches = {json.dumps(BRANCHES)}\n\n[[source]]\n"
+                      f'kind = "extensions"\ntype = "directory"\npath = "{work / "upstream"}"\n')
     started = time.monotonic()
     names = fill_database(database, args.repos)
     results: dict = {"fill_seconds": round(time.monotonic() - started, 1)}
-    ports = {k: free_port() for k in ("tardist", "trivial", "nginx", "static")}
+    results["e_publish"] = publishing_times(config, database, names)
+    ports = {k: free_port() for k in ("tardist", "trivial", "nginx", "static", "published", "edge")}
     with ExitStack() as stack:
-        stack.enter_context(gunicorn("wsgi:app", ports["tardist"], work, "tardist",
-                                     TARDIST_CONFIG=str(work / "tardist.toml")))
+        stack.enter_context(gunicorn("wsgi:app", ports["tardist"], work, "tardist", TARDIST_CONFIG=str(config)))
         sizes = [len(get(ports["tardist"], f"/info/extensions/{name}")[1]) for name in names[:200]]
         body_bytes = round(statistics.mean(sizes))
         results["info_body_bytes"] = body_bytes
@@ -247,11 +321,26 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
 
         (work / "static").mkdir()
         (work / "static/body.json").write_bytes(b"x" * body_bytes)
-        main = nginx_config(work, ports["nginx"], ports["static"], ports["tardist"], work / "tarballs")
-        stack.enter_context(server([NGINX, "-p", str(work), "-c", str(main), "-e", str(work / "nginx-error.log")],
-                                   ports["nginx"], work / "nginx.log"))
-        results["b_nginx"], results["b_static"] = side_by_side(
-            (ports["nginx"], "/", rotate), (ports["static"], "/body.json", ""), args.seconds)
+        values = {"SERVER_NAME": "localhost", "TARBALLS": str(work / "tarballs"), "CACHE_SECONDS": "300",
+                  "GUNICORN": f"{HOST}:{ports['tardist']}"}
+        # b) nothing published: every answer goes through nginx's proxy cache to gunicorn.
+        proxied = nginx_config(work, "nginx-proxy", [render("nginx.conf", {
+            **values, "LISTEN": f"{HOST}:{ports['nginx']}", "PUBLISHED": str(work / "nothing-published"),
+            "CACHE": str(work / "nginx-proxy/cache")})], ports["static"])
+        # d) the static API: deploy/nginx.conf with published/, and deploy/nginx-static.conf.
+        static_api = nginx_config(work, "nginx-published", [render("nginx.conf", {
+            **values, "LISTEN": f"{HOST}:{ports['published']}", "PUBLISHED": str(work / "published"),
+            "CACHE": str(work / "nginx-published/cache")}), render("nginx-static.conf", {
+            **values, "LISTEN": f"{HOST}:{ports['edge']}", "PUBLISHED": str(work / "published")})])
+        with nginx(proxied, ports["nginx"]):
+            results["b_nginx"], results["b_static"] = side_by_side(
+                (ports["nginx"], "/", rotate), (ports["static"], "/body.json", ""), args.seconds)
+        stack.enter_context(nginx(static_api, ports["published"]))
+        with nginx(nginx_config(work, "nginx-file", [], ports["static"]), ports["static"]):
+            one_path = 'request = function() return wrk.format("GET", "/body.json") end'
+            results["d_published"], results["d_static"] = side_by_side(
+                (ports["published"], "/", rotate), (ports["static"], "/", one_path), args.seconds, rounds=5)
+            results["d_edge"] = wrk(ports["edge"], "/", rotate, args.seconds)
         results["c_all"] = cold_and_warm_all(ports["tardist"], database, names)
     return results
 
@@ -263,6 +352,9 @@ def goals(results: dict) -> dict:
         "a_p99_ms": results["a_tardist"]["p99_ms"],
         "b_rps_ratio": results["b_nginx"]["rps"] / results["b_static"]["rps"],
         "c_cold_ms": results["c_all"]["cold_ms_median"],
+        "d_vs_static_file": results["d_published"]["rps"] / results["d_static"]["rps"],
+        "d_vs_gunicorn": results["d_published"]["rps"] / results["a_tardist"]["rps"],
+        "e_noop_sync_s": results["e_publish"]["noop_sync"]["seconds"],
     }
     return {name: {"value": round(value, 3), "goal": f"{op} {target}",
                    "met": value >= target if op == ">=" else value < target}
@@ -277,16 +369,28 @@ def print_table(results: dict, met: dict) -> None:
     rows = [("a) gunicorn: tardist /info/extensions/<name>", "a_tardist"),
             ("a) gunicorn: trivial Flask, same size", "a_trivial"),
             ("b) nginx + deploy/nginx.conf: tardist", "b_nginx"),
-            ("b) nginx: static file, same size", "b_static")]
+            ("b) nginx: static file, same size", "b_static"),
+            ("d) nginx.conf, /info from published/", "d_published"),
+            ("d) nginx: static file, same size (lua)", "d_static"),
+            ("d) nginx-static.conf (edge), published/", "d_edge")]
     for label, key in rows:
         row = results[key]
         print(f"{label:<44}{row['rps']:>10.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}")
     c = results["c_all"]
     print(f"\nc) /info/extensions ({c['bytes'] / 1e6:.1f} MB): cold median {c['cold_ms_median']} ms, "
           f"cold max {c['cold_ms_max']} ms, warm median {c['warm_ms_median']} ms")
-    print(f"\n{'goal':<14}{'value':>10}  {'target':<10}met")
+    labels = {"first": "first publish (empty folder)", "noop_sync": "after a no-op sync (all recorded again)",
+              "sync_10pct": "after a sync that changed 10%", "only_10pct": "after syncing only 10% (--only)",
+              "only_one": "after syncing one repository", "nothing": "nothing recorded since",
+              "check_all": "check every file (tardist publish, gc)"}
+    print(f"\ne) publishing {results['e_publish']['first']['written']} files:")
+    print(f"{'after':<44}{'seconds':>10}{'written':>9}")
+    for key, label in labels.items():
+        row = results["e_publish"][key]
+        print(f"{label:<44}{row['seconds']:>10.3f}{row['written']:>9}")
+    print(f"\n{'goal':<18}{'value':>10}  {'target':<10}met")
     for name, row in met.items():
-        print(f"{name:<14}{row['value']:>10.3f}  {row['goal']:<10}{'yes' if row['met'] else 'NO'}")
+        print(f"{name:<18}{row['value']:>10.3f}  {row['goal']:<10}{'yes' if row['met'] else 'NO'}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import corpus
-from api_speed import GUNICORN, HOST, NGINX, ROOT, nginx_config, server
+from api_speed import GUNICORN, HOST, ROOT, nginx, nginx_config, render, server
 from gitdaemon import git_daemon, stop
 
 BENCH = Path(__file__).resolve().parent
@@ -52,6 +53,7 @@ def write_config(path: Path, state: Path, repos: dict[str, str]) -> None:
         f"database = {json.dumps(str(state / 'tardist.sqlite3'))}",
         f"mirrors = {json.dumps(str(state / 'mirrors'))}",
         f"tarballs = {json.dumps(str(state / 'tarballs'))}",
+        f"published = {json.dumps(str(state / 'published'))}",
         f"branches = {json.dumps(corpus.SNAPSHOT_BRANCHES)}",
         "jobs = 2", 'schedule = "0 0 1 1 *"', f'hook_secret = "{SECRET}"', "build_wait = 60",
         'submodule_protocols = ["git"]',
@@ -158,8 +160,12 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         stack.enter_context(server([GUNICORN, "-c", str(ROOT / "deploy/gunicorn.conf.py"), "--bind",
                                     f"{HOST}:{api_port}", "wsgi:app"], api_port, logs / "gunicorn.log",
                                    cwd=ROOT, env=env))
-        main_config = nginx_config(work, web_port, args.port + 3, api_port, state / "tarballs")
-        stack.enter_context(server([NGINX, "-p", str(work), "-c", str(main_config)], web_port, logs / "nginx.log"))
+        shutil.rmtree(work / "nginx", ignore_errors=True)
+        main_config = nginx_config(work, "nginx", [render("nginx.conf", {
+            "LISTEN": f"{HOST}:{web_port}", "SERVER_NAME": "localhost", "TARBALLS": str(state / "tarballs"),
+            "PUBLISHED": str(state / "published"), "CACHE_SECONDS": "5", "GUNICORN": f"{HOST}:{api_port}",
+            "CACHE": str(work / "nginx" / "cache")})])
+        stack.enter_context(nginx(main_config, web_port))
         for name in names:
             originals[name] = subprocess.run(
                 ["git", "--git-dir", str(corpus_dir / "extensions" / f"{name}.git"), "rev-parse", "refs/heads/master"],

@@ -105,6 +105,7 @@ def main(folder: str) -> None:
 database = "{root}/instance/tardist.sqlite3"
 mirrors = "{root}/mirrors"
 tarballs = "{root}/tarballs"
+published = "{root}/published"
 branches = ["master", "REL1_45", "REL1_44", "REL1_43", "REL1_39"]
 submodule_protocols = ["file", "https", "http", "git", "ssh"]
 

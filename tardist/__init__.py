@@ -28,6 +28,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     settings = load_settings(overrides={k: v for k, v in test_config.items() if k.islower()})
     app = Flask(__name__, static_folder=None)  # no static files: no /static/ route
     app.config.update({k: v for k, v in test_config.items() if k.isupper()})
+    # Answers are encoded by tardist.answers.encode; this is for anything that uses Flask's own.
     app.json.sort_keys = False
     app.json.compact = True
     app.extensions["tardist.settings"] = settings

@@ -9,9 +9,9 @@ from importlib.metadata import version
 from flask import Blueprint, Response, current_app, redirect, request
 from werkzeug.exceptions import BadRequest, NotFound
 
-from tardist import queries
+from tardist import answers, queries
 from tardist.reader import Answer
-from tardist.settings import Settings, is_kind, is_plain_name
+from tardist.settings import Settings, is_plain_name
 
 bp = Blueprint("api", __name__)
 MAX_NAMES = 500
@@ -34,16 +34,9 @@ def respond(key: str, compute, max_age: int | None = None) -> Response:
     return Response(answer.body, mimetype="application/json", headers=headers)
 
 
-def configured_kinds() -> list[str]:
+def configured_kinds() -> tuple[str, ...]:
     """Kinds named by the configured sources, in configuration order."""
-    return list(dict.fromkeys(source.kind for source in settings().sources))
-
-
-def check_kind(conn: sqlite3.Connection | None, kind: str) -> None:
-    """404 unless kind is configured or recorded."""
-    if not is_kind(kind) or (kind not in configured_kinds()
-                             and (conn is None or not queries.has_kind(conn, kind))):
-        raise NotFound(f"no such kind: {kind[:100]!r}")
+    return answers.configured_kinds(settings())
 
 
 @bp.get("/")
@@ -61,54 +54,37 @@ def index() -> Response:
     })
 
 
+# The bodies of /list and /info come from tardist.answers, which the worker also uses to write
+# published/: the files and these answers are the same bytes. Its answers.Missing is a 404 (errors.py).
 @bp.get("/list")
 def list_all() -> Response:
     """Every kind with its repository names."""
-    def compute(conn):
-        names = queries.present_names(conn) if conn else {}
-        return {kind: names.get(kind, []) for kind in dict.fromkeys([*configured_kinds(), *sorted(names)])}
-    return respond("/list", compute)
+    return respond("/list", lambda conn: answers.list_all(conn, configured_kinds()))
 
 
 @bp.get("/list/<kind>")
 def list_kind(kind: str) -> Response:
     """The repository names of one kind."""
-    def compute(conn):
-        check_kind(conn, kind)
-        return {kind: queries.present_names(conn).get(kind, []) if conn else []}
-    return respond(f"/list/{kind}", compute)
+    return respond(f"/list/{kind}", lambda conn: answers.list_kind(conn, configured_kinds(), kind))
 
 
 @bp.get("/info/<kind>/<name>")
 def info(kind: str, name: str) -> Response:
     """Everything about one repository."""
-    def compute(conn):
-        return one_info(conn, kind, name).encode()
-    return respond(f"/info/{kind}/{name}", compute)
+    return respond(f"/info/{kind}/{name}", lambda conn: one_info(conn, kind, name))
 
 
-def one_info(conn: sqlite3.Connection | None, kind: str, name: str) -> str:
+def one_info(conn: sqlite3.Connection | None, kind: str, name: str) -> bytes:
     """The stored /info JSON of one repository, or 404."""
-    check_kind(conn, kind)
-    rows = queries.info_json(conn, kind, [name]) if conn and is_plain_name(name) else []
-    if not rows or rows[0][1] is None:
-        raise NotFound(f"no {kind} named {name[:100]!r}")
-    return rows[0][1]
+    return answers.info_one(conn, configured_kinds(), kind, name)
 
 
 @bp.get("/info/<kind>")
 def info_kind(kind: str) -> Response:
     """Every repository of a kind, or those named in ?names=A|B."""
     names = parse_names(request.args)
-
-    def compute(conn):
-        check_kind(conn, kind)
-        rows = queries.info_json(conn, kind, names) if conn else []
-        # The stored answers are JSON already: join them instead of decoding and encoding again.
-        inner = ",".join(f"{json.dumps(name)}:{answer}" for name, answer in rows if answer is not None)
-        return f'{{{json.dumps(kind)}:{{{inner}}}}}'.encode()
     key = f"/info/{kind}" if names is None else f"/info/{kind}?names={'|'.join(names)}"
-    return respond(key, compute)
+    return respond(key, lambda conn: answers.info_kind(conn, configured_kinds(), kind, names))
 
 
 def parse_names(args) -> list[str] | None:

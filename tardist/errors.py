@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, json
+from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from tardist.answers import Missing, encode
 
 log = logging.getLogger("tardist.api")
 
@@ -17,7 +19,7 @@ def error_body(status: int, message: str) -> dict:
 
 def error_response(status: int, message: str, headers: dict | None = None) -> Response:
     """An error answer, never cached."""
-    response = Response(json.dumps(error_body(status, message)), status=status, mimetype="application/json",
+    response = Response(encode(error_body(status, message)), status=status, mimetype="application/json",
                         headers=headers)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -30,6 +32,10 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException) -> Response:
         headers = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type", "content-length")}
         return error_response(exc.code or 500, exc.description or exc.name, headers)
+
+    @app.errorhandler(Missing)
+    def missing(exc: Missing) -> Response:
+        return error_response(404, str(exc))
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> Response:

@@ -15,10 +15,10 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
-from flask import json
 from werkzeug.exceptions import ServiceUnavailable
 
 from tardist import schema
+from tardist.answers import encode
 
 MAX_CACHED = 4096
 # Bytes too: distinct ?names= lists can each be megabytes, and there are endless such lists.
@@ -31,7 +31,7 @@ class Answer:
     __slots__ = ("body", "etag")
 
     def __init__(self, value: Any) -> None:
-        self.body = value if isinstance(value, bytes) else json.dumps(value).encode()
+        self.body = value if isinstance(value, bytes) else encode(value)
         self.etag = hashlib.blake2b(self.body, digest_size=12).hexdigest()
 
 

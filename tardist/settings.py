@@ -21,6 +21,8 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "database": ("instance/tardist.sqlite3", "SQLite database (the worker writes, the web app reads)"),
     "mirrors": ("mirrors", "folder of bare git mirrors, mirrors/<kind>/<Name>.git"),
     "tarballs": ("tarballs", "folder of built tarballs, tarballs/<kind>/<file>, served as /dist/"),
+    "published": ("published", "folder the worker writes the API's answers into as static files "
+                               "(list.json, info/<kind>/<name>.json, ...); empty: none"),
     "tarball_url": ("/dist", "public base URL of the tarballs folder"),
     "branches": (["master", "REL1_45", "REL1_44", "REL1_43", "REL1_39"],
                  "snapshot branches, in display order"),
@@ -89,6 +91,7 @@ class Settings:
     database: Path
     mirrors: Path
     tarballs: Path
+    published: Path | None
     tarball_url: str
     branches: tuple[str, ...]
     jobs: int
@@ -178,6 +181,7 @@ def _build(raw: dict[str, Any], where: str) -> Settings:
         values[key] = _check_type(where, key, raw.get(key, default), default)
     for key in PATH_KEYS:
         values[key] = Path(values[key]).absolute()
+    values["published"] = Path(values["published"]).absolute() if values["published"] else None
     for branch in values["branches"]:
         if not BRANCH_RE.fullmatch(branch) or ".." in branch or branch.endswith(".lock"):
             raise SettingsError(f"{where}: key 'branches': {branch!r} is not a plain branch name "

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 import sqlite_utils
 
+from tardist.answers import encode
 from tardist.info import InfoView, render_info
 
 
@@ -160,18 +161,19 @@ def _render(db: sqlite_utils.Database, view: InfoView, kind: str, name: str) -> 
     repo = next(db.query("SELECT * FROM repos WHERE kind = ? AND name = ?", [kind, name]))
     branches = list(db.query("SELECT * FROM branches WHERE kind = ? AND name = ?", [kind, name]))
     db.execute("UPDATE repos SET info = ? WHERE kind = ? AND name = ?",
-               [json.dumps(render_info(view, repo, branches), separators=(",", ":")), kind, name])
+               [encode(render_info(view, repo, branches)).decode(), kind, name])
 
 
-def ensure_rendered(db: sqlite_utils.Database, view: InfoView) -> None:
-    """Render every /info answer again if the settings they depend on changed since."""
+def ensure_rendered(db: sqlite_utils.Database, view: InfoView) -> bool:
+    """Render every /info answer again if the settings they depend on changed since; True if it did."""
     row = db.execute("SELECT value FROM meta WHERE key = 'info_view'").fetchone()
     if row and row[0] == view.key:
-        return
+        return False
     with db.atomic():
         for kind, name in db.execute("SELECT kind, name FROM repos").fetchall():
             _render(db, view, kind, name)
         db["meta"].upsert({"key": "info_view", "value": view.key}, pk="key")
+    return True
 
 
 def _save_branch(db: sqlite_utils.Database, record: RepoRecord, branch: BranchRecord, now: str) -> None:

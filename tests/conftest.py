@@ -142,7 +142,8 @@ class Deployment:
         """Write the TOML file: the standard paths, keys, then text ([[source]] tables; default: as before)."""
         self.sources = text = self.sources if text is None else text
         values = {"database": str(self.root / "instance/tardist.sqlite3"), "mirrors": str(self.root / "mirrors"),
-                  "tarballs": str(self.root / "tarballs"), "branches": ["master", "REL1_45", "REL1_44"],
+                  "tarballs": str(self.root / "tarballs"), "published": str(self.root / "published"),
+                  "branches": ["master", "REL1_45", "REL1_44"],
                   "jobs": 2, "submodule_protocols": ["file"], "git_timeout": 20, **keys}
         lines = [f"{key} = {json.dumps(value)}" for key, value in values.items()]
         self.config.write_text("\n".join(lines) + "\n" + text)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TARDIST, Deployment, Repo, directory_source, extension_files, git
+from test_publish import assert_published_is_the_app
 
 KILLS = 32
 KINDS = ("extensions", "skins")
@@ -64,7 +65,7 @@ def new_deployment(root: Path, corpus: Path) -> Deployment:
 
 def reset(deployment: Deployment) -> None:
     """Back to a deployment that never synced."""
-    for folder in ("mirrors", "tarballs", "instance"):
+    for folder in ("mirrors", "tarballs", "published", "instance"):
         shutil.rmtree(deployment.root / folder, ignore_errors=True)
 
 
@@ -101,7 +102,13 @@ def temporaries(deployment: Deployment) -> list[Path]:
 
 
 def check_consistent(deployment: Deployment) -> int:
-    """Every published tarball is whole and matches the database; the database is intact. Returns the count."""
+    """Every published tarball and answer is whole, tarballs match the database; the database is intact.
+
+    Returns the count of tarballs.
+    """
+    for path in (deployment.root / "published").rglob("*.json"):
+        if not path.name.startswith("."):
+            json.loads(path.read_bytes())  # never a half-written answer under a final name
     digests = {}
     for path in final_tarballs(deployment):
         data = path.read_bytes()
@@ -175,6 +182,7 @@ def test_sigkill_at_any_moment_leaves_only_whole_tarballs_and_a_sound_database(t
     assert check_consistent(killed) == total
     assert [p.name for p in final_tarballs(killed)] == [p.name for p in final_tarballs(clean)]
     assert answers(killed) == expected
+    assert_published_is_the_app(killed)
     assert json.loads(killed.cli("status").stdout)["repository_errors"] == []
 
 

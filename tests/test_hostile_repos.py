@@ -51,12 +51,12 @@ def etc_state() -> dict[str, tuple[int, int]]:
 
 
 def sync(deployment: Deployment, *args: str, expect: int | None = None) -> subprocess.CompletedProcess:
-    """`tardist sync`, checking it wrote nothing outside mirrors/, tarballs/ and instance/."""
-    owned = tuple(deployment.root / folder for folder in ("mirrors", "tarballs", "instance"))
+    """`tardist sync`, checking it wrote nothing outside mirrors/, tarballs/, published/ and instance/."""
+    owned = tuple(deployment.root / folder for folder in ("mirrors", "tarballs", "published", "instance"))
     outside = deployment.root.parent
     before, etc_before, pwned_before = files_under(outside, owned), etc_state(), PWNED.exists()
     result = deployment.sync(*args, check=False)
-    assert files_under(outside, owned) == before, "sync wrote outside mirrors/, tarballs/ and the database"
+    assert files_under(outside, owned) == before, "sync wrote outside mirrors/, tarballs/, published/ and the database"
     assert etc_state() == etc_before
     assert PWNED.exists() == pwned_before
     assert "Traceback" not in result.stderr, result.stderr

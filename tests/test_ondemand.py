@@ -98,7 +98,8 @@ def stack(tmp_path_factory):
             site.write_text(serving.render_site({
                 "LISTEN": f"{HOST}:{web_port}", "SERVER_NAME": "localhost",
                 "TARBALLS": str(deployment.settings().tarballs), "GUNICORN": f"{HOST}:{api_port}",
-                "CACHE": str(nginx_dir / "cache")}))
+                "PUBLISHED": str(deployment.settings().published),
+                "CACHE_SECONDS": str(deployment.settings().cache_seconds), "CACHE": str(nginx_dir / "cache")}))
             # 50 clients at once, each also holding a connection to gunicorn
             (nginx_dir / "nginx.conf").write_text(serving.nginx_main_config(nginx_dir, site)
                                                   .replace("worker_connections 64;", "worker_connections 512;"))

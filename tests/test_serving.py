@@ -76,17 +76,17 @@ def wait_until_serving(process: subprocess.Popen, port: int, log: Path, timeout:
             time.sleep(0.1)
 
 
-def render_site(values: dict[str, str]) -> str:
-    """deploy/nginx.conf with its @PLACEHOLDERS@ filled in."""
-    text = (ROOT / "deploy/nginx.conf").read_text()
+def render_site(values: dict[str, str], site: str = "deploy/nginx.conf") -> str:
+    """An nginx site of deploy/ with its @PLACEHOLDERS@ filled in."""
+    text = (ROOT / site).read_text()
     for key, value in values.items():
         text = text.replace(f"@{key}@", value)
     assert not re.search(r"@[A-Z_]+@", text), "every placeholder is documented and filled"
     return text
 
 
-def nginx_main_config(tmp: Path, site: Path) -> str:
-    """A minimal nginx.conf around the site, with every file it writes kept under tmp."""
+def nginx_main_config(tmp: Path, *sites: Path) -> str:
+    """A minimal nginx.conf around the sites, with every file it writes kept under tmp."""
     temp_paths = "\n".join(f"    {kind}_temp_path {tmp / kind};" for kind in
                            ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     # Workers of a root master run as nobody, who cannot enter pytest's 0700 temporary folders.
@@ -100,17 +100,17 @@ events {{ worker_connections 64; }}
 http {{
     access_log {tmp / 'access.log'};
 {temp_paths}
-    include {site};
-}}
+{"".join(f"    include {site};{chr(10)}" for site in sites)}}}
 """
 
 
 @dataclass
 class Served:
-    """A synced deployment served by gunicorn behind nginx."""
+    """A synced deployment served by gunicorn behind nginx, and by nginx alone as a static site."""
 
     deployment: Deployment
-    port: int  # nginx's
+    port: int  # nginx's, deploy/nginx.conf
+    static_port: int  # nginx's, deploy/nginx-static.conf
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def served(tmp_path_factory) -> Iterator[Served]:
                             + directory_source("skins", tmp / "upstream/skins"))
     deployment.sync()
 
-    api_port, web_port = free_port(), free_port()
+    api_port, web_port, static_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")}
     gunicorn_log = tmp / "gunicorn.log"
     with open(gunicorn_log, "wb") as log:
@@ -140,18 +140,21 @@ def served(tmp_path_factory) -> Iterator[Served]:
         wait_until_serving(gunicorn, api_port, gunicorn_log)
         nginx_dir = tmp / "nginx"
         nginx_dir.mkdir()
-        site = nginx_dir / "tardist.conf"
-        site.write_text(render_site({"LISTEN": f"{HOST}:{web_port}", "SERVER_NAME": "localhost",
-                                     "TARBALLS": str(deployment.settings().tarballs),
+        settings = deployment.settings()
+        folders = {"TARBALLS": str(settings.tarballs), "PUBLISHED": str(settings.published), "CACHE_SECONDS": str(settings.cache_seconds)}
+        site, static_site = nginx_dir / "tardist.conf", nginx_dir / "tardist-static.conf"
+        site.write_text(render_site({"LISTEN": f"{HOST}:{web_port}", "SERVER_NAME": "localhost", **folders,
                                      "GUNICORN": f"{HOST}:{api_port}", "CACHE": str(nginx_dir / "cache")}))
-        (nginx_dir / "nginx.conf").write_text(nginx_main_config(nginx_dir, site))
+        static_site.write_text(render_site({"LISTEN": f"{HOST}:{static_port}", "SERVER_NAME": "localhost",
+                                            **folders}, "deploy/nginx-static.conf"))
+        (nginx_dir / "nginx.conf").write_text(nginx_main_config(nginx_dir, site, static_site))
         nginx_log = nginx_dir / "error.log"
         nginx = subprocess.Popen(
             [NGINX, "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf"), "-e", str(nginx_log)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_until_serving(nginx, web_port, nginx_log)
-            yield Served(deployment, web_port)
+            yield Served(deployment, web_port, static_port)
         finally:
             stop(nginx)
     finally:
@@ -179,13 +182,15 @@ def test_download_redirects_to_the_tarball(served):
 
 
 def test_if_none_match_gets_a_304_through_nginx(served):
-    direct = served.deployment.app().test_client().get("/info/skins/Vector").headers["ETag"]
-    first = fetch(served.port, "/info/skins/Vector", **{"If-None-Match": direct})  # nginx has not seen it yet
+    proxied = "/info/skins?names=Vector"  # a query string: the app answers, through nginx's cache
+    direct = served.deployment.app().test_client().get(proxied).headers["ETag"]
+    first = fetch(served.port, proxied, **{"If-None-Match": direct})  # nginx has not seen it yet
     assert first.status == 304 and first.body == b""
-    answer = fetch(served.port, "/list")
-    assert answer.status == 200
-    again = fetch(served.port, "/list", **{"If-None-Match": answer.headers["etag"]})
-    assert again.status == 304 and again.headers["etag"] == answer.headers["etag"]
+    for path in ("/list", proxied):
+        answer = fetch(served.port, path)
+        assert answer.status == 200
+        again = fetch(served.port, path, **{"If-None-Match": answer.headers["etag"]})
+        assert again.status == 304 and again.headers["etag"] == answer.headers["etag"]
 
 
 def test_big_answers_are_gzipped_and_still_revalidate(served):
@@ -199,8 +204,8 @@ def test_big_answers_are_gzipped_and_still_revalidate(served):
 
 
 def test_nginx_keeps_api_answers_but_not_status_or_errors(served):
-    fetch(served.port, "/list/extensions")
-    assert fetch(served.port, "/list/extensions").headers["x-cache-status"] == "HIT"
+    fetch(served.port, "/info/extensions?names=Cite")
+    assert fetch(served.port, "/info/extensions?names=Cite").headers["x-cache-status"] == "HIT"
     for path in ("/status", "/info/extensions/Nope"):
         fetch(served.port, path)
         assert fetch(served.port, path).headers["x-cache-status"] != "HIT"
@@ -247,3 +252,68 @@ def test_extension_distributor_reads_gerrit_answers_through_nginx(served):
     again = fetch(served.port, "/gerrit/projects/mediawiki%2Fextensions%2FEcho/branches")
     assert again.headers["x-cache-status"] == "HIT"
     assert fetch(served.port, "/gerrit/projects/mediawiki%2Fskins%2FVector/branches").status == 200
+
+
+STATIC_URLS = ["/list", "/list/extensions", "/list/skins", "/info/extensions", "/info/skins",
+               "/info/extensions/Cite", "/info/extensions/Echo", "/info/skins/Vector"]
+
+
+def assert_is_the_apps_answer(answer: Answer, app_answer) -> None:
+    """Same status, body, Content-Type and Cache-Control as the app's answer; nginx's own ETag."""
+    assert answer.status == app_answer.status_code == 200
+    assert answer.body == app_answer.data
+    assert answer.headers["content-type"] == app_answer.headers["Content-Type"] == "application/json"
+    assert answer.headers["cache-control"] == app_answer.headers["Cache-Control"] == "public, max-age=5"
+    assert re.fullmatch(r'"[0-9a-f]+-[0-9a-f]+"', answer.headers["etag"])  # nginx's: mtime-size
+
+
+@pytest.mark.parametrize("site", ["port", "static_port"])
+def test_list_and_info_come_from_published_files(served, site):
+    client = served.deployment.app().test_client()
+    for path in STATIC_URLS:
+        answer = fetch(getattr(served, site), path)
+        assert "x-cache-status" not in answer.headers, path  # not proxied: nginx read the file
+        assert_is_the_apps_answer(answer, client.get(path))
+        again = fetch(getattr(served, site), path, **{"If-None-Match": answer.headers["etag"]})
+        assert again.status == 304 and again.body == b""
+
+
+def test_queries_and_missing_files_fall_back_to_the_app(served):
+    client = served.deployment.app().test_client()
+    batch = fetch(served.port, "/info/extensions?names=Cite|Echo")
+    assert batch.status == 200 and "x-cache-status" in batch.headers
+    assert batch.body == client.get("/info/extensions?names=Cite|Echo").data
+    bad = fetch(served.port, "/info/extensions?names=../x")
+    assert bad.status == 400 and bad.json()["error"]["status"] == 400
+    assert fetch(served.port, "/list?anything=1").headers.get("x-cache-status")  # any query string: the app
+
+    echo = served.deployment.settings().published / "info/extensions/Echo.json"
+    echo.rename(echo.with_name("Echo.aside"))
+    try:
+        missing_file = fetch(served.port, "/info/extensions/Echo")
+        assert missing_file.status == 200 and "x-cache-status" in missing_file.headers
+        assert missing_file.body == client.get("/info/extensions/Echo").data
+    finally:
+        echo.with_name("Echo.aside").rename(echo)
+    for path in ("/info/extensions/Nope", "/list/nokind", "/status"):
+        answer = fetch(served.port, path)
+        assert "x-cache-status" in answer.headers and answer.json() == client.get(path).get_json()
+
+
+def test_the_static_site_answers_misses_in_the_error_shape(served):
+    for path in ("/info/extensions/Nope", "/list/nokind", "/status", "/download/extensions/Cite/master",
+                 "/dist/extensions/Nope-master-1234567.tar.gz", "/info/extensions/.tmp-Cite.json.1"):
+        answer = fetch(served.static_port, path)
+        assert answer.status == 404, path
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.json()["error"]["status"] == 404
+    batch = fetch(served.static_port, "/info/extensions?names=Cite")
+    assert batch.status == 400 and batch.json()["error"]["status"] == 400 and "names" in batch.json()["error"]["message"]
+
+
+def test_the_static_site_serves_the_tarballs_info_names(served):
+    branch = fetch(served.static_port, "/info/extensions/Cite").json()["branches"]["master"]
+    tarball = fetch(served.static_port, branch["url"])
+    assert tarball.status == 200 and hashlib.sha256(tarball.body).hexdigest() == branch["sha256"]
+    assert tarball.headers["cache-control"] == "public, max-age=31536000, immutable"

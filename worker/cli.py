@@ -20,6 +20,7 @@ from tardist.settings import Settings, SettingsError, is_kind, load_settings
 from worker.gc import collect_garbage
 from worker.lock import AlreadyRunning, sync_lock
 from worker.progress import Progress
+from worker.publish import publish
 from worker.sync import run_sync
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     gc = commands.add_parser("gc", help="remove tarballs and mirrors past the retention period")
     gc.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     commands.add_parser("worker", help="run syncs (and gc) on a schedule, for hosts without cron")
-    commands.add_parser("init-db", help="create or migrate the database")
+    commands.add_parser("init-db", help="create or migrate the database (and publish its answers)")
+    commands.add_parser("publish", help="write every API answer under published/ again (only what changed)")
     return parser
 
 
@@ -158,6 +160,7 @@ def cmd_init_db(settings: Settings, args: argparse.Namespace) -> int:
             db = schema.open_writer(settings.database)
             try:
                 store.ensure_rendered(db, InfoView.of(settings))
+                publish(settings, db, None)
             finally:
                 db.close()
     except AlreadyRunning as exc:
@@ -167,7 +170,32 @@ def cmd_init_db(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"sync": cmd_sync, "status": cmd_status, "gc": cmd_gc, "worker": cmd_worker, "init-db": cmd_init_db}
+def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
+    """`tardist publish`."""
+    if settings.published is None:
+        print(f"tardist: {settings.config_file}: key 'published' is empty: nothing to publish", file=sys.stderr)
+        return EXIT_OK
+    if not settings.database.exists():
+        print(f"tardist: no database yet at {settings.database}: run `tardist init-db` or `tardist sync`",
+              file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        with sync_lock(settings.lock_file):  # a sync renders with its own settings: not under its feet
+            db = schema.open_writer(settings.database)
+            try:
+                store.ensure_rendered(db, InfoView.of(settings))
+                report = publish(settings, db, None)
+            finally:
+                db.close()
+    except AlreadyRunning as exc:
+        print(f"tardist: {exc}; it publishes what it records", file=sys.stderr)
+        return EXIT_OK
+    print(json.dumps({"published": str(settings.published), **report}))
+    return EXIT_OK
+
+
+COMMANDS = {"sync": cmd_sync, "status": cmd_status, "gc": cmd_gc, "worker": cmd_worker, "init-db": cmd_init_db,
+            "publish": cmd_publish}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,15 +11,16 @@ from tardist import schema, store
 from tardist.settings import Settings
 from worker.lock import repo_lock, repo_lock_path
 from worker.mirror import MODULES_FOLDER, TEMP_PREFIX
+from worker.publish import publish
 
 
 def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | None = None) -> dict:
     """Remove what has been superseded or removed for longer than retention_days, and the
     submodule mirrors no remaining tarball uses.
 
-    Never touches a tarball the database lists as current. Call while holding the sync lock;
-    mirrors are removed under their repository's lock, since the worker syncs single
-    repositories beside it.
+    Never touches a tarball the database lists as current. Then checks every file of published/.
+    Call while holding the sync lock; mirrors are removed under their repository's lock, since
+    the worker syncs single repositories beside it.
     """
     now = now or datetime.now(timezone.utc)
     cutoff_time = now - timedelta(days=settings.retention_days)
@@ -53,6 +54,8 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
         for leftover in settings.mirrors.glob(f"*/{TEMP_PREFIX}*"):  # a mirror a killed run made or removed
             with repo_lock(_mirror_lock(settings, leftover)):  # ...or one a running sync is making
                 _remove(report, leftover, dry_run, "mirrors")
+        if not dry_run:  # every published file checked again: repairs what was lost or left behind
+            report["published"] = publish(settings, db, None)
     finally:
         db.close()
     return report

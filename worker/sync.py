@@ -21,6 +21,7 @@ from worker.lock import repo_lock, repo_lock_path
 from worker.manifest import read_manifest
 from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
                            remote_heads, run_git, use_git_config)
+from worker.publish import publish
 from worker.sources import Listing, Repo, list_repos
 from worker.tarball import (Built, PublishError, build_tarball, extra_files, place_extras, remove_stale_temporaries,
                             tarball_name)
@@ -28,6 +29,7 @@ from worker.tree import TreeError, read_tree
 
 log = logging.getLogger("tardist.sync")
 MAX_MESSAGES = 100  # manifest errors or warnings kept per branch: a hostile repository can make millions
+PUBLISH_EVERY = 60  # seconds: during a long run, published/ catches up with what was recorded this often
 
 
 def mirror_path(settings: Settings, repo: Repo) -> Path:
@@ -214,7 +216,8 @@ def sync_one(settings: Settings, kind: str, name: str, force: bool = False,
     """Sync one repository now, as `tardist worker` does on request; None if no source has it.
 
     Needs no sync lock: the repository's own lock keeps it from running twice at once.
-    With ``retry``, what failed before is tried again now, whatever its backoff.
+    With ``retry``, what failed before is tried again now, whatever its backoff. Its
+    published answers are updated at once.
     """
     db = schema.open_writer(settings.database)
     try:
@@ -222,8 +225,10 @@ def sync_one(settings: Settings, kind: str, name: str, force: bool = False,
         if found is None:
             return None
         url, source = found
-        return _sync_guarded(settings, Repo(kind, name, url, source.key), force, threading.Event(), db,
-                             threading.Lock(), InfoView.of(settings), retry)
+        record = _sync_guarded(settings, Repo(kind, name, url, source.key), force, threading.Event(), db,
+                               threading.Lock(), InfoView.of(settings), retry)
+        publish_recorded(settings, db, {(kind, name)}, [])
+        return record
     finally:
         db.close()
 
@@ -240,7 +245,7 @@ def select_repos(settings: Settings, repos: list[Repo], only: tuple[str, ...] = 
     return [repo for repo in repos if (not only or repo.name in only) and (kind is None or repo.kind == kind)]
 
 
-def _mark_removed(db: sqlite_utils.Database, listing: Listing, warnings: list[str]) -> None:
+def _mark_removed(db: sqlite_utils.Database, listing: Listing, warnings: list[str]) -> list[tuple[str, str]]:
     """Mark what no source lists any more as removed, except what a source that lists nothing,
     or could not be listed, had.
 
@@ -254,8 +259,19 @@ def _mark_removed(db: sqlite_utils.Database, listing: Listing, warnings: list[st
             f": the {kept} it listed before are kept, not marked removed (remove the [[source]] to retire them)"
             if kept else ""))
     kept_sources = [*listing.silent.values(), *listing.unlisted.values()]
-    store.mark_removed(db, {(repo.kind, repo.name) for repo in listing.repos},
-                       keep_sources={source.key for source in kept_sources})
+    return store.mark_removed(db, {(repo.kind, repo.name) for repo in listing.repos},
+                              keep_sources={source.key for source in kept_sources})
+
+
+def publish_recorded(settings: Settings, db: sqlite_utils.Database, changed: set[tuple[str, str]] | None, warnings: list[str]) -> None:
+    """Publish what was recorded (and forget it); a failure is a warning of the run, not its end."""
+    try:
+        publish(settings, db, changed)
+    except OSError as exc:  # disk full, permissions: the next publish checks every file again
+        log.error("could not update %s: %s", settings.published, exc)
+        warnings.append(f"published answers not updated: {exc}")
+    if changed is not None:
+        changed.clear()
 
 
 def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None = None, force: bool = False,
@@ -277,7 +293,9 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     db = schema.open_writer(settings.database)
     view = InfoView.of(settings)
     try:
-        store.ensure_rendered(db, view)
+        pending: set[tuple[str, str]] = set()  # recorded, not yet published
+        if store.ensure_rendered(db, view):
+            publish_recorded(settings, db, None, warnings)
         store.clear_backoff_if_changed(db, json.dumps([
             settings.git_config, settings.submodule_protocols, settings.git_timeout, settings.max_tarball_bytes,
             settings.max_files, settings.max_manifest_bytes]))
@@ -289,6 +307,7 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
             on_start(len(selected))
         summary = {"repositories": 0, "built": 0, "unchanged": 0, "failed": 0, "waiting": 0,
                    "unlisted_sources": len(listing.unlisted)}
+        last_published = time.monotonic()
         with ThreadPoolExecutor(max_workers=jobs or settings.jobs, thread_name_prefix="sync") as pool:
             futures = [pool.submit(_sync_guarded, settings, repo, force, stop, db, db_lock, view, retry)
                        for repo in selected]
@@ -296,6 +315,11 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
                 record = future.result()
                 if record is None:
                     continue
+                pending.add((record.kind, record.name))
+                if time.monotonic() - last_published >= PUBLISH_EVERY:
+                    with db_lock:  # the connection is shared with the threads that record
+                        publish_recorded(settings, db, pending, warnings)
+                    last_published = time.monotonic()
                 summary["repositories"] += 1
                 summary["built"] += sum(b.state == "built" for b in record.branches)
                 summary["unchanged"] += sum(b.state in ("unchanged", "reused") for b in record.branches)
@@ -304,7 +328,8 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
                 if on_repo:
                     on_repo(record)
         if not only and kind is None and not stop.is_set():
-            _mark_removed(db, listing, warnings)
+            pending.update(_mark_removed(db, listing, warnings))
+        publish_recorded(settings, db, pending, warnings)
         summary["interrupted"] = stop.is_set()
         summary["seconds"] = round(time.monotonic() - started, 3)
         store.finish_run(db, run_id, summary, warnings)

@@ -99,7 +99,7 @@ def build_tarball(reader: ObjectReader, tree: Tree, extras: dict[str, bytes], to
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(temp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     except OSError as exc:
         _discard(temp)
         raise PublishError(f"cannot write {dest.name}: {exc.strerror or exc}") from None
@@ -134,7 +134,8 @@ def _write_entries(tar: tarfile.TarFile, reader: ObjectReader, tree: Tree, extra
             tar.addfile(info)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a folder, so the renames and removals in it survive a crash."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
