@@ -10,6 +10,8 @@ from flask import Blueprint, Response, current_app, redirect, request
 from werkzeug.exceptions import BadRequest, NotFound
 
 from tardist import queries
+from tardist.info import localize
+from tardist.languages import fallbacks, is_language
 from tardist.reader import Answer
 from tardist.settings import Settings, is_kind, is_plain_name
 
@@ -81,10 +83,27 @@ def list_kind(kind: str) -> Response:
 
 @bp.get("/info/<kind>/<name>")
 def info(kind: str, name: str) -> Response:
-    """Everything about one repository."""
+    """Everything about one repository, its description in ?uselang= if given."""
+    lang = parse_uselang(request.args)
+
     def compute(conn):
-        return one_info(conn, kind, name).encode()
-    return respond(f"/info/{kind}/{name}", compute)
+        answer = one_info(conn, kind, name)
+        if lang is not None:
+            answer = localize(answer, queries.translations(conn, kind, fallbacks(lang), [name]).get(name))
+        return answer.encode()
+    return respond(f"/info/{kind}/{name}" + (f"?uselang={lang}" if lang else ""), compute)
+
+
+def parse_uselang(args) -> str | None:
+    """The ?uselang= language code, lower-cased and checked; None when absent."""
+    if "uselang" not in args:
+        return None
+    if len(args.getlist("uselang")) > 1:
+        raise BadRequest("uselang: give it once")
+    code = args["uselang"].lower()
+    if not is_language(code):
+        raise BadRequest(f"uselang: {code[:100]!r} is not a language code such as 'de' or 'de-at'")
+    return code
 
 
 def one_info(conn: sqlite3.Connection | None, kind: str, name: str) -> str:
@@ -100,22 +119,27 @@ def one_info(conn: sqlite3.Connection | None, kind: str, name: str) -> str:
 def info_kind(kind: str) -> Response:
     """Every repository of a kind, or those named in ?names=A|B."""
     names = parse_names(request.args)
+    lang = parse_uselang(request.args)
 
     def compute(conn):
         check_kind(conn, kind)
         rows = queries.info_json(conn, kind, names) if conn else []
+        if lang is not None and conn is not None:
+            found = queries.translations(conn, kind, fallbacks(lang), names)
+            rows = [(name, localize(answer, found.get(name)) if answer is not None else None) for name, answer in rows]
         # The stored answers are JSON already: join them instead of decoding and encoding again.
         inner = ",".join(f"{json.dumps(name)}:{answer}" for name, answer in rows if answer is not None)
         return f'{{{json.dumps(kind)}:{{{inner}}}}}'.encode()
     key = f"/info/{kind}" if names is None else f"/info/{kind}?names={'|'.join(names)}"
-    return respond(key, compute)
+    return respond(key + (f"&uselang={lang}" if lang else ""), compute)
 
 
 def parse_names(args) -> list[str] | None:
     """The ?names=A|B of a batch lookup, checked; None when absent."""
-    unknown = set(args) - {"names"}
+    unknown = set(args) - {"names", "uselang"}
     if unknown:
-        raise BadRequest(f"unknown query parameter {sorted(unknown)[0]!r} (only 'names' is accepted)")
+        raise BadRequest(f"unknown query parameter {sorted(unknown)[0]!r} (only 'names' and 'uselang' "
+                         "are accepted)")
     if "names" not in args:
         return None
     if len(args.getlist("names")) > 1:

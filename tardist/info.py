@@ -40,7 +40,8 @@ def render_info(view: InfoView, repo: Mapping[str, Any], branch_rows: Sequence[M
     by_branch = {row["branch"]: row for row in branch_rows}
     branches: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    facts: dict[str, Any] | None = None
+    facts_from = facts_branch(view, branch_rows)
+    facts = json.loads(by_branch[facts_from]["manifest"]) if facts_from else {}
     for branch in view.branches:
         row = by_branch.get(branch)
         if row is None:
@@ -50,8 +51,6 @@ def render_info(view: InfoView, repo: Mapping[str, Any], branch_rows: Sequence[M
         if not row["tarball"]:
             continue
         manifest = json.loads(row["manifest"]) if row["manifest"] else None
-        if facts is None and manifest is not None:
-            facts = manifest
         branches[branch] = {
             "commit": row["commit_sha"], "sha7": row["commit_sha"][:7], "committed_at": row["committed_at"],
             "tarball": row["tarball"], "url": f"{view.tarball_url}/{repo['kind']}/{row['tarball']}",
@@ -60,10 +59,38 @@ def render_info(view: InfoView, repo: Mapping[str, Any], branch_rows: Sequence[M
             "manifest_errors": json.loads(row["manifest_errors"] or "[]"),
             "warnings": json.loads(row["warnings"] or "[]"),
         }
-    facts = facts or {}
     return {
         "name": repo["name"], "kind": repo["kind"], "repository": repo["repository"],
         "description": facts.get("description"), "license": facts.get("license"), "url": facts.get("url"),
         "authors": facts.get("authors", []), "type": facts.get("type"),
         "branches": branches, "errors": errors, "error": repo["error"], "checked_at": repo["checked_at"],
     }
+
+
+def facts_branch(view: InfoView, branch_rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """The first configured branch with a tarball and a manifest: the one repository-level facts come from."""
+    by_branch = {row["branch"]: row for row in branch_rows}
+    for branch in view.branches:
+        row = by_branch.get(branch)
+        if row is not None and row["tarball"] and row["manifest"]:
+            return branch
+    return None
+
+
+_DESCRIPTION_KEY = ',"description":'
+_DECODER = json.JSONDecoder()
+
+
+def localize(info: str, found: tuple[str, str] | None) -> str:
+    """A stored /info answer with description replaced by found = (lang, text), plus description_lang.
+
+    Spliced into the stored string: only the description value is decoded. Without a
+    translation the English description stays and description_lang says "en".
+    """
+    start = info.index(_DESCRIPTION_KEY) + len(_DESCRIPTION_KEY)  # the first one is the top-level key
+    english, end = _DECODER.raw_decode(info, start)
+    if found is None:
+        lang, text = ("en" if english is not None else None), english
+    else:
+        lang, text = found
+    return f"{info[:start]}{json.dumps(text)},\"description_lang\":{json.dumps(lang)}{info[end:]}"

@@ -37,6 +37,9 @@ CACHE_HEADERS = {
     "Cache-Control": {"description": "How long caches may keep the answer", "required": True,
                       "schema": {"type": "string"}},
 }
+USELANG = {"name": "uselang", "in": "query", "required": False,
+           "description": "language of description (de, de-at, ...); falls back to its parents, then English",
+           "schema": {"type": "string", "pattern": "^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{1,8}){0,4}$"}}
 IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
                  "description": "ETags the client has; 304 when the answer's ETag is one of them",
                  "schema": {"type": "string"}}
@@ -75,8 +78,10 @@ SCHEMAS = {
         "required": ["name", "kind", "repository", "description", "license", "url", "authors", "type",
                      "branches", "errors", "error", "checked_at"],
         "properties": {
-            "name": {"type": "string"}, "kind": {"type": "string"}, "repository": {"type": "string"},
-            "description": NULLABLE_STRING, "license": NULLABLE_STRING, "url": NULLABLE_STRING,
+            "name": {"type": "string"}, "kind": {"type": "string"}, "repository": NULLABLE_STRING,
+            "description": NULLABLE_STRING,
+            "description_lang": {"type": ["string", "null"],
+                                 "description": "with ?uselang: the language description is in"}, "license": NULLABLE_STRING, "url": NULLABLE_STRING,
             "authors": {"type": "array", "items": {"type": "string"}}, "type": NULLABLE_STRING,
             "branches": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Branch"}},
             "errors": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -121,13 +126,14 @@ def document() -> dict:
                 "summary": "Every repository of a kind, or the ones named",
                 "parameters": [kind, {"name": "names", "in": "query", "required": False,
                                       "description": "names separated by |",
-                                      "schema": {"type": "string", "maxLength": 60_000}}, IF_NONE_MATCH],
+                                      "schema": {"type": "string", "maxLength": 60_000}}, USELANG, IF_NONE_MATCH],
                 "responses": {"200": _json("Repositories by kind and name", _ref("Repositories")),
                               "400": _error("Bad names or an unknown query parameter"),
                               "404": _error("Unknown kind"), **COMMON}}},
             "/info/{kind}/{name}": {"get": {
-                "summary": "One repository", "parameters": [kind, name, IF_NONE_MATCH],
+                "summary": "One repository", "parameters": [kind, name, USELANG, IF_NONE_MATCH],
                 "responses": {"200": _json("The repository", _ref("Repository")),
+                              "400": _error("An invalid uselang"),
                               "404": _error("Unknown kind or name"), **COMMON}}},
             "/download/{kind}/{name}/{branch}": {"get": {
                 "summary": "Redirect to the current tarball of a branch",

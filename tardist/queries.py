@@ -59,3 +59,23 @@ def info_json(conn: sqlite3.Connection, kind: str, names: list[str] | None = Non
         where += f" AND name IN ({', '.join('?' * len(names))})"
         params += names
     return conn.execute(f"SELECT name, info FROM repos WHERE {where} ORDER BY name", params).fetchall()
+
+
+def translations(conn: sqlite3.Connection, kind: str, chain: list[str],
+                 names: list[str] | None = None) -> dict[str, tuple[str, str]]:
+    """name -> (lang, description) in the first language of chain each repository's facts branch has."""
+    if not chain:
+        return {}
+    where, params = "d.kind = ? AND d.lang IN (%s)" % ", ".join("?" * len(chain)), [kind, *chain]
+    if names is not None:
+        where += f" AND d.name IN ({', '.join('?' * len(names))})"
+        params += names
+    rank = {lang: position for position, lang in enumerate(chain)}
+    best: dict[str, tuple[str, str]] = {}
+    for name, lang, text in conn.execute(
+            "SELECT d.name, d.lang, d.description FROM descriptions d JOIN repos r "
+            "ON r.kind = d.kind AND r.name = d.name AND r.facts_branch = d.branch "
+            f"WHERE {where} AND r.present = 1", params):
+        if name not in best or rank[lang] < rank[best[name][0]]:
+            best[name] = (lang, text)
+    return best

@@ -45,7 +45,28 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("warnings", str)
 
 
-MIGRATIONS = [_v1, _v2, _v3]
+def _i18n(db: sqlite_utils.Database) -> None:
+    """Descriptions in every language a branch translates, and which branch gives the repository facts."""
+    db["descriptions"].create({"kind": str, "name": str, "branch": str, "lang": str, "description": str},
+                              pk=("kind", "name", "branch", "lang"))
+    db["descriptions"].create_index(["kind", "lang"])
+    db["repos"].add_column("facts_branch", str)
+
+
+def _stats(db: sqlite_utils.Database) -> None:
+    """Download counts per day, the anonymised requests behind them, and how far each log was read."""
+    db["downloads"].create({"kind": str, "name": str, "branch": str, "day": str, "count": int},
+                           pk=("kind", "name", "branch", "day"))
+    db["downloads"].create_index(["kind", "day"])
+    db["requests"].create({"day": str, "time": str, "path": str, "status": int, "bytes": int,
+                           "client": str, "agent": str})
+    db["requests"].create_index(["day"])
+    db["log_files"].create({"fingerprint": str, "offset": int, "lines": int, "skipped": int, "path": str,
+                            "read_at": str}, pk="fingerprint")
+    db["stats_salts"].create({"day": str, "salt": str}, pk="day")
+
+
+MIGRATIONS = [_v1, _v2, _v3, _i18n, _stats]
 
 
 def migrate(db: sqlite_utils.Database) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import sqlite_utils
 
-from tardist.info import InfoView, render_info
+from tardist.info import InfoView, facts_branch, render_info
 
 
 def utc_iso(moment: datetime) -> str:
@@ -42,6 +42,7 @@ class BranchRecord:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     built_at: str = ""  # when the tarball was built, if not now
+    descriptions: dict[str, str] = field(default_factory=dict)  # language -> translated description
 
 
 @dataclass
@@ -50,7 +51,7 @@ class RepoRecord:
 
     kind: str
     name: str
-    repository: str
+    repository: str | None  # the clone URL shown to people (None: none may be shown)
     branches: list[BranchRecord] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # recorded branches that no longer exist
     error: str | None = None  # the whole repository failed (clone, fetch, ...)
@@ -90,6 +91,8 @@ def save_repo(db: sqlite_utils.Database, record: RepoRecord, view: InfoView) -> 
         for branch in record.gone:
             db.execute("DELETE FROM branches WHERE kind = ? AND name = ? AND branch = ?",
                        [record.kind, record.name, branch])
+            db.execute("DELETE FROM descriptions WHERE kind = ? AND name = ? AND branch = ?",
+                       [record.kind, record.name, branch])
             _supersede(db, record.kind, record.name, branch, keep="", now=now)
         _render(db, view, record.kind, record.name)
 
@@ -97,8 +100,9 @@ def save_repo(db: sqlite_utils.Database, record: RepoRecord, view: InfoView) -> 
 def _render(db: sqlite_utils.Database, view: InfoView, kind: str, name: str) -> None:
     repo = next(db.query("SELECT * FROM repos WHERE kind = ? AND name = ?", [kind, name]))
     branches = list(db.query("SELECT * FROM branches WHERE kind = ? AND name = ?", [kind, name]))
-    db.execute("UPDATE repos SET info = ? WHERE kind = ? AND name = ?",
-               [json.dumps(render_info(view, repo, branches), separators=(",", ":")), kind, name])
+    db.execute("UPDATE repos SET info = ?, facts_branch = ? WHERE kind = ? AND name = ?",
+               [json.dumps(render_info(view, repo, branches), separators=(",", ":")),
+                facts_branch(view, branches), kind, name])
 
 
 def ensure_rendered(db: sqlite_utils.Database, view: InfoView) -> None:
@@ -131,6 +135,11 @@ def _save_branch(db: sqlite_utils.Database, record: RepoRecord, branch: BranchRe
         "warnings": json.dumps(branch.warnings), "error": None, "error_commit": None,
     }, pk=("kind", "name", "branch"))
     _supersede(db, record.kind, record.name, branch.branch, keep=branch.tarball, now=now)
+    db.execute("DELETE FROM descriptions WHERE kind = ? AND name = ? AND branch = ?",
+               [record.kind, record.name, branch.branch])
+    db.conn.executemany("INSERT INTO descriptions (kind, name, branch, lang, description) VALUES (?, ?, ?, ?, ?)",
+                   [(record.kind, record.name, branch.branch, lang, text)
+                    for lang, text in sorted(branch.descriptions.items())])
     db["tarballs"].upsert({
         "kind": record.kind, "file": branch.tarball, "name": record.name, "branch": branch.branch,
         "commit_sha": branch.commit, "sha256": branch.sha256, "size": branch.size,
@@ -158,6 +167,7 @@ def mark_removed(db: sqlite_utils.Database, present: Iterable[tuple[str, str]],
             db.execute("UPDATE tarballs SET superseded_at = ? WHERE kind = ? AND name = ? "
                        "AND superseded_at IS NULL", [now, kind, name])
             db.execute("DELETE FROM branches WHERE kind = ? AND name = ?", [kind, name])
+            db.execute("DELETE FROM descriptions WHERE kind = ? AND name = ?", [kind, name])
     return removed
 
 
@@ -207,4 +217,5 @@ def forget_repo(db: sqlite_utils.Database, kind: str, name: str) -> None:
     """Drop a removed repository's rows."""
     with db.atomic():
         db.execute("DELETE FROM branches WHERE kind = ? AND name = ?", [kind, name])
+        db.execute("DELETE FROM descriptions WHERE kind = ? AND name = ?", [kind, name])
         db.execute("DELETE FROM repos WHERE kind = ? AND name = ? AND present = 0", [kind, name])

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 from conftest import Deployment, Repo, directory_source, extension_files, git
 
 from tardist import reader, schema, store
@@ -109,7 +110,7 @@ def test_info_describes_a_repository_and_each_branch_in_configured_order(site, c
     assert list(facts["branches"]) == ["master", "REL1_45", "REL1_44"]  # as configured, not alphabetical
     assert {k: facts[k] for k in ("name", "kind", "repository", "description", "license", "url", "authors",
                                   "type", "errors", "error")} == {
-        "name": "Cite", "kind": "extensions", "repository": str(cite.path), "description": "The Cite extension",
+        "name": "Cite", "kind": "extensions", "repository": None, "description": "The Cite extension",
         "license": "GPL-2.0-or-later", "url": "https://example.org/Cite", "authors": ["Ada", "Grace"],
         "type": "other", "errors": {}, "error": None}
     for branch, version in [("master", "2.0.0"), ("REL1_45", "2.0.0"), ("REL1_44", "1.0.0")]:
@@ -326,7 +327,7 @@ def test_a_reader_never_sees_half_a_repository_while_the_worker_writes(deploymen
         for url in ("/info/extensions/Cite", "/info/extensions"):
             body = client.get(url).get_json()
             facts = body if "name" in body else body["extensions"]["Cite"]
-            generation = facts["repository"].rsplit("/", 1)[-1]
+            generation = (facts["repository"] or "").rsplit("/", 1)[-1]  # None: the synced directory repo
             if generation.isdigit():
                 seen.add(int(generation))
                 assert {b["commit"] for b in facts["branches"].values()} == {commit_of(int(generation))}
@@ -353,17 +354,20 @@ def generation_record(generation: int) -> RepoRecord:
 
 def test_an_unmigrated_database_is_a_503_until_init_db(deployment, upstream):
     upstream("Cite")
-    deployment.sync()
     database = deployment.settings().database
-    with sqlite3.connect(database) as conn:  # as an older tardist left it, before migration 3
-        conn.execute("ALTER TABLE runs DROP COLUMN warnings")
-        conn.execute("PRAGMA user_version = 2")
+    database.parent.mkdir(parents=True)
+    old = sqlite_utils.Database(database)  # as an older tardist left it, after its first two migrations
+    for step in schema.MIGRATIONS[:2]:
+        step(old)
+    old.execute("PRAGMA user_version = 2")
+    old.close()
     response = deployment.app().test_client().get("/list")
     assert response.status_code == 503
     assert "run `tardist init-db`" in response.get_json()["error"]["message"]
     assert deployment.cli("status").returncode == 2
     result = deployment.cli("init-db")
     assert result.returncode == 0, result.stderr
+    deployment.sync()
     assert get_json(deployment.app().test_client(), "/list")["extensions"] == ["Cite"]
 
 

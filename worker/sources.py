@@ -20,13 +20,23 @@ class Repo:
     kind: str
     name: str
     url: str
+    public_url: str | None = None  # the clone URL shown to people; None: show none
+
+
+def public_url(source: Source, name: str, clone_url: str) -> str | None:
+    """What people are shown as the clone URL: the source's public_url template, else the clone URL
+    of a list or gerrit source; never a directory source's path on this server."""
+    if source.public_url:
+        return source.public_url.replace("{name}", name)
+    return None if source.type == "directory" else clone_url
 
 
 def list_repos(settings: Settings, warnings: list[str]) -> list[Repo]:
     """Every repository of every source, sorted by kind and name; the first source wins a name."""
     found: dict[tuple[str, str], Repo] = {}
     for index, source in enumerate(settings.sources):
-        listed = _list_source(settings, index, source, warnings)
+        listed = [Repo(repo.kind, repo.name, repo.url, public_url(source, repo.name, repo.url))
+                  for repo in _list_source(settings, index, source, warnings)]
         if not listed:
             warnings.append(f"source[{index}]: lists no repositories")
         for repo in listed:

@@ -43,7 +43,7 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
     tarballs it knows of (current or superseded) by file name. Nothing here writes
     to the database: the caller records the result in one transaction.
     """
-    record = RepoRecord(repo.kind, repo.name, repo.url)
+    record = RepoRecord(repo.kind, repo.name, repo.public_url)
     mirror = mirror_path(settings, repo)
     try:
         heads = remote_heads(repo.url, settings.branches, settings.git_timeout)
@@ -108,7 +108,7 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
             return blob.size if blob else None
 
         manifest = read_manifest(repo.kind, size_of, lambda path: reader.read(tree.files[path].mirror, tree.files[path].sha),
-                                 settings.max_manifest_bytes)
+                                 settings.max_manifest_bytes, files=tree.files)
         if reuse:
             built = Built(reuse["file"], reuse["size"], reuse["sha256"])
         else:
@@ -124,7 +124,8 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
         branch, commit, "reused" if reuse else "built", built_at=reuse["built_at"] if reuse else "",
         committed_at=store.utc_iso(datetime.fromtimestamp(committed, timezone.utc)),
         tarball=built.file, size=built.size, sha256=built.sha256,
-        manifest=manifest.fields, manifest_errors=shown(manifest.errors), warnings=shown(tree.warnings))
+        manifest=manifest.fields, manifest_errors=shown(manifest.errors), warnings=shown(tree.warnings),
+        descriptions=manifest.descriptions)
 
 
 def shown(messages: list[str]) -> list[str]:
@@ -153,7 +154,7 @@ def _sync_guarded(settings: Settings, repo: Repo, recorded: dict[str, dict], for
         return sync_repo(settings, repo, recorded, force, tarballs)
     except Exception as exc:  # a bug must cost one repository, not the run
         log.exception("unexpected error syncing %s/%s", repo.kind, repo.name)
-        return RepoRecord(repo.kind, repo.name, repo.url, error=f"internal error: {exc!r}")
+        return RepoRecord(repo.kind, repo.name, repo.public_url, error=f"internal error: {exc!r}")
 
 
 def select_repos(settings: Settings, repos: list[Repo], only: tuple[str, ...] = (),
