@@ -19,13 +19,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     # and cron starts it once an hour for what is often a one-second no-op.
     from flask import Flask
 
-    from tardist import api, dist, openapi
+    from tardist import api, dist, downloads, openapi, pages
     from tardist.errors import register_error_handlers
     from tardist.reader import Reader
 
     test_config = test_config or {}
     settings = load_settings(overrides={k: v for k, v in test_config.items() if k.islower()})
-    app = Flask(__name__, static_folder=None)  # no static files: no /static/ route
+    app = Flask(__name__, static_folder=None)  # no static files: no /static/ route (the pages inline their CSS)
     app.config.update({k: v for k, v in test_config.items() if k.isupper()})
     app.json.sort_keys = False
     app.json.compact = True
@@ -34,6 +34,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(downloads.bp)
     if settings.serve_tarballs:
         app.register_blueprint(dist.bp)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime, timedelta, timezone
 from importlib.metadata import version
 
 from flask import Blueprint, Response, current_app, redirect, request
@@ -24,16 +25,19 @@ def settings() -> Settings:
     return current_app.extensions["tardist.settings"]
 
 
-def respond(key: str, compute, max_age: int | None = None) -> Response:
-    """A cached, ETagged JSON answer; 304 when the client already has it."""
+def respond(key: str, compute, max_age: int | None = None, mimetype: str = "application/json",
+            vary: str | None = None) -> Response:
+    """A cached, ETagged answer (JSON unless said otherwise); 304 when the client already has it."""
     answer: Answer = current_app.extensions["tardist.reader"].answer(key, compute)
     max_age = settings().cache_seconds if max_age is None else max_age
     headers = {"ETag": f'"{answer.etag}"',
                "Cache-Control": f"public, max-age={max_age}" if max_age else "no-cache"}
+    if vary:
+        headers["Vary"] = vary
     # Weak comparison, as RFC 9110 says for If-None-Match: nginx weakens the ETag when it gzips.
     if request.if_none_match.contains_weak(answer.etag):
         return Response(status=304, headers=headers)
-    return Response(answer.body, mimetype="application/json", headers=headers)
+    return Response(answer.body, mimetype=mimetype, headers=headers)
 
 
 def configured_kinds() -> list[str]:
@@ -48,9 +52,20 @@ def check_kind(conn: sqlite3.Connection | None, kind: str) -> None:
         raise NotFound(f"no such kind: {kind[:100]!r}")
 
 
+def prefers_html() -> bool:
+    """True when the client (a browser) ranks text/html above JSON in its Accept header."""
+    accept = request.accept_mimetypes
+    return accept["text/html"] > accept["application/json"]
+
+
 @bp.get("/")
 def index() -> Response:
-    """Service name, version and the endpoints."""
+    """Service name, version and the endpoints; browsers are sent to /browse."""
+    if prefers_html():
+        response = redirect("/browse", code=302)
+        response.headers["Vary"] = "Accept"
+        response.headers["Cache-Control"] = f"public, max-age={settings().cache_seconds}"
+        return response
     return respond("/", lambda conn: {
         "service": "tardist",
         "version": version("tardist"),
@@ -58,9 +73,10 @@ def index() -> Response:
             "list": "/list", "list_kind": "/list/<kind>", "info": "/info/<kind>/<name>",
             "info_batch": "/info/<kind>?names=A|B", "download": "/download/<kind>/<name>/<branch>",
             "status": "/status", "tarballs": f"{settings().tarball_url}/<kind>/<file>",
-            "openapi": "/openapi.json",
+            "openapi": "/openapi.json", "stats": "/stats/<kind>", "stats_repository": "/stats/<kind>/<name>",
+            "browse": "/browse",
         },
-    })
+    }, vary="Accept")
 
 
 @bp.get("/list")
@@ -74,11 +90,20 @@ def list_all() -> Response:
 
 @bp.get("/list/<kind>")
 def list_kind(kind: str) -> Response:
-    """The repository names of one kind."""
+    """The repository names of one kind, by name or (?sort=downloads) by downloads in the last 30 days."""
+    sort = request.args.get("sort", "name")
+    if sort not in ("name", "downloads"):
+        raise BadRequest(f"sort: expected name or downloads, got {sort[:100]!r}")
+    today = datetime.now(timezone.utc).date()
+
     def compute(conn):
         check_kind(conn, kind)
-        return {kind: queries.present_names(conn).get(kind, []) if conn else []}
-    return respond(f"/list/{kind}", compute)
+        names = queries.present_names(conn).get(kind, []) if conn else []
+        if sort == "downloads" and conn is not None:
+            totals = queries.download_totals(conn, kind, (today - timedelta(days=29)).isoformat())
+            names.sort(key=lambda name: -totals.get(name, (0, 0))[0])  # stable: ties stay by name
+        return {kind: names}
+    return respond(f"/list/{kind}" if sort == "name" else f"/list/{kind}?sort=downloads@{today}", compute)
 
 
 @bp.get("/info/<kind>/<name>")

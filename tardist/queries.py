@@ -79,3 +79,35 @@ def translations(conn: sqlite3.Connection, kind: str, chain: list[str],
         if name not in best or rank[lang] < rank[best[name][0]]:
             best[name] = (lang, text)
     return best
+
+
+def listing(conn: sqlite3.Connection, kind: str | None, since: str) -> list[dict[str, Any]]:
+    """Every present repository (of kind, or all) with its description, license and downloads since a day."""
+    where, params = "r.present = 1 AND r.info IS NOT NULL", [since]
+    if kind is not None:
+        where += " AND r.kind = ?"
+        params.append(kind)
+    rows = conn.execute(
+        "SELECT r.kind, r.name, json_extract(r.info, '$.description'), json_extract(r.info, '$.license'), "
+        "coalesce(d.recent, 0) FROM repos r LEFT JOIN (SELECT kind, name, sum(count) AS recent FROM downloads "
+        "WHERE day >= ? GROUP BY kind, name) d ON d.kind = r.kind AND d.name = r.name "
+        f"WHERE {where} ORDER BY r.kind, r.name", params).fetchall()
+    return [{"kind": kind_, "name": name, "description": description, "description_lang": "en" if description else None,
+             "license": license_, "downloads": recent} for kind_, name, description, license_, recent in rows]
+
+
+def download_totals(conn: sqlite3.Connection, kind: str, since: str) -> dict[str, tuple[int, int]]:
+    """name -> (downloads since the day, downloads of all time) for every counted repository of kind."""
+    return {name: (recent, total) for name, recent, total in conn.execute(
+        "SELECT name, sum(CASE WHEN day >= ? THEN count ELSE 0 END), sum(count) FROM downloads "
+        "WHERE kind = ? GROUP BY name", [since, kind])}
+
+
+def downloads_by_day(conn: sqlite3.Connection, kind: str, name: str, since: str = "") -> dict[str, dict[str, int]]:
+    """branch -> {day: downloads} of one repository, from a day on (all when since is empty)."""
+    days: dict[str, dict[str, int]] = {}
+    for branch, day, count in conn.execute(
+            "SELECT branch, day, count FROM downloads WHERE kind = ? AND name = ? AND day >= ? ORDER BY branch, day",
+            [kind, name, since]):
+        days.setdefault(branch, {})[day] = count
+    return days
