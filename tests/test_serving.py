@@ -143,7 +143,8 @@ def served(tmp_path_factory) -> Iterator[Served]:
         site = nginx_dir / "tardist.conf"
         site.write_text(render_site({"LISTEN": f"{HOST}:{web_port}", "SERVER_NAME": "localhost",
                                      "TARBALLS": str(deployment.settings().tarballs),
-                                     "GUNICORN": f"{HOST}:{api_port}", "CACHE": str(nginx_dir / "cache")}))
+                                     "GUNICORN": f"{HOST}:{api_port}", "CACHE": str(nginx_dir / "cache"),
+                                     "ACCESS_LOG": str(nginx_dir / "tardist.access.log")}))
         (nginx_dir / "nginx.conf").write_text(nginx_main_config(nginx_dir, site))
         nginx_log = nginx_dir / "error.log"
         nginx = subprocess.Popen(
@@ -218,3 +219,39 @@ def test_dist_folders_are_browsable(served):
         assert f'href="{name}"' in listing.body.decode()
     top = fetch(served.port, "/dist/").body.decode()
     assert 'href="extensions/"' in top and 'href="skins/"' in top
+
+
+def test_browsers_get_the_pages_and_clients_the_json_through_the_cache(served):
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    for _ in range(2):  # the second round comes from nginx's cache: each variant must stay itself
+        redirect = fetch(served.port, "/", **browser)
+        assert redirect.status == 302 and redirect.headers["location"].endswith("/browse")
+        assert redirect.headers["vary"] == "Accept"
+        for accept in ({}, {"Accept": "application/json"}, {"Accept": "*/*"}):
+            answer = fetch(served.port, "/", **accept)
+            assert answer.status == 200 and answer.json()["service"] == "tardist"
+    assert fetch(served.port, "/", Accept="application/json").headers["x-cache-status"] == "HIT"
+    page = fetch(served.port, "/browse/extensions/Cite")
+    assert page.status == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    assert b"The Cite extension" in page.body
+    again = fetch(served.port, "/browse/extensions/Cite", **{"If-None-Match": page.headers["etag"]})
+    assert again.status == 304
+
+
+def test_downloads_through_nginx_are_counted_once_from_its_log(served):
+    log = served.deployment.root.parent / "nginx/tardist.access.log"  # written by deploy/nginx.conf's format
+    before = served.deployment.cli("stats", "ingest", str(log))
+    assert before.returncode == 0, before.stderr
+    start = served.deployment.app().test_client().get("/stats/extensions/Echo").get_json()["all_time"]
+    url = fetch(served.port, "/info/extensions/Echo").json()["branches"]["master"]["url"]
+    for _ in range(3):
+        assert fetch(served.port, url).status == 200
+    assert fetch(served.port, url, Range="bytes=0-9").status == 206  # a part is not a download
+    assert fetch(served.port, url.replace("Echo-", "Nope-")).status == 404
+    for _ in range(2):
+        result = served.deployment.cli("stats", "ingest", str(log))
+        assert result.returncode == 0, result.stderr
+    counted = served.deployment.app().test_client().get("/stats/extensions/Echo").get_json()
+    assert counted["all_time"] == start + 3
+    line = log.read_text().splitlines()[-1]
+    assert re.fullmatch(r'127\.0\.0\.1 - - \[.+\] "GET /dist/extensions/Nope-.+" 404 \d+ "-" "-" [\d.]+ -', line)

@@ -45,8 +45,7 @@ AGENTS = [("bot", re.compile(r"bot|crawl|spider|slurp", re.I)), ("composer", re.
           ("browser", re.compile(r"^Mozilla/"))]
 
 
-class StatsError(Exception):
-    """A log file could not be read (the counts of what was read before stay recorded)."""
+READ_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError
 
 
 @dataclass
@@ -101,26 +100,24 @@ class Counter:
 
     def feed(self, lines: list[bytes]) -> None:
         """Count the complete lines given."""
-        match, prefix, local = LINE_RE.fullmatch, self.prefix.encode(), self.local
+        match, prefix, local, minutes = LINE_RE.fullmatch, self.prefix.encode(), self.local, self._minutes
         dist = prefix + b"/"
         for line in lines:
             found = match(line)
             if found is None:
                 self.skipped += 1
                 continue
-            request = found.group(3)
-            method, _, rest = request.partition(b" ")
-            target = rest.rpartition(b" ")[0] or rest
-            if not (target.startswith(dist) if local else target.startswith(b"/download/")):
+            moment = minutes.get(found.group(2)[:17] + found.group(2)[20:]) or self._utc_minute(found.group(2))
+            if moment is None:
+                self.skipped += 1
                 continue
-            self._request(found, method, target)
+            method, _, rest = found.group(3).partition(b" ")
+            target = rest.rpartition(b" ")[0] or rest
+            if target.startswith(dist) if local else target.startswith(b"/download/"):
+                self._request(found, moment, method, target)
 
-    def _request(self, found: re.Match, method: bytes, target: bytes) -> None:
+    def _request(self, found: re.Match, moment: str, method: bytes, target: bytes) -> None:
         address, stamp, _request, status, size, agent = found.groups()
-        moment = self._utc_minute(stamp)
-        if moment is None:
-            self.skipped += 1
-            return
         day = moment[:10]
         path = target.split(b"?", 1)[0].decode("utf-8", "replace")
         status_code = int(status)
@@ -146,6 +143,8 @@ class Counter:
                 return None
             offset = timedelta(hours=int(stamp[22:24]), minutes=int(stamp[24:26]))
             utc = local - offset if stamp[21:22] == b"+" else local + offset
+            if len(self._minutes) > 100_000:
+                self._minutes.clear()
             cached = self._minutes[key] = utc.strftime("%Y-%m-%dT%H:%M:")
         return cached
 
@@ -201,18 +200,28 @@ def ingest(settings: Settings, db: sqlite3.Connection, path: Path, batch_lines: 
                     break
                 offset += size
                 result.lines += len(lines)
-        except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        except READ_ERRORS as exc:
             result.error = f"{path}: unreadable after {result.lines} new lines: {exc}"
         result.downloads, result.skipped = counter.downloads, counter.skipped
     return result
 
 
 def _batches(stream: BinaryIO, batch_lines: int) -> Iterator[tuple[list[bytes], int]]:
-    """Complete lines in batches, with the bytes they span; an unfinished last line is left for next time."""
+    """Complete lines in batches, with the bytes they span; an unfinished last line is left for next time.
+
+    A read error (a truncated gzip) is raised after the complete lines read before it were yielded.
+    """
+    # read1 hands over what each decompression step gives: a truncated gzip loses nothing before the cut.
+    read = stream.read1 if isinstance(stream, gzip.GzipFile) else stream.read
     pending = b""
     lines: list[bytes] = []
+    failure: Exception | None = None
     while True:
-        block = stream.read(BLOCK_BYTES)
+        try:
+            block = read(BLOCK_BYTES)
+        except READ_ERRORS as exc:
+            failure = exc
+            break
         if not block:
             break
         block = pending + block
@@ -228,6 +237,8 @@ def _batches(stream: BinaryIO, batch_lines: int) -> Iterator[tuple[list[bytes], 
             yield take, sum(map(len, take)) + len(take)
     if lines:
         yield lines, sum(map(len, lines)) + len(lines)
+    if failure is not None:
+        raise failure
 
 
 def _commit(db: sqlite3.Connection, key: str, path: str, expected: int, offset: int, lines: int, skipped: int,
