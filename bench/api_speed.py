@@ -13,6 +13,8 @@ manifests) through tardist.store.save_repo, then measures with wrk
      vs the same nginx serving a file of that size.
   c) /info/extensions (every repository) straight from gunicorn: cold (each
      request follows a database write, so it is computed again) and warm.
+  d) the HTML page /browse/extensions/<name> beside /info/extensions/<name>,
+     both through gunicorn with the same rotating names.
 
 Prints a table and writes bench/results/api_speed.json.
 """
@@ -48,7 +50,7 @@ HOST = "127.0.0.1"
 BRANCHES = ["master", "REL1_45", "REL1_44", "REL1_43", "REL1_39"]
 VIEW = InfoView(tuple(BRANCHES), "/dist")  # what the benchmark's tardist.toml configures
 GOALS = {"a_rps_ratio": (">=", 0.60), "a_p99_ms": ("<", 25.0), "b_rps_ratio": (">=", 0.50),
-         "c_cold_ms": ("<", 150.0)}
+         "c_cold_ms": ("<", 150.0), "d_browse_ratio": (">=", 0.70)}
 # wrk calls done() once at the end; print the numbers as one JSON line for us to parse.
 WRK_DONE = """
 done = function(summary, latency, requests)
@@ -64,7 +66,7 @@ local names = {%s}
 local counter = 0
 setup = function(thread) thread:set("id", counter); counter = counter + 1 end
 init = function(args) math.randomseed(7919 * (id + 1)) end
-request = function() return wrk.format("GET", "/info/extensions/" .. names[math.random(#names)]) end
+request = function() return wrk.format("GET", "%s" .. names[math.random(#names)]) end
 """
 WORDS = ["Cite", "Echo", "Math", "Gadget", "Poem", "Score", "Thanks", "Flow", "Babel", "Nuke", "Renameuser",
          "Widget", "Tabber", "Graph", "Maps", "Chart", "Quiz", "Vote", "Calendar", "Timeline"]
@@ -241,7 +243,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         results["info_body_bytes"] = body_bytes
         stack.enter_context(gunicorn("trivial_app:app", ports["trivial"], work, "trivial",
                                      TRIVIAL_BODY_BYTES=str(body_bytes), PYTHONPATH=str(BENCH)))
-        rotate = WRK_ROTATE % ", ".join(json.dumps(name) for name in names)
+        quoted = ", ".join(json.dumps(name) for name in names)
+        rotate = WRK_ROTATE % (quoted, "/info/extensions/")
         results["a_tardist"], results["a_trivial"] = side_by_side(
             (ports["tardist"], "/", rotate), (ports["trivial"], "/", rotate), args.seconds)
 
@@ -253,6 +256,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         results["b_nginx"], results["b_static"] = side_by_side(
             (ports["nginx"], "/", rotate), (ports["static"], "/body.json", ""), args.seconds)
         results["c_all"] = cold_and_warm_all(ports["tardist"], database, names)
+        results["d_browse"], results["d_info"] = side_by_side(
+            (ports["tardist"], "/", WRK_ROTATE % (quoted, "/browse/extensions/")),
+            (ports["tardist"], "/", rotate), args.seconds)
     return results
 
 
@@ -263,6 +269,7 @@ def goals(results: dict) -> dict:
         "a_p99_ms": results["a_tardist"]["p99_ms"],
         "b_rps_ratio": results["b_nginx"]["rps"] / results["b_static"]["rps"],
         "c_cold_ms": results["c_all"]["cold_ms_median"],
+        "d_browse_ratio": results["d_browse"]["rps"] / results["d_info"]["rps"],
     }
     return {name: {"value": round(value, 3), "goal": f"{op} {target}",
                    "met": value >= target if op == ">=" else value < target}
@@ -277,7 +284,9 @@ def print_table(results: dict, met: dict) -> None:
     rows = [("a) gunicorn: tardist /info/extensions/<name>", "a_tardist"),
             ("a) gunicorn: trivial Flask, same size", "a_trivial"),
             ("b) nginx + deploy/nginx.conf: tardist", "b_nginx"),
-            ("b) nginx: static file, same size", "b_static")]
+            ("b) nginx: static file, same size", "b_static"),
+            ("d) gunicorn: /browse/extensions/<name>", "d_browse"),
+            ("d) gunicorn: /info/extensions/<name>", "d_info")]
     for label, key in rows:
         row = results[key]
         print(f"{label:<44}{row['rps']:>10.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}")

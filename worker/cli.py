@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = stats_commands.add_parser("ingest", help="count the downloads in access logs (plain or .gz) "
                                                       "not counted before")
     ingest.add_argument("files", nargs="+", metavar="FILE", help="nginx access log (combined or tardist format)")
-    ingest.add_argument("--batch-lines", type=_positive, default=200_000, metavar="N",
-                        help="lines counted per transaction (default 200000)")
+    ingest.add_argument("--batch-lines", type=_positive, default=50_000, metavar="N",
+                        help="lines counted per transaction (default 50000)")
     export = stats_commands.add_parser("export", help="write one day's anonymised requests as gzip'd JSON lines")
     export.add_argument("--day", required=True, type=_day, metavar="YYYY-MM-DD", help="the day (UTC)")
     export.add_argument("--out", required=True, metavar="DIR", help="folder to write the file into")

@@ -91,7 +91,8 @@ class Counter:
         self.prefix = base if self.local else "/download/"
         self.salts = salts
         self._minutes: dict[bytes, str] = {}
-        self._clients: dict[tuple[str, bytes], str] = {}
+        self._times: dict[bytes, str] = {}
+        self._clients: dict[str, dict[bytes, str]] = {}  # day -> address -> hash
         self._agents: dict[bytes, str] = {}
         self.counts: dict[tuple[str, str, str, str], int] = {}
         self.rows: list[tuple] = []
@@ -100,42 +101,49 @@ class Counter:
 
     def feed(self, lines: list[bytes]) -> None:
         """Count the complete lines given."""
-        match, prefix, local, minutes = LINE_RE.fullmatch, self.prefix.encode(), self.local, self._minutes
-        dist = prefix + b"/"
+        # One tight loop with everything local: this runs for every line of every log.
+        match, times, utc_time, rows, counts = LINE_RE.fullmatch, self._times, self._utc_time, self.rows, self.counts
+        local, wanted = self.local, (self.prefix + "/").encode() if self.local else b"/download/"
+        named_re, skip = (TARBALL_RE, len(self.prefix)) if local else (DOWNLOAD_RE, 0)
+        counted_status = 200 if local else 302
+        agent_of = self._agent
+        skipped = downloads = 0
         for line in lines:
             found = match(line)
             if found is None:
-                self.skipped += 1
+                skipped += 1
                 continue
-            moment = minutes.get(found.group(2)[:17] + found.group(2)[20:]) or self._utc_minute(found.group(2))
-            if moment is None:
-                self.skipped += 1
-                continue
-            method, _, rest = found.group(3).partition(b" ")
+            address, stamp, request, status, size, agent = found.groups()
+            when = times.get(stamp)
+            if when is None:
+                when = utc_time(stamp)
+                if when is None:
+                    skipped += 1
+                    continue
+            method, _, rest = request.partition(b" ")
             target = rest.rpartition(b" ")[0] or rest
-            if target.startswith(dist) if local else target.startswith(b"/download/"):
-                self._request(found, moment, method, target)
+            if not target.startswith(wanted):
+                continue
+            moment, day, clients = when
+            client = clients.get(address) or self._client(day, address)
+            path = target.split(b"?", 1)[0].decode("utf-8", "replace")[:1000]
+            code = int(status)
+            rows.append((day, moment, path, code, 0 if size == b"-" else int(size), client, agent_of(agent)))
+            if code == counted_status and method == b"GET":
+                named = named_re.fullmatch(path, skip)
+                if named is not None:
+                    key = (*named.groups(), day)
+                    counts[key] = counts.get(key, 0) + 1
+                    downloads += 1
+        self.skipped += skipped
+        self.downloads += downloads
 
-    def _request(self, found: re.Match, moment: str, method: bytes, target: bytes) -> None:
-        address, stamp, _request, status, size, agent = found.groups()
-        day = moment[:10]
-        path = target.split(b"?", 1)[0].decode("utf-8", "replace")
-        status_code = int(status)
-        self.rows.append((day, f"{moment}{stamp[18:20].decode()}Z", path[:1000], status_code,
-                          0 if size == b"-" else int(size), self._client(day, address), self._agent(agent)))
-        if method != b"GET" or status_code != (200 if self.local else 302):
-            return
-        named = (TARBALL_RE.fullmatch(path, len(self.prefix)) if self.local else DOWNLOAD_RE.fullmatch(path))
-        if named is not None:
-            key = (named.group(1), named.group(2), named.group(3), day)
-            self.counts[key] = self.counts.get(key, 0) + 1
-            self.downloads += 1
-
-    def _utc_minute(self, stamp: bytes) -> str | None:
-        """'28/Nov/2026:20:01:02 +0100' -> '2026-11-28T19:01:' (cached per minute and zone)."""
-        key = stamp[:17] + stamp[20:]
-        cached = self._minutes.get(key)
-        if cached is None:
+    def _utc_time(self, stamp: bytes) -> tuple[str, str, dict[bytes, str]] | None:
+        """'28/Nov/2026:20:01:02 +0100' -> ('2026-11-28T19:01:02Z', '2026-11-28', that day's client hashes);
+        None when it is no time. Cached: most lines share their second with others."""
+        minute_key = stamp[:17] + stamp[20:]
+        minute = self._minutes.get(minute_key)
+        if minute is None:
             try:
                 local = datetime(int(stamp[7:11]), MONTHS[stamp[3:6]], int(stamp[0:2]), int(stamp[12:14]),
                                  int(stamp[15:17]))
@@ -145,17 +153,23 @@ class Counter:
             utc = local - offset if stamp[21:22] == b"+" else local + offset
             if len(self._minutes) > 100_000:
                 self._minutes.clear()
-            cached = self._minutes[key] = utc.strftime("%Y-%m-%dT%H:%M:")
-        return cached
+            minute = self._minutes[minute_key] = utc.strftime("%Y-%m-%dT%H:%M:")
+        if int(stamp[18:20]) > 60:
+            return None
+        if len(self._times) > 200_000:
+            self._times.clear()
+        day = minute[:10]
+        clients = self._clients.setdefault(day, {})
+        when = self._times[stamp] = (f"{minute}{stamp[18:20].decode()}Z", day, clients)
+        return when
 
     def _client(self, day: str, address: bytes) -> str:
-        key = (day, address)
-        cached = self._clients.get(key)
-        if cached is None:
-            if len(self._clients) > 100_000:
-                self._clients.clear()
-            cached = self._clients[key] = hashlib.blake2b(address, key=self.salts(day), digest_size=8).hexdigest()
-        return cached
+        """The salted hash of a client address on a day."""
+        clients = self._clients[day]
+        if len(clients) > 100_000:
+            clients.clear()
+        clients[address] = hashlib.blake2b(address, key=self.salts(day), digest_size=8).hexdigest()
+        return clients[address]
 
     def _agent(self, agent: bytes) -> str:
         cached = self._agents.get(agent)
@@ -172,7 +186,7 @@ class Counter:
         return counts, rows
 
 
-def ingest(settings: Settings, db: sqlite3.Connection, path: Path, batch_lines: int = 200_000) -> Ingested:
+def ingest(settings: Settings, db: sqlite3.Connection, path: Path, batch_lines: int = 50_000) -> Ingested:
     """Count the lines of one log not counted before, committing every batch_lines with how far it got."""
     result = Ingested(str(path))
     salts = Salts(db)
