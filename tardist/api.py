@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timedelta, timezone
 from importlib.metadata import version
 
 from flask import Blueprint, Response, current_app, redirect, request
@@ -94,13 +93,13 @@ def list_kind(kind: str) -> Response:
     sort = request.args.get("sort", "name")
     if sort not in ("name", "downloads"):
         raise BadRequest(f"sort: expected name or downloads, got {sort[:100]!r}")
-    today = datetime.now(timezone.utc).date()
+    today = queries.utc_today()
 
     def compute(conn):
         check_kind(conn, kind)
         names = queries.present_names(conn).get(kind, []) if conn else []
         if sort == "downloads" and conn is not None:
-            totals = queries.download_totals(conn, kind, (today - timedelta(days=29)).isoformat())
+            totals = queries.download_totals(conn, kind, queries.first_day(today))
             names.sort(key=lambda name: -totals.get(name, (0, 0))[0])  # stable: ties stay by name
         return {kind: names}
     return respond(f"/list/{kind}" if sort == "name" else f"/list/{kind}?sort=downloads@{today}", compute)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 from flask import Blueprint, Response
 from werkzeug.exceptions import NotFound
 
@@ -11,19 +9,13 @@ from tardist import api, queries
 from tardist.settings import is_plain_name
 
 bp = Blueprint("downloads", __name__)
-RECENT_DAYS = 30
-
-
-def since_today(days: int) -> tuple[str, str]:
-    """(today, the first day of the last `days` days), UTC, as YYYY-MM-DD."""
-    today = datetime.now(timezone.utc).date()
-    return today.isoformat(), (today - timedelta(days=days - 1)).isoformat()
 
 
 @bp.get("/stats/<kind>")
 def kind_totals(kind: str) -> Response:
     """Downloads per repository of a kind: the last 30 days and all time."""
-    today, since = since_today(RECENT_DAYS)
+    today = queries.utc_today()
+    since = queries.first_day(today)
 
     def compute(conn):
         api.check_kind(conn, kind)
@@ -38,7 +30,8 @@ def kind_totals(kind: str) -> Response:
 @bp.get("/stats/<kind>/<name>")
 def repo_days(kind: str, name: str) -> Response:
     """Downloads of one repository per branch per day, with totals."""
-    today, since = since_today(RECENT_DAYS)
+    today = queries.utc_today()
+    since = queries.first_day(today)
 
     def compute(conn):
         api.check_kind(conn, kind)

@@ -7,7 +7,7 @@ Every page is made from the database, cached and ETagged like the API's answers
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, render_template, request
@@ -22,7 +22,7 @@ bp = Blueprint("pages", __name__)
 SORTS = ("name", "downloads")
 MAX_QUERY = 200
 CHART_DAYS = 90
-RECENT_DAYS = 30
+RECENT_DAYS = queries.RECENT_DAYS
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 640, 180, 36
 # Distinct at a glance and against white (each at least 4.5:1), in branch order.
 COLOURS = ["#1d4ed8", "#b45309", "#047857", "#7e22ce", "#be123c", "#0f766e", "#4d7c0f", "#9a3412"]
@@ -40,11 +40,6 @@ def language_chain() -> tuple[list[str], str]:
 def page(key: str, compute) -> Response:
     """An HTML page through the API's cache, ETag and 304 handling."""
     return api.respond(key, compute, mimetype="text/html", vary="Accept-Language")
-
-
-def today() -> date:
-    """Today (UTC): download windows end here."""
-    return datetime.now(timezone.utc).date()
 
 
 @bp.get("/browse")
@@ -68,13 +63,13 @@ def listing(kind: str | None) -> Response:
     if sort not in SORTS:
         raise BadRequest(f"sort: expected one of {', '.join(SORTS)}, got {sort[:100]!r}")
     chain, lang_key = language_chain()
-    day = today()
+    day = queries.utc_today()
 
     def compute(conn):
         if kind is not None:
             api.check_kind(conn, kind)
         kinds = [kind] if kind is not None else api.configured_kinds()
-        rows = queries.listing(conn, kind, (day - timedelta(days=RECENT_DAYS - 1)).isoformat()) if conn else []
+        rows = queries.listing(conn, kind, queries.first_day(day)) if conn else []
         for name in sorted({row["kind"] for row in rows} - set(kinds)):
             kinds.append(name)
         found = {k: queries.translations(conn, k, chain) for k in kinds} if conn and chain else {}
@@ -103,14 +98,14 @@ def matches(row: dict[str, Any], query: str) -> bool:
 def browse_repo(kind: str, name: str) -> Response:
     """One repository: what it is, its branches and tarballs, its downloads."""
     chain, lang_key = language_chain()
-    day = today()
+    day = queries.utc_today()
 
     def compute(conn):
         stored = api.one_info(conn, kind, name)
         found = queries.translations(conn, kind, chain, [name]).get(name) if chain else None
         info = json.loads(localize(stored, found))
-        since = (day - timedelta(days=CHART_DAYS - 1)).isoformat()
-        chart = downloads_chart(queries.downloads_by_day(conn, kind, name, since), list(info["branches"]), day)
+        days = queries.downloads_by_day(conn, kind, name, queries.first_day(day, CHART_DAYS))
+        chart = downloads_chart(days, list(info["branches"]), day)
         return render_template("repo.html", info=info, chart=chart, uselang=request.args.get("uselang", "").lower(),
                                clone_command=clone_command(info["repository"])).encode()
     if not is_plain_name(name):

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
+
+RECENT_DAYS = 30  # "recent" downloads: /stats' last_30_days, ?sort=downloads, the pages
+
+
+def utc_today() -> date:
+    """Today in UTC: the day download windows end."""
+    return datetime.now(timezone.utc).date()
+
+
+def first_day(today: date, days: int = RECENT_DAYS) -> str:
+    """The first day (YYYY-MM-DD) of the `days` days that end with today."""
+    return (today - timedelta(days=days - 1)).isoformat()
 
 
 def status(conn: sqlite3.Connection) -> dict[str, Any]:

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from conftest import Deployment, Repo, directory_source, extension_files, git
 
 from bench.gitdaemon import free_port, stop
+from test_serving import start_gunicorn
 
-ROOT = Path(__file__).resolve().parents[1]
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 HOST = "127.0.0.1"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
@@ -48,22 +44,8 @@ def site(tmp_path_factory):
     count_downloads(deployment, tmp)
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")}
-    log = tmp / "gunicorn.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [GUNICORN, "-c", "deploy/gunicorn.conf.py", "--bind", f"{HOST}:{port}", "--workers", "2", "wsgi:app"],
-            cwd=ROOT, env={**env, "TARDIST_CONFIG": str(deployment.config)},
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    server = start_gunicorn(deployment, port, tmp / "gunicorn.log")
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{HOST}:{port}/list", timeout=5).read()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
         yield f"http://{HOST}:{port}"
     finally:
         stop(server)
@@ -71,7 +53,6 @@ def site(tmp_path_factory):
 
 def count_downloads(deployment: Deployment, tmp: Path) -> None:
     """Downloads of the last weeks, as nginx would log them, ingested by `tardist stats ingest`."""
-    from datetime import datetime, timedelta, timezone
     info = deployment.app().test_client().get("/info/extensions/Cite").get_json()
     now = datetime.now(timezone.utc)
     lines = []

@@ -67,6 +67,8 @@ HOSTILE_PATHS = [
     "/dist/extensions/..%2F..%2Finstance%2Ftardist.sqlite3", "/dist/extensions/..%2Ftardist.toml",
     "/dist/..%2F..%2Fetc/passwd", "/dist/extensions/.tmp-Cite.tar.gz", "/dist/extensions/Cite.tar.gz%00.txt",
     f"/dist/extensions/{LONG}.tar.gz", "/dist/extensions/%2Fetc%2Fpasswd.tar.gz", "/info/extensions/Cite/extra",
+    "/browse/extensions/..", "/browse/..%2F..%2Fetc/passwd", f"/browse/extensions/{LONG}", "/browse/extensions/Ci%00te",
+    "/stats/extensions/..", f"/stats/{LONG.lower()}", "/stats/extensions/Cite%0A", "/browse/extensions/Cite/extra",
 ]
 
 

@@ -76,6 +76,22 @@ def wait_until_serving(process: subprocess.Popen, port: int, log: Path, timeout:
             time.sleep(0.1)
 
 
+def start_gunicorn(deployment: Deployment, port: int, log: Path) -> subprocess.Popen:
+    """gunicorn serving wsgi:app for the deployment with the shipped settings (2 workers), answering on port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [GUNICORN, "-c", "deploy/gunicorn.conf.py", "--bind", f"{HOST}:{port}", "--workers", "2", "wsgi:app"],
+            cwd=ROOT, env={**env, "TARDIST_CONFIG": str(deployment.config)},
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until_serving(process, port, log)
+    except BaseException:
+        stop(process)
+        raise
+    return process
+
+
 def render_site(values: dict[str, str]) -> str:
     """deploy/nginx.conf with its @PLACEHOLDERS@ filled in."""
     text = (ROOT / "deploy/nginx.conf").read_text()
@@ -129,15 +145,8 @@ def served(tmp_path_factory) -> Iterator[Served]:
     deployment.sync()
 
     api_port, web_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")}
-    gunicorn_log = tmp / "gunicorn.log"
-    with open(gunicorn_log, "wb") as log:
-        gunicorn = subprocess.Popen(
-            [GUNICORN, "-c", "deploy/gunicorn.conf.py", "--bind", f"{HOST}:{api_port}", "--workers", "2", "wsgi:app"],
-            cwd=ROOT, env={**env, "TARDIST_CONFIG": str(deployment.config)},
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    gunicorn = start_gunicorn(deployment, api_port, tmp / "gunicorn.log")
     try:
-        wait_until_serving(gunicorn, api_port, gunicorn_log)
         nginx_dir = tmp / "nginx"
         nginx_dir.mkdir()
         site = nginx_dir / "tardist.conf"

@@ -12,7 +12,6 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 from conftest import TARDIST, Deployment
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
