@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, render_template, request
+from markupsafe import Markup
 from werkzeug.exceptions import BadRequest, NotFound
 
 from tardist import api, queries
@@ -26,6 +28,15 @@ RECENT_DAYS = queries.RECENT_DAYS
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 640, 180, 36
 # Distinct at a glance and against white (each at least 4.5:1), in branch order.
 COLOURS = ["#1d4ed8", "#b45309", "#047857", "#7e22ce", "#be123c", "#0f766e", "#4d7c0f", "#9a3412"]
+
+
+@bp.record_once
+def _setup(state) -> None:
+    """Templates without the blank lines their tags leave, and the stylesheet inlined once, minified."""
+    state.app.jinja_env.trim_blocks = state.app.jinja_env.lstrip_blocks = True
+    css = (Path(__file__).parent / "templates" / "style.css").read_text(encoding="utf-8")
+    style = " ".join(css.split()).replace("; ", ";").replace(" { ", "{").replace(" }", "}").replace(": ", ":")
+    state.app.jinja_env.globals["inline_style"] = Markup(style)
 
 
 def language_chain() -> tuple[list[str], str]:
