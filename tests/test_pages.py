@@ -129,6 +129,8 @@ def test_repository_page_shows_facts_branches_downloads_and_chart(site):
     assert "Downloads per branch (the chart in numbers)" in page.text
     bad = html(client, "/browse/extensions/BadManifest")
     assert "Problems in its manifest" in bad.text and "extension.json: name: 5 is not of type 'string'" in bad.text
+    assert "No downloads counted from" in bad.text
+    assert "<svg" not in client.get("/browse/extensions/BadManifest").get_data(as_text=True)
 
 
 def test_pages_in_the_readers_language(site):
