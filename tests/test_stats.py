@@ -178,6 +178,9 @@ def test_export_writes_an_anonymised_day_and_stores_no_address_or_agent(deployme
     assert again.returncode == 0 and Path(json.loads(again.stdout)["file"]).read_bytes() == exported.read_bytes()
     for bad in ("2026-13-01", "yesterday", "20261101"):
         assert deployment.cli("stats", "export", "--day", bad, "--out", str(tmp_path)).returncode == 2
+    (tmp_path / "a-file").write_text("")
+    unwritable = deployment.cli("stats", "export", "--day", NOW.date().isoformat(), "--out", str(tmp_path / "a-file"))
+    assert unwritable.returncode == 1 and "cannot write into" in unwritable.stderr
 
 
 def test_stats_answers_per_kind_and_per_repository(deployment, upstream, tmp_path):

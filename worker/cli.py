@@ -191,6 +191,9 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
             raise SettingsError(f"no database yet at {settings.database}: nothing to export")
         try:
             path, rows = stats.export_day(conn, args.day, Path(args.out))
+        except OSError as exc:
+            print(f"tardist: cannot write into {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_FAILED
         finally:
             conn.close()
         print(json.dumps({"file": str(path), "requests": rows}))
