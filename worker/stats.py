@@ -106,7 +106,7 @@ class Counter:
         local, wanted = self.local, (self.prefix + "/").encode() if self.local else b"/download/"
         named_re, skip = (TARBALL_RE, len(self.prefix)) if local else (DOWNLOAD_RE, 0)
         counted_status = 200 if local else 302
-        agent_of = self._agent
+        agent_of, agents = self._agent, self._agents
         skipped = downloads = 0
         for line in lines:
             found = match(line)
@@ -126,9 +126,12 @@ class Counter:
                 continue
             moment, day, clients = when
             client = clients.get(address) or self._client(day, address)
-            path = target.split(b"?", 1)[0].decode("utf-8", "replace")[:1000]
+            if b"?" in target:
+                target = target.split(b"?", 1)[0]
+            path = target[:1000].decode("utf-8", "replace")
             code = int(status)
-            rows.append((day, moment, path, code, 0 if size == b"-" else int(size), client, agent_of(agent)))
+            rows.append((day, moment, path, code, 0 if size == b"-" else int(size), client,
+                         agents.get(agent) or agent_of(agent)))
             if code == counted_status and method == b"GET":
                 named = named_re.fullmatch(path, skip)
                 if named is not None:
