@@ -95,6 +95,16 @@ def test_garbage_lines_are_counted_as_skipped(deployment, tmp_path):
         assert conn.execute("SELECT lines, skipped FROM log_files").fetchall() == [(10_321, 10_000)]
 
 
+def test_a_line_of_many_megabytes_is_one_skipped_line(deployment, tmp_path):
+    log = tmp_path / "access.log"
+    log.write_bytes(line().encode() + b"x" * 9_000_000 + b"\n" + line().encode() + b"y" * 3_000_000)
+    result = ingest(deployment, log)
+    assert (result["lines"], result["downloads"], result["skipped"]) == (3, 2, 1)
+    with open(log, "ab") as out:  # the unfinished last "line" ends: it is skipped, then counting goes on
+        out.write(b"\n" + line().encode())
+    assert (ingest(deployment, log)["skipped"], counts(deployment)) == (1, {("extensions", "Cite", "master"): 3})
+
+
 def test_a_kill_mid_ingest_loses_and_duplicates_nothing(deployment, tmp_path):
     total = 300_000
     log = tmp_path / "access.log"

@@ -36,6 +36,7 @@ DOWNLOAD_RE = re.compile(r"/download/([a-z][a-z0-9]{0,31})/([A-Za-z0-9][A-Za-z0-
                          r"([A-Za-z0-9][A-Za-z0-9_.]{0,99})")
 MONTHS = {name.encode(): number for number, name in enumerate(calendar.month_abbr) if name}
 BLOCK_BYTES = 4 * 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024  # nginx's lines are a few KiB at most; longer is a broken file
 SALT_DAYS = 7  # a day's salt is forgotten after this: its client hashes can no longer be linked to addresses
 AGENTS = [("bot", re.compile(r"bot|crawl|spider|slurp", re.I)), ("composer", re.compile(r"^composer", re.I)),
           ("curl", re.compile(r"^curl/", re.I)), ("wget", re.compile(r"^wget", re.I)),
@@ -226,11 +227,14 @@ def ingest(settings: Settings, db: sqlite3.Connection, path: Path, batch_lines: 
 def _batches(stream: BinaryIO, batch_lines: int) -> Iterator[tuple[list[bytes], int]]:
     """Complete lines in batches, with the bytes they span; an unfinished last line is left for next time.
 
-    A read error (a truncated gzip) is raised after the complete lines read before it were yielded.
+    A "line" longer than MAX_LINE_BYTES is no log line: it is passed on as one empty
+    (skipped) line without being held in memory. A read error (a truncated gzip) is
+    raised after the complete lines read before it were yielded.
     """
     # read1 hands over what each decompression step gives: a truncated gzip loses nothing before the cut.
     read = stream.read1 if isinstance(stream, gzip.GzipFile) else stream.read
     pending = b""
+    overlong = 0  # bytes of an overlong line read so far (and dropped)
     lines: list[bytes] = []
     failure: Exception | None = None
     while True:
@@ -241,10 +245,22 @@ def _batches(stream: BinaryIO, batch_lines: int) -> Iterator[tuple[list[bytes], 
             break
         if not block:
             break
+        if overlong:
+            first = block.find(b"\n")
+            if first < 0:
+                overlong += len(block)
+                continue
+            yield [b""], overlong + first + 1
+            overlong, block = 0, block[first + 1:]
         block = pending + block
         end = block.rfind(b"\n")
         if end < 0:
             pending = block
+            if len(pending) > MAX_LINE_BYTES:
+                if lines:
+                    yield lines, sum(map(len, lines)) + len(lines)
+                    lines = []
+                overlong, pending = len(pending), b""
             continue
         pending = block[end + 1:]
         lines.extend(block[:end].split(b"\n"))
