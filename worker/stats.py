@@ -92,7 +92,7 @@ class Counter:
         self.prefix = base if self.local else "/download/"
         self.salts = salts
         self._minutes: dict[bytes, str] = {}
-        self._times: dict[bytes, str] = {}
+        self._times: dict[bytes, tuple[str, str, dict[bytes, str]]] = {}  # stamp -> (UTC time, day, clients)
         self._clients: dict[str, dict[bytes, str]] = {}  # day -> address -> hash
         self._agents: dict[bytes, str] = {}
         self.counts: dict[tuple[str, str, str, str], int] = {}
