@@ -10,7 +10,8 @@ manifests) through tardist.store.save_repo, then measures with wrk
      the name rotating at random through every repository (lua script),
      vs bench/trivial_app.py answering a constant body of the same size.
   b) nginx with deploy/nginx.conf in front of (a), same rotating names,
-     vs the same nginx serving a file of that size.
+     vs the same nginx serving a file of that size; and the same site with
+     its proxy cache off (what tardist itself gives behind nginx).
   c) /info/extensions (every repository) straight from gunicorn: cold (each
      request follows a database write, so it is computed again) and warm.
   d) the static API: the same rotating /info/extensions/<name> served from
@@ -20,6 +21,11 @@ manifests) through tardist.store.save_repo, then measures with wrk
   e) publishing: how long worker.publish takes after a no-op sync (every
      repository recorded again, nothing built), after a sync that changed 10%,
      after --only syncs of 10% and of one repository, and with nothing changed.
+  f) the HTML page /browse/extensions/<name> beside /info/extensions/<name>,
+     both through gunicorn, names rotating through the same 200 repositories
+     (people's page views gather on fewer repositories than MediaWiki's /info
+     lookups; a page costs about 1.5 ms to render once per worker and data
+     change, then it is a cached string like /info).
 
 Prints a table and writes bench/results/api_speed.json.
 """
@@ -54,11 +60,12 @@ ROOT = BENCH.parent
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 HOST = "127.0.0.1"
+PAGE_NAMES = 200  # repositories whose pages (d) are asked for
 BRANCHES = ["master", "REL1_45", "REL1_44", "REL1_43", "REL1_39"]
 VIEW = InfoView(tuple(BRANCHES), "/dist")  # what the benchmark's tardist.toml configures
 GOALS = {"a_rps_ratio": (">=", 0.60), "a_p99_ms": ("<", 25.0), "b_rps_ratio": (">=", 0.50),
          "c_cold_ms": ("<", 150.0), "d_vs_static_file": (">=", 0.90), "d_vs_gunicorn": (">=", 10.0),
-         "e_noop_sync_s": ("<", 1.0)}
+         "e_noop_sync_s": ("<", 1.0), "f_browse_ratio": (">=", 0.70)}
 # wrk calls done() once at the end; print the numbers as one JSON line for us to parse.
 WRK_DONE = """
 done = function(summary, latency, requests)
@@ -74,7 +81,7 @@ local names = {%s}
 local counter = 0
 setup = function(thread) thread:set("id", counter); counter = counter + 1 end
 init = function(args) math.randomseed(7919 * (id + 1)) end
-request = function() return wrk.format("GET", "/info/extensions/" .. names[math.random(#names)]) end
+request = function() return wrk.format("GET", "%s" .. names[math.random(#names)]) end
 """
 WORDS = ["Cite", "Echo", "Math", "Gadget", "Poem", "Score", "Thanks", "Flow", "Babel", "Nuke", "Renameuser",
          "Widget", "Tabber", "Graph", "Maps", "Chart", "Quiz", "Vote", "Calendar", "Timeline"]
@@ -307,7 +314,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     names = fill_database(database, args.repos)
     results: dict = {"fill_seconds": round(time.monotonic() - started, 1)}
     results["e_publish"] = publishing_times(config, database, names)
-    ports = {k: free_port() for k in ("tardist", "trivial", "nginx", "static", "published", "edge")}
+    ports = {k: free_port() for k in ("tardist", "trivial", "nginx", "uncached", "static", "published", "edge")}
     with ExitStack() as stack:
         stack.enter_context(gunicorn("wsgi:app", ports["tardist"], work, "tardist", TARDIST_CONFIG=str(config)))
         sizes = [len(get(ports["tardist"], f"/info/extensions/{name}")[1]) for name in names[:200]]
@@ -315,18 +322,23 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         results["info_body_bytes"] = body_bytes
         stack.enter_context(gunicorn("trivial_app:app", ports["trivial"], work, "trivial",
                                      TRIVIAL_BODY_BYTES=str(body_bytes), PYTHONPATH=str(BENCH)))
-        rotate = WRK_ROTATE % ", ".join(json.dumps(name) for name in names)
+        quoted = ", ".join(json.dumps(name) for name in names)
+        rotate = WRK_ROTATE % (quoted, "/info/extensions/")
         results["a_tardist"], results["a_trivial"] = side_by_side(
             (ports["tardist"], "/", rotate), (ports["trivial"], "/", rotate), args.seconds)
 
         (work / "static").mkdir()
         (work / "static/body.json").write_bytes(b"x" * body_bytes)
         values = {"SERVER_NAME": "localhost", "TARBALLS": str(work / "tarballs"), "CACHE_SECONDS": "300",
-                  "GUNICORN": f"{HOST}:{ports['tardist']}"}
-        # b) nothing published: every answer goes through nginx's proxy cache to gunicorn.
-        proxied = nginx_config(work, "nginx-proxy", [render("nginx.conf", {
-            **values, "LISTEN": f"{HOST}:{ports['nginx']}", "PUBLISHED": str(work / "nothing-published"),
-            "CACHE": str(work / "nginx-proxy/cache")})], ports["static"])
+                  "GUNICORN": f"{HOST}:{ports['tardist']}", "ACCESS_LOG": "/dev/null"}
+        # b) nothing published: every answer goes through nginx's proxy cache to gunicorn; and the
+        # same site with the proxy cache off, which measures tardist behind nginx rather than the cache.
+        proxied_site = render("nginx.conf", {**values, "PUBLISHED": str(work / "nothing-published"),
+                                             "CACHE": str(work / "nginx-proxy/cache")})
+        proxied = nginx_config(work, "nginx-proxy", [proxied_site.replace("@LISTEN@", f"{HOST}:{ports['nginx']}")],
+                               ports["static"])
+        uncached = nginx_config(work, "nginx-uncached", [proxied_site.replace("@LISTEN@", f"{HOST}:{ports['uncached']}")
+                                                         .replace("proxy_cache tardist_api;", "proxy_cache off;")])
         # d) the static API: deploy/nginx.conf with published/, and deploy/nginx-static.conf.
         static_api = nginx_config(work, "nginx-published", [render("nginx.conf", {
             **values, "LISTEN": f"{HOST}:{ports['published']}", "PUBLISHED": str(work / "published"),
@@ -335,6 +347,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         with nginx(proxied, ports["nginx"]):
             results["b_nginx"], results["b_static"] = side_by_side(
                 (ports["nginx"], "/", rotate), (ports["static"], "/body.json", ""), args.seconds)
+        with nginx(uncached, ports["uncached"]):
+            results["b_uncached"] = wrk(ports["uncached"], "/", rotate, args.seconds)
         stack.enter_context(nginx(static_api, ports["published"]))
         with nginx(nginx_config(work, "nginx-file", [], ports["static"]), ports["static"]):
             one_path = 'request = function() return wrk.format("GET", "/body.json") end'
@@ -342,6 +356,10 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
                 (ports["published"], "/", rotate), (ports["static"], "/", one_path), args.seconds, rounds=5)
             results["d_edge"] = wrk(ports["edge"], "/", rotate, args.seconds)
         results["c_all"] = cold_and_warm_all(ports["tardist"], database, names)
+        popular = ", ".join(json.dumps(name) for name in names[:PAGE_NAMES])
+        results["f_browse"], results["f_info"] = side_by_side(
+            (ports["tardist"], "/", WRK_ROTATE % (popular, "/browse/extensions/")),
+            (ports["tardist"], "/", WRK_ROTATE % (popular, "/info/extensions/")), args.seconds)
     return results
 
 
@@ -355,6 +373,7 @@ def goals(results: dict) -> dict:
         "d_vs_static_file": results["d_published"]["rps"] / results["d_static"]["rps"],
         "d_vs_gunicorn": results["d_published"]["rps"] / results["a_tardist"]["rps"],
         "e_noop_sync_s": results["e_publish"]["noop_sync"]["seconds"],
+        "f_browse_ratio": results["f_browse"]["rps"] / results["f_info"]["rps"],
     }
     return {name: {"value": round(value, 3), "goal": f"{op} {target}",
                    "met": value >= target if op == ">=" else value < target}
@@ -365,17 +384,20 @@ def print_table(results: dict, met: dict) -> None:
     """The human summary."""
     print(f"\n/info answers: {results['info_body_bytes']} bytes on average; database filled in "
           f"{results['fill_seconds']} s\n")
-    print(f"{'run':<44}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(f"{'run':<50}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     rows = [("a) gunicorn: tardist /info/extensions/<name>", "a_tardist"),
             ("a) gunicorn: trivial Flask, same size", "a_trivial"),
             ("b) nginx + deploy/nginx.conf: tardist", "b_nginx"),
             ("b) nginx: static file, same size", "b_static"),
+            ("b) nginx + deploy/nginx.conf, proxy cache off", "b_uncached"),
             ("d) nginx.conf, /info from published/", "d_published"),
             ("d) nginx: static file, same size (lua)", "d_static"),
-            ("d) nginx-static.conf (edge), published/", "d_edge")]
+            ("d) nginx-static.conf (edge), published/", "d_edge"),
+            ("f) gunicorn: /browse/extensions/<name> (200)", "f_browse"),
+            ("f) gunicorn: /info/extensions/<name> (200)", "f_info")]
     for label, key in rows:
         row = results[key]
-        print(f"{label:<44}{row['rps']:>10.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}")
+        print(f"{label:<50}{row['rps']:>10.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}")
     c = results["c_all"]
     print(f"\nc) /info/extensions ({c['bytes'] / 1e6:.1f} MB): cold median {c['cold_ms_median']} ms, "
           f"cold max {c['cold_ms_max']} ms, warm median {c['warm_ms_median']} ms")

@@ -164,7 +164,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         main_config = nginx_config(work, "nginx", [render("nginx.conf", {
             "LISTEN": f"{HOST}:{web_port}", "SERVER_NAME": "localhost", "TARBALLS": str(state / "tarballs"),
             "PUBLISHED": str(state / "published"), "CACHE_SECONDS": "5", "GUNICORN": f"{HOST}:{api_port}",
-            "CACHE": str(work / "nginx" / "cache")})])
+            "CACHE": str(work / "nginx" / "cache"), "ACCESS_LOG": str(logs / "nginx-access.log")})])
         stack.enter_context(nginx(main_config, web_port))
         for name in names:
             originals[name] = subprocess.run(

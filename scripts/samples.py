@@ -3,7 +3,7 @@
     python scripts/samples.py demo
 
 writes demo/upstream/{extensions,skins,lib}/... (real git repositories with
-extension.json/skin.json, i18n/en.json, release branches, a release tag that
+extension.json/skin.json, i18n/en.json (and de.json), release branches, a release tag that
 shares its branch's name, and a submodule) and demo/tardist.toml.
 """
 
@@ -28,6 +28,11 @@ SKINS = {
     "Timeless": ("skin", "A timeless skin", ["Isarra Yos"]),
 }
 RELEASES = ["REL1_43", "REL1_44", "REL1_45"]
+GERMAN = {  # i18n/de.json, so that ?uselang=de has something to show
+    "Cite": "Ergänzt die Tags <ref> und <references> für Einzelnachweise",
+    "Echo": "Benachrichtigungen für Benutzer",
+    "Vector": "Moderne Version von MonoBook mit frischem Aussehen",
+}
 
 
 def git(cwd: Path, *args: str, day: int = 1) -> str:
@@ -64,6 +69,8 @@ def make_repo(path: Path, kind: str, name: str, type_: str, description: str, au
         write(path, {
             manifest_file: json.dumps(manifest, indent="\t", ensure_ascii=False) + "\n",
             "i18n/en.json": json.dumps({"@metadata": {"authors": authors}, key: description}, indent="\t") + "\n",
+            **({"i18n/de.json": json.dumps({key: GERMAN[name]}, indent="\t", ensure_ascii=False) + "\n"}
+               if name in GERMAN else {}),
             f"includes/{name}Hooks.php": f"<?php\n// {name} for MediaWiki 1.{minor}\nclass {name}Hooks {{}}\n",
             "resources/main.js": f"// {name} {release}\nmw.hook( 'wikipage.content' ).add( () => {{}} );\n",
             "COPYING": "GNU GENERAL PUBLIC LICENSE, Version 2\n",

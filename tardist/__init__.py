@@ -19,14 +19,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     # and cron starts it once an hour for what is often a one-second no-op.
     from flask import Flask
 
-    from tardist import api, dist, gerrit, hooks, openapi
+    from tardist import api, dist, downloads, gerrit, hooks, openapi, pages
     from tardist.errors import register_error_handlers
     from tardist.queue import Queue
     from tardist.reader import Reader
 
     test_config = test_config or {}
     settings = load_settings(overrides={k: v for k, v in test_config.items() if k.islower()})
-    app = Flask(__name__, static_folder=None)  # no static files: no /static/ route
+    app = Flask(__name__, static_folder=None)  # no static files: no /static/ route (the pages inline their CSS)
     app.config.update({k: v for k, v in test_config.items() if k.isupper()})
     # Answers are encoded by tardist.answers.encode; this is for anything that uses Flask's own.
     app.json.sort_keys = False
@@ -39,5 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     app.register_blueprint(gerrit.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(hooks.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(downloads.bp)
     app.register_blueprint(dist.bp)  # serves files only with serve_tarballs or behind nginx; builds misses
     return app

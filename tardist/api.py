@@ -10,6 +10,8 @@ from flask import Blueprint, Response, current_app, redirect, request
 from werkzeug.exceptions import BadRequest, NotFound
 
 from tardist import answers, queries
+from tardist.info import localize
+from tardist.languages import fallbacks, is_language
 from tardist.reader import Answer
 from tardist.settings import Settings, is_plain_name
 
@@ -22,16 +24,19 @@ def settings() -> Settings:
     return current_app.extensions["tardist.settings"]
 
 
-def respond(key: str, compute, max_age: int | None = None) -> Response:
-    """A cached, ETagged JSON answer; 304 when the client already has it."""
+def respond(key: str, compute, max_age: int | None = None, mimetype: str = "application/json",
+            vary: str | None = None) -> Response:
+    """A cached, ETagged answer (JSON unless said otherwise); 304 when the client already has it."""
     answer: Answer = current_app.extensions["tardist.reader"].answer(key, compute)
     max_age = settings().cache_seconds if max_age is None else max_age
     headers = {"ETag": f'"{answer.etag}"',
                "Cache-Control": f"public, max-age={max_age}" if max_age else "no-cache"}
+    if vary:
+        headers["Vary"] = vary
     # Weak comparison, as RFC 9110 says for If-None-Match: nginx weakens the ETag when it gzips.
     if request.if_none_match.contains_weak(answer.etag):
         return Response(status=304, headers=headers)
-    return Response(answer.body, mimetype="application/json", headers=headers)
+    return Response(answer.body, mimetype=mimetype, headers=headers)
 
 
 def configured_kinds() -> tuple[str, ...]:
@@ -39,9 +44,25 @@ def configured_kinds() -> tuple[str, ...]:
     return answers.configured_kinds(settings())
 
 
+def check_kind(conn: sqlite3.Connection | None, kind: str) -> None:
+    """404 unless kind is configured or recorded."""
+    answers.check_kind(conn, configured_kinds(), kind)
+
+
+def prefers_html() -> bool:
+    """True when the client (a browser) ranks text/html above JSON in its Accept header."""
+    accept = request.accept_mimetypes
+    return accept["text/html"] > accept["application/json"]
+
+
 @bp.get("/")
 def index() -> Response:
-    """Service name, version and the endpoints."""
+    """Service name, version and the endpoints; browsers are sent to /browse."""
+    if prefers_html():
+        response = redirect("/browse", code=302)
+        response.headers["Vary"] = "Accept"
+        response.headers["Cache-Control"] = f"public, max-age={settings().cache_seconds}"
+        return response
     return respond("/", lambda conn: {
         "service": "tardist",
         "version": version("tardist"),
@@ -49,9 +70,10 @@ def index() -> Response:
             "list": "/list", "list_kind": "/list/<kind>", "info": "/info/<kind>/<name>",
             "info_batch": "/info/<kind>?names=A|B", "download": "/download/<kind>/<name>/<branch>",
             "status": "/status", "tarballs": f"{settings().tarball_url}/<kind>/<file>",
-            "openapi": "/openapi.json",
+            "openapi": "/openapi.json", "stats": "/stats/<kind>", "stats_repository": "/stats/<kind>/<name>",
+            "browse": "/browse",
         },
-    })
+    }, vary="Accept")
 
 
 # The bodies of /list and /info come from tardist.answers, which the worker also uses to write
@@ -64,14 +86,47 @@ def list_all() -> Response:
 
 @bp.get("/list/<kind>")
 def list_kind(kind: str) -> Response:
-    """The repository names of one kind."""
-    return respond(f"/list/{kind}", lambda conn: answers.list_kind(conn, configured_kinds(), kind))
+    """The repository names of one kind, by name or (?sort=downloads) by downloads in the last 30 days."""
+    sort = request.args.get("sort", "name")
+    if sort not in ("name", "downloads"):
+        raise BadRequest(f"sort: expected name or downloads, got {sort[:100]!r}")
+    if sort == "name":
+        return respond(f"/list/{kind}", lambda conn: answers.list_kind(conn, configured_kinds(), kind))
+    today = queries.utc_today()
+
+    def compute(conn):
+        check_kind(conn, kind)
+        names = queries.present_names(conn).get(kind, []) if conn else []
+        if conn is not None:
+            totals = queries.download_totals(conn, kind, queries.first_day(today))
+            names.sort(key=lambda name: -totals.get(name, (0, 0))[0])  # stable: ties stay by name
+        return {kind: names}
+    return respond(f"/list/{kind}?sort=downloads@{today}", compute)
 
 
 @bp.get("/info/<kind>/<name>")
 def info(kind: str, name: str) -> Response:
-    """Everything about one repository."""
-    return respond(f"/info/{kind}/{name}", lambda conn: one_info(conn, kind, name))
+    """Everything about one repository, its description in ?uselang= if given."""
+    lang = parse_uselang(request.args)
+    if lang is None:
+        return respond(f"/info/{kind}/{name}", lambda conn: one_info(conn, kind, name))
+
+    def compute(conn):
+        answer = one_info(conn, kind, name).decode()
+        return localize(answer, queries.translations(conn, kind, fallbacks(lang), [name]).get(name)).encode()
+    return respond(f"/info/{kind}/{name}?uselang={lang}", compute)
+
+
+def parse_uselang(args) -> str | None:
+    """The ?uselang= language code, lower-cased and checked; None when absent."""
+    if "uselang" not in args:
+        return None
+    if len(args.getlist("uselang")) > 1:
+        raise BadRequest("uselang: give it once")
+    code = args["uselang"].lower()
+    if not is_language(code):
+        raise BadRequest(f"uselang: {code[:100]!r} is not a language code such as 'de' or 'de-at'")
+    return code
 
 
 def one_info(conn: sqlite3.Connection | None, kind: str, name: str) -> bytes:
@@ -83,15 +138,28 @@ def one_info(conn: sqlite3.Connection | None, kind: str, name: str) -> bytes:
 def info_kind(kind: str) -> Response:
     """Every repository of a kind, or those named in ?names=A|B."""
     names = parse_names(request.args)
+    lang = parse_uselang(request.args)
     key = f"/info/{kind}" if names is None else f"/info/{kind}?names={'|'.join(names)}"
-    return respond(key, lambda conn: answers.info_kind(conn, configured_kinds(), kind, names))
+    if lang is None:
+        return respond(key, lambda conn: answers.info_kind(conn, configured_kinds(), kind, names))
+
+    def compute(conn):
+        check_kind(conn, kind)
+        rows = queries.info_json(conn, kind, names) if conn else []
+        found = queries.translations(conn, kind, fallbacks(lang), names) if conn else {}
+        # The stored answers are JSON already: join them instead of decoding and encoding again.
+        inner = ",".join(f"{json.dumps(name)}:{localize(answer, found.get(name))}"
+                         for name, answer in rows if answer is not None)
+        return f'{{{json.dumps(kind)}:{{{inner}}}}}'.encode()
+    return respond(key + ("&" if names is not None else "?") + f"uselang={lang}", compute)
 
 
 def parse_names(args) -> list[str] | None:
     """The ?names=A|B of a batch lookup, checked; None when absent."""
-    unknown = set(args) - {"names"}
+    unknown = set(args) - {"names", "uselang"}
     if unknown:
-        raise BadRequest(f"unknown query parameter {sorted(unknown)[0]!r} (only 'names' is accepted)")
+        raise BadRequest(f"unknown query parameter {sorted(unknown)[0]!r} (only 'names' and 'uselang' "
+                         "are accepted)")
     if "names" not in args:
         return None
     if len(args.getlist("names")) > 1:

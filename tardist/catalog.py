@@ -36,7 +36,7 @@ def find(settings: Settings, conn: Executes | None, kind: str, name: str) -> tup
                     return str(folder), source
         if source.type == "gerrit" and conn is not None:
             url = f"{source.url}/{source.prefix}{name}"
-            if _recorded_url(conn, kind, name) == url:
+            if _recorded_url(conn, kind, name) in (url, source.shown_url(name, url)):  # recorded: the shown one
                 return url, source
     return None
 
@@ -68,7 +68,7 @@ def by_url(settings: Settings, conn: Executes | None, urls: list[str]) -> tuple[
                 return source.kind, name
     if conn is not None:
         for kind, name, url in conn.execute("SELECT kind, name, repository FROM repos WHERE present = 1"):
-            if normalize_url(url) in wanted:
+            if url is not None and normalize_url(url) in wanted:  # None: a directory source's, shown to nobody
                 return kind, name
     for url in sorted(wanted):  # a directory source's repository not synced yet
         path = Path(url)

@@ -31,7 +31,7 @@ class InfoView:
         return json.dumps([list(self.branches), self.tarball_url, SHAPE])
 
 
-SHAPE = 2  # bump when render_info's answer changes shape: stored answers are rendered again
+SHAPE = 3  # bump when render_info's answer changes shape: stored answers are rendered again
 
 
 def group_errors(errors: Iterable[tuple[str, str]]) -> list[tuple[list[str], str]]:
@@ -51,7 +51,8 @@ def render_info(view: InfoView, repo: Mapping[str, Any], branch_rows: Sequence[M
     by_branch = {row["branch"]: row for row in branch_rows}
     branches: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    facts: dict[str, Any] | None = None
+    facts_from = facts_branch(view, branch_rows)
+    facts = json.loads(by_branch[facts_from]["manifest"]) if facts_from else {}
     for branch in view.branches:
         row = by_branch.get(branch)
         if row is None:
@@ -61,8 +62,6 @@ def render_info(view: InfoView, repo: Mapping[str, Any], branch_rows: Sequence[M
         if not row["tarball"]:
             continue
         manifest = json.loads(row["manifest"]) if row["manifest"] else None
-        if facts is None and manifest is not None:
-            facts = manifest
         branches[branch] = {
             "commit": row["commit_sha"], "sha7": row["commit_sha"][:7], "committed_at": row["committed_at"],
             "tarball": row["tarball"], "url": f"{view.tarball_url}/{repo['kind']}/{row['tarball']}",
@@ -71,7 +70,6 @@ def render_info(view: InfoView, repo: Mapping[str, Any], branch_rows: Sequence[M
             "manifest_errors": json.loads(row["manifest_errors"] or "[]"),
             "warnings": json.loads(row["warnings"] or "[]"),
         }
-    facts = facts or {}
     retry_at = {row["branch"]: row.get("retry_at") for row in branch_rows}
     failures = [{"branches": [], "error": repo["error"], "retry_at": repo.get("retry_at")}] if repo["error"] else []
     failures += [{"branches": branches, "error": reason, "retry_at": min(filter(None, map(retry_at.get, branches)),
@@ -84,3 +82,32 @@ def render_info(view: InfoView, repo: Mapping[str, Any], branch_rows: Sequence[M
         "branches": branches, "errors": errors, "error": repo["error"], "checked_at": repo["checked_at"],
         "failures": failures,
     }
+
+
+def facts_branch(view: InfoView, branch_rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """The first configured branch with a tarball and a manifest: the one repository-level facts come from."""
+    by_branch = {row["branch"]: row for row in branch_rows}
+    for branch in view.branches:
+        row = by_branch.get(branch)
+        if row is not None and row["tarball"] and row["manifest"]:
+            return branch
+    return None
+
+
+_DESCRIPTION_KEY = ',"description":'
+_DECODER = json.JSONDecoder()
+
+
+def localize(info: str, found: tuple[str, str] | None) -> str:
+    """A stored /info answer with description replaced by found = (lang, text), plus description_lang.
+
+    Spliced into the stored string: only the description value is decoded. Without a
+    translation the English description stays and description_lang says "en".
+    """
+    start = info.index(_DESCRIPTION_KEY) + len(_DESCRIPTION_KEY)  # the first one is the top-level key
+    english, end = _DECODER.raw_decode(info, start)
+    if found is None:
+        lang, text = ("en" if english is not None else None), english
+    else:
+        lang, text = found
+    return f"{info[:start]}{json.dumps(text)},\"description_lang\":{json.dumps(lang)}{info[end:]}"

@@ -13,6 +13,7 @@ bp = Blueprint("openapi", __name__)
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$", "maxLength": 100}
 KIND = {"type": "string", "pattern": "^[a-z][a-z0-9]*$", "maxLength": 32}
 NULLABLE_STRING = {"type": ["string", "null"]}
+COUNT = {"type": "integer", "minimum": 0}
 FILE = {"type": "string", "pattern": "^[^/.][^/]*\\.tar\\.gz$", "maxLength": 300}
 
 
@@ -32,6 +33,11 @@ def _json(description: str, schema: dict, cached: bool = True) -> dict:
     return answer
 
 
+def _html(description: str) -> dict:
+    return {"description": description, "headers": CACHE_HEADERS,
+            "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
 def _path_param(name: str, schema: dict) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
@@ -41,6 +47,16 @@ CACHE_HEADERS = {
     "Cache-Control": {"description": "How long caches may keep the answer", "required": True,
                       "schema": {"type": "string"}},
 }
+USELANG = {"name": "uselang", "in": "query", "required": False,
+           "description": "language of description (de, de-at, ...); falls back to its parents, then English",
+           "schema": {"type": "string", "pattern": "^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{1,8}){0,4}$"}}
+SORT = {"name": "sort", "in": "query", "required": False, "description": "name, or downloads in the last 30 days",
+        "schema": {"type": "string", "enum": ["name", "downloads"]}}
+QUERY = {"name": "q", "in": "query", "required": False,
+         "description": "words that must all be in the name or description", "schema": {"type": "string",
+                                                                                         "maxLength": 200}}
+ACCEPT_LANGUAGE = {"name": "Accept-Language", "in": "header", "required": False,
+                   "description": "the reader's languages, used when uselang is absent", "schema": {"type": "string"}}
 IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
                  "description": "ETags the client has; 304 when the answer's ETag is one of them",
                  "schema": {"type": "string"}}
@@ -80,8 +96,10 @@ SCHEMAS = {
         "required": ["name", "kind", "repository", "description", "license", "url", "authors", "type",
                      "branches", "errors", "error", "checked_at", "failures"],
         "properties": {
-            "name": {"type": "string"}, "kind": {"type": "string"}, "repository": {"type": "string"},
-            "description": NULLABLE_STRING, "license": NULLABLE_STRING, "url": NULLABLE_STRING,
+            "name": {"type": "string"}, "kind": {"type": "string"}, "repository": NULLABLE_STRING,
+            "description": NULLABLE_STRING,
+            "description_lang": {"type": ["string", "null"],
+                                 "description": "with ?uselang: the language description is in"}, "license": NULLABLE_STRING, "url": NULLABLE_STRING,
             "authors": {"type": "array", "items": {"type": "string"}}, "type": NULLABLE_STRING,
             "branches": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Branch"}},
             "errors": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -113,6 +131,18 @@ SCHEMAS = {
     "Queued": {"type": "object", "required": ["queued"], "properties": {"queued": {"type": "array", "items": {
         "type": "object", "required": ["kind", "name"],
         "properties": {"kind": {"type": "string"}, "name": {"type": "string"}}}}}},
+    "KindDownloads": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": {
+        "type": "object", "required": ["last_30_days", "all_time"], "additionalProperties": False,
+        "properties": {"last_30_days": COUNT, "all_time": COUNT}}}},
+    "RepositoryDownloads": {
+        "type": "object", "required": ["name", "kind", "last_30_days", "all_time", "branches"],
+        "properties": {
+            "name": {"type": "string"}, "kind": {"type": "string"}, "last_30_days": COUNT, "all_time": COUNT,
+            "branches": {"type": "object", "additionalProperties": {
+                "type": "object", "required": ["last_30_days", "all_time", "days"],
+                "properties": {"last_30_days": COUNT, "all_time": COUNT,
+                               "days": {"type": "object", "propertyNames": {"format": "date"},
+                                        "additionalProperties": COUNT}}}}}},
     "Index": {"type": "object", "required": ["service", "version", "endpoints"],
               "properties": {"service": {"type": "string"}, "version": {"type": "string"},
                              "endpoints": {"type": "object", "additionalProperties": {"type": "string"}}}},
@@ -131,24 +161,55 @@ def document() -> dict:
         "info": {"title": "tardist", "version": version("tardist"),
                  "description": "Tarballs of plugin repositories and what their manifests say."},
         "paths": {
-            "/": {"get": {"summary": "Service name, version and endpoints", "parameters": [IF_NONE_MATCH],
-                          "responses": {"200": _json("The index", _ref("Index")), **COMMON}}},
+            "/": {"get": {"summary": "Service name, version and endpoints (browsers are sent to /browse)",
+                          "parameters": [IF_NONE_MATCH],
+                          "responses": {"200": _json("The index", _ref("Index")),
+                                        "302": {"description": "To /browse, when Accept prefers text/html",
+                                                "headers": {"Location": {"required": True,
+                                                                         "schema": {"type": "string"}}}},
+                                        **COMMON}}},
             "/list": {"get": {"summary": "Repository names of every kind", "parameters": [IF_NONE_MATCH],
                               "responses": {"200": _json("Names by kind", _ref("Names")), **COMMON}}},
             "/list/{kind}": {"get": {
-                "summary": "Repository names of one kind", "parameters": [kind, IF_NONE_MATCH],
-                "responses": {"200": _json("Names", _ref("Names")), "404": _error("Unknown kind"), **COMMON}}},
+                "summary": "Repository names of one kind", "parameters": [kind, SORT, IF_NONE_MATCH],
+                "responses": {"200": _json("Names", _ref("Names")), "400": _error("An unknown sort"),
+                              "404": _error("Unknown kind"), **COMMON}}},
+            "/stats/{kind}": {"get": {
+                "summary": "Downloads per repository of a kind: last 30 days and all time",
+                "parameters": [kind, IF_NONE_MATCH],
+                "responses": {"200": _json("Downloads by kind and name", _ref("KindDownloads")),
+                              "404": _error("Unknown kind"), **COMMON}}},
+            "/stats/{kind}/{name}": {"get": {
+                "summary": "Downloads of one repository per branch per day, and totals",
+                "parameters": [kind, name, IF_NONE_MATCH],
+                "responses": {"200": _json("Downloads", _ref("RepositoryDownloads")),
+                              "404": _error("Unknown kind or name"), **COMMON}}},
+            "/browse": {"get": {
+                "summary": "Page: every repository, searchable and sortable",
+                "parameters": [QUERY, SORT, USELANG, ACCEPT_LANGUAGE, IF_NONE_MATCH],
+                "responses": {"200": _html("The page"), "400": _error("A bad q, sort or uselang"), **COMMON}}},
+            "/browse/{kind}": {"get": {
+                "summary": "Page: the repositories of one kind",
+                "parameters": [kind, QUERY, SORT, USELANG, ACCEPT_LANGUAGE, IF_NONE_MATCH],
+                "responses": {"200": _html("The page"), "400": _error("A bad q, sort or uselang"),
+                              "404": _error("Unknown kind"), **COMMON}}},
+            "/browse/{kind}/{name}": {"get": {
+                "summary": "Page: one repository, its tarballs and downloads",
+                "parameters": [kind, name, USELANG, ACCEPT_LANGUAGE, IF_NONE_MATCH],
+                "responses": {"200": _html("The page"), "400": _error("A bad uselang"),
+                              "404": _error("Unknown kind or name"), **COMMON}}},
             "/info/{kind}": {"get": {
                 "summary": "Every repository of a kind, or the ones named",
                 "parameters": [kind, {"name": "names", "in": "query", "required": False,
                                       "description": "names separated by |",
-                                      "schema": {"type": "string", "maxLength": 60_000}}, IF_NONE_MATCH],
+                                      "schema": {"type": "string", "maxLength": 60_000}}, USELANG, IF_NONE_MATCH],
                 "responses": {"200": _json("Repositories by kind and name", _ref("Repositories")),
                               "400": _error("Bad names or an unknown query parameter"),
                               "404": _error("Unknown kind"), **COMMON}}},
             "/info/{kind}/{name}": {"get": {
-                "summary": "One repository", "parameters": [kind, name, IF_NONE_MATCH],
+                "summary": "One repository", "parameters": [kind, name, USELANG, IF_NONE_MATCH],
                 "responses": {"200": _json("The repository", _ref("Repository")),
+                              "400": _error("An invalid uselang"),
                               "404": _error("Unknown kind or name"), **COMMON}}},
             "/download/{kind}/{name}/{branch}": {"get": {
                 "summary": "Redirect to the current tarball of a branch",

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
+
+RECENT_DAYS = 30  # "recent" downloads: /stats' last_30_days, ?sort=downloads, the pages
+
+
+def utc_today() -> date:
+    """Today in UTC: the day download windows end."""
+    return datetime.now(timezone.utc).date()
+
+
+def first_day(today: date, days: int = RECENT_DAYS) -> str:
+    """The first day (YYYY-MM-DD) of the `days` days that end with today."""
+    return (today - timedelta(days=days - 1)).isoformat()
 
 
 def status(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -59,3 +72,55 @@ def info_json(conn: sqlite3.Connection, kind: str, names: list[str] | None = Non
         where += f" AND name IN ({', '.join('?' * len(names))})"
         params += names
     return conn.execute(f"SELECT name, info FROM repos WHERE {where} ORDER BY name", params).fetchall()
+
+
+def translations(conn: sqlite3.Connection, kind: str, chain: list[str],
+                 names: list[str] | None = None) -> dict[str, tuple[str, str]]:
+    """name -> (lang, description) in the first language of chain each repository's facts branch has."""
+    if not chain:
+        return {}
+    where, params = "d.kind = ? AND d.lang IN (%s)" % ", ".join("?" * len(chain)), [kind, *chain]
+    if names is not None:
+        where += f" AND d.name IN ({', '.join('?' * len(names))})"
+        params += names
+    rank = {lang: position for position, lang in enumerate(chain)}
+    best: dict[str, tuple[str, str]] = {}
+    for name, lang, text in conn.execute(
+            "SELECT d.name, d.lang, d.description FROM descriptions d JOIN repos r "
+            "ON r.kind = d.kind AND r.name = d.name AND r.facts_branch = d.branch "
+            f"WHERE {where} AND r.present = 1", params):
+        if name not in best or rank[lang] < rank[best[name][0]]:
+            best[name] = (lang, text)
+    return best
+
+
+def listing(conn: sqlite3.Connection, kind: str | None, since: str) -> list[dict[str, Any]]:
+    """Every present repository (of kind, or all) with its description, license and downloads since a day."""
+    where, params = "r.present = 1 AND r.info IS NOT NULL", [since]
+    if kind is not None:
+        where += " AND r.kind = ?"
+        params.append(kind)
+    rows = conn.execute(
+        "SELECT r.kind, r.name, json_extract(r.info, '$.description'), json_extract(r.info, '$.license'), "
+        "coalesce(d.recent, 0) FROM repos r LEFT JOIN (SELECT kind, name, sum(count) AS recent FROM downloads "
+        "WHERE day >= ? GROUP BY kind, name) d ON d.kind = r.kind AND d.name = r.name "
+        f"WHERE {where} ORDER BY r.kind, r.name", params).fetchall()
+    return [{"kind": kind_, "name": name, "description": description, "description_lang": "en" if description else None,
+             "license": license_, "downloads": recent} for kind_, name, description, license_, recent in rows]
+
+
+def download_totals(conn: sqlite3.Connection, kind: str, since: str) -> dict[str, tuple[int, int]]:
+    """name -> (downloads since the day, downloads of all time) for every counted repository of kind."""
+    return {name: (recent, total) for name, recent, total in conn.execute(
+        "SELECT name, sum(CASE WHEN day >= ? THEN count ELSE 0 END), sum(count) FROM downloads "
+        "WHERE kind = ? GROUP BY name", [since, kind])}
+
+
+def downloads_by_day(conn: sqlite3.Connection, kind: str, name: str, since: str = "") -> dict[str, dict[str, int]]:
+    """branch -> {day: downloads} of one repository, from a day on (all when since is empty)."""
+    days: dict[str, dict[str, int]] = {}
+    for branch, day, count in conn.execute(
+            "SELECT branch, day, count FROM downloads WHERE kind = ? AND name = ? AND day >= ? ORDER BY branch, day",
+            [kind, name, since]):
+        days.setdefault(branch, {})[day] = count
+    return days

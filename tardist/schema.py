@@ -60,7 +60,28 @@ def _v5(db: sqlite_utils.Database) -> None:
     db["repos"].add_column("retry_heads", str)  # {branch: commit} the failed fetch wanted, as JSON
 
 
-MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
+def _v6(db: sqlite_utils.Database) -> None:
+    """Descriptions in every language a branch translates, and which branch gives the repository facts."""
+    db["descriptions"].create({"kind": str, "name": str, "branch": str, "lang": str, "description": str},
+                              pk=("kind", "name", "branch", "lang"))
+    db["descriptions"].create_index(["kind", "lang"])
+    db["repos"].add_column("facts_branch", str)
+
+
+def _v7(db: sqlite_utils.Database) -> None:
+    """Download counts per day, the anonymised requests behind them, and how far each log was read."""
+    db["downloads"].create({"kind": str, "name": str, "branch": str, "day": str, "count": int},
+                           pk=("kind", "name", "branch", "day"))
+    db["downloads"].create_index(["kind", "day"])
+    db["requests"].create({"day": str, "time": str, "path": str, "status": int, "bytes": int,
+                           "client": str, "agent": str})
+    db["requests"].create_index(["day"])
+    db["log_files"].create({"fingerprint": str, "offset": int, "lines": int, "skipped": int, "path": str,
+                            "read_at": str}, pk="fingerprint")
+    db["stats_salts"].create({"day": str, "salt": str}, pk="day")
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 
 
 def migrate(db: sqlite_utils.Database) -> None:

@@ -75,6 +75,14 @@ class Source:
     repos: dict[str, str] = field(default_factory=dict)
     url: str = ""
     prefix: str = ""
+    public_url: str = ""  # template of the clone URL shown to people, with {name}
+
+    def shown_url(self, name: str, clone_url: str) -> str | None:
+        """What people are shown as a repository's clone URL: the public_url template, else the clone
+        URL of a list or gerrit source; never a directory source's path on this server."""
+        if self.public_url:
+            return self.public_url.replace("{name}", name)
+        return None if self.type == "directory" else clone_url
 
     @property
     def key(self) -> str:
@@ -270,17 +278,21 @@ def _source(where: str, index: int, entry: Any) -> Source:
         raise SettingsError(f"{at}: key 'kind': expected a lower-case word such as 'extensions', got {kind!r}")
     if type_ not in SOURCE_TYPES:
         raise SettingsError(f"{at}: key 'type': expected one of {', '.join(SOURCE_TYPES)}, got {type_!r}")
-    allowed = {"kind", "type", *SOURCE_TYPES[type_]}
+    allowed = {"kind", "type", "public_url", *SOURCE_TYPES[type_]}
     for key in entry:
         if key not in allowed:
             raise SettingsError(f"{at}: unknown key {key!r} for type {type_!r} (allowed: {', '.join(sorted(allowed))})")
     for key in SOURCE_TYPES[type_]:
         if key not in entry:
             raise SettingsError(f"{at}: key {key!r} is required for type {type_!r}")
+    public = entry.get("public_url", "")
+    if not isinstance(public, str) or (public and "{name}" not in public):
+        raise SettingsError(f"{at}: key 'public_url': expected a URL template with {{name}}, such as "
+                            f"'https://gerrit.example.org/r/mediawiki/extensions/{{name}}', got {public!r}")
     if type_ == "directory":
         if not isinstance(entry["path"], str):
             raise SettingsError(f"{at}: key 'path': expected a folder path string")
-        return Source(kind, type_, path=Path(entry["path"]).absolute())
+        return Source(kind, type_, path=Path(entry["path"]).absolute(), public_url=public)
     if type_ == "list":
         repos = entry["repos"]
         if not isinstance(repos, dict) or not all(isinstance(v, str) for v in repos.values()):
@@ -288,8 +300,8 @@ def _source(where: str, index: int, entry: Any) -> Source:
         for name in repos:
             if not is_plain_name(name):
                 raise SettingsError(f"{at}: key 'repos': {name!r} is not a plain repository name")
-        return Source(kind, type_, repos=dict(repos))
+        return Source(kind, type_, repos=dict(repos), public_url=public)
     for key in ("url", "prefix"):
         if not isinstance(entry[key], str):
             raise SettingsError(f"{at}: key {key!r}: expected a string")
-    return Source(kind, type_, url=entry["url"].rstrip("/"), prefix=entry["prefix"])
+    return Source(kind, type_, url=entry["url"].rstrip("/"), prefix=entry["prefix"], public_url=public)

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import sqlite_utils
 
 from tardist.answers import encode
-from tardist.info import InfoView, render_info
+from tardist.info import InfoView, facts_branch, render_info
 
 
 def utc_iso(moment: datetime) -> str:
@@ -60,6 +60,7 @@ class BranchRecord:
     built_at: str = ""  # when the tarball was built, if not now
     modules: list[str] = field(default_factory=list)  # module mirrors (folder names) its tree used
     retry_at: str = ""  # when a waiting branch is tried again
+    descriptions: dict[str, str] = field(default_factory=dict)  # language -> translated description
 
 
 @dataclass
@@ -68,7 +69,7 @@ class RepoRecord:
 
     kind: str
     name: str
-    repository: str
+    repository: str | None  # the clone URL shown to people (None: none may be shown)
     source: str = ""  # the key of the source that lists it
     branches: list[BranchRecord] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # recorded branches that no longer exist
@@ -117,6 +118,8 @@ def save_repo(db: sqlite_utils.Database, record: RepoRecord, view: InfoView) -> 
         for branch in record.gone:
             db.execute("DELETE FROM branches WHERE kind = ? AND name = ? AND branch = ?",
                        [record.kind, record.name, branch])
+            db.execute("DELETE FROM descriptions WHERE kind = ? AND name = ? AND branch = ?",
+                       [record.kind, record.name, branch])
             _supersede(db, record.kind, record.name, branch, keep="", now=now)
         _render(db, view, record.kind, record.name)
 
@@ -160,8 +163,8 @@ def clear_backoff_if_changed(db: sqlite_utils.Database, settings_key: str) -> No
 def _render(db: sqlite_utils.Database, view: InfoView, kind: str, name: str) -> None:
     repo = next(db.query("SELECT * FROM repos WHERE kind = ? AND name = ?", [kind, name]))
     branches = list(db.query("SELECT * FROM branches WHERE kind = ? AND name = ?", [kind, name]))
-    db.execute("UPDATE repos SET info = ? WHERE kind = ? AND name = ?",
-               [encode(render_info(view, repo, branches)).decode(), kind, name])
+    db.execute("UPDATE repos SET info = ?, facts_branch = ? WHERE kind = ? AND name = ?",
+               [encode(render_info(view, repo, branches)).decode(), facts_branch(view, branches), kind, name])
 
 
 def ensure_rendered(db: sqlite_utils.Database, view: InfoView) -> bool:
@@ -202,6 +205,11 @@ def _save_branch(db: sqlite_utils.Database, record: RepoRecord, branch: BranchRe
         "failures": None, "retry_at": None,
     }, pk=("kind", "name", "branch"))
     _supersede(db, record.kind, record.name, branch.branch, keep=branch.tarball, now=now)
+    db.execute("DELETE FROM descriptions WHERE kind = ? AND name = ? AND branch = ?",
+               [record.kind, record.name, branch.branch])
+    db.conn.executemany("INSERT INTO descriptions (kind, name, branch, lang, description) VALUES (?, ?, ?, ?, ?)",
+                   [(record.kind, record.name, branch.branch, lang, text)
+                    for lang, text in sorted(branch.descriptions.items())])
     db["tarballs"].upsert({
         "kind": record.kind, "file": branch.tarball, "name": record.name, "branch": branch.branch,
         "commit_sha": branch.commit, "sha256": branch.sha256, "size": branch.size,
@@ -236,6 +244,7 @@ def mark_removed(db: sqlite_utils.Database, present: Iterable[tuple[str, str]],
             db.execute("UPDATE tarballs SET superseded_at = ? WHERE kind = ? AND name = ? "
                        "AND superseded_at IS NULL", [now, kind, name])
             db.execute("DELETE FROM branches WHERE kind = ? AND name = ?", [kind, name])
+            db.execute("DELETE FROM descriptions WHERE kind = ? AND name = ?", [kind, name])
     return removed
 
 
@@ -291,6 +300,7 @@ def forget_repo(db: sqlite_utils.Database, kind: str, name: str) -> None:
     """Drop a removed repository's rows."""
     with db.atomic():
         db.execute("DELETE FROM branches WHERE kind = ? AND name = ?", [kind, name])
+        db.execute("DELETE FROM descriptions WHERE kind = ? AND name = ?", [kind, name])
         db.execute("DELETE FROM repos WHERE kind = ? AND name = ? AND present = 0", [kind, name])
 
 

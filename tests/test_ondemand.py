@@ -99,7 +99,8 @@ def stack(tmp_path_factory):
                 "LISTEN": f"{HOST}:{web_port}", "SERVER_NAME": "localhost",
                 "TARBALLS": str(deployment.settings().tarballs), "GUNICORN": f"{HOST}:{api_port}",
                 "PUBLISHED": str(deployment.settings().published),
-                "CACHE_SECONDS": str(deployment.settings().cache_seconds), "CACHE": str(nginx_dir / "cache")}))
+                "CACHE_SECONDS": str(deployment.settings().cache_seconds), "CACHE": str(nginx_dir / "cache"),
+                "ACCESS_LOG": str(nginx_dir / "access.log")}))
             # 50 clients at once, each also holding a connection to gunicorn
             (nginx_dir / "nginx.conf").write_text(serving.nginx_main_config(nginx_dir, site)
                                                   .replace("worker_connections 64;", "worker_connections 512;"))

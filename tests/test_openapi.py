@@ -110,6 +110,18 @@ def test_every_real_answer_matches_the_document(client, document):
         ("/dist/{kind}/{file}", f"/dist/extensions/{tarball}", {"Range": "bytes=99999999-"}),
         ("/dist/{kind}/{file}", "/dist/extensions/Nope-master-0000000.tar.gz", {}),
         ("/dist/{kind}/{file}", "/dist/extensions/.tmp-x.tar.gz", {}),
+        ("/", "/", {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}),
+        ("/list/{kind}", "/list/extensions?sort=downloads", {}), ("/list/{kind}", "/list/extensions?sort=size", {}),
+        ("/info/{kind}/{name}", "/info/extensions/Cite?uselang=de-at", {}),
+        ("/info/{kind}/{name}", "/info/extensions/Cite?uselang=qqq", {}),
+        ("/info/{kind}", "/info/extensions?names=Cite|Links&uselang=fr", {}),
+        ("/stats/{kind}", "/stats/extensions", {}), ("/stats/{kind}", "/stats/nope", {}),
+        ("/stats/{kind}/{name}", "/stats/extensions/Cite", {}), ("/stats/{kind}/{name}", "/stats/extensions/Nope", {}),
+        ("/browse", "/browse", {}), ("/browse", "/browse?q=cite&sort=downloads&uselang=de", {}),
+        ("/browse", "/browse?sort=size", {}), ("/browse/{kind}", "/browse/skins", {"Accept-Language": "de"}),
+        ("/browse/{kind}", "/browse/nope", {}), ("/browse/{kind}/{name}", "/browse/extensions/Cite", {}),
+        ("/browse/{kind}/{name}", "/browse/extensions/Broken", {}),
+        ("/browse/{kind}/{name}", "/browse/extensions/Nope", {}),
     ]
     statuses = set()
     for path, url, headers in requests:
@@ -135,5 +147,8 @@ def test_answers_before_any_sync_match_the_document(deployment):
                       ("/info/{kind}", "/info/extensions"), ("/info/{kind}/{name}", "/info/extensions/Cite"),
                       ("/status", "/status"), ("/download/{kind}/{name}/{branch}", "/download/skins/V/master"),
                       ("/gerrit/projects/", "/gerrit/projects/?p=mediawiki/skins/"),
-                      ("/gerrit/projects/{project}/branches", "/gerrit/projects/mediawiki%2Fskins%2FV/branches")]:
+                      ("/gerrit/projects/{project}/branches", "/gerrit/projects/mediawiki%2Fskins%2FV/branches"),
+                      ("/stats/{kind}", "/stats/extensions"), ("/stats/{kind}/{name}", "/stats/extensions/Cite"),
+                      ("/browse", "/browse"), ("/browse/{kind}", "/browse/skins"),
+                      ("/browse/{kind}/{name}", "/browse/skins/Vector")]:
         validate_answer(document, path, client.get(url))

@@ -76,6 +76,22 @@ def wait_until_serving(process: subprocess.Popen, port: int, log: Path, timeout:
             time.sleep(0.1)
 
 
+def start_gunicorn(deployment: Deployment, port: int, log: Path) -> subprocess.Popen:
+    """gunicorn serving wsgi:app for the deployment with the shipped settings (2 workers), answering on port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [GUNICORN, "-c", "deploy/gunicorn.conf.py", "--bind", f"{HOST}:{port}", "--workers", "2", "wsgi:app"],
+            cwd=ROOT, env={**env, "TARDIST_CONFIG": str(deployment.config)},
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until_serving(process, port, log)
+    except BaseException:
+        stop(process)
+        raise
+    return process
+
+
 def render_site(values: dict[str, str], site: str = "deploy/nginx.conf") -> str:
     """An nginx site of deploy/ with its @PLACEHOLDERS@ filled in."""
     text = (ROOT / site).read_text()
@@ -129,22 +145,16 @@ def served(tmp_path_factory) -> Iterator[Served]:
     deployment.sync()
 
     api_port, web_port, static_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")}
-    gunicorn_log = tmp / "gunicorn.log"
-    with open(gunicorn_log, "wb") as log:
-        gunicorn = subprocess.Popen(
-            [GUNICORN, "-c", "deploy/gunicorn.conf.py", "--bind", f"{HOST}:{api_port}", "--workers", "2", "wsgi:app"],
-            cwd=ROOT, env={**env, "TARDIST_CONFIG": str(deployment.config)},
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    gunicorn = start_gunicorn(deployment, api_port, tmp / "gunicorn.log")
     try:
-        wait_until_serving(gunicorn, api_port, gunicorn_log)
         nginx_dir = tmp / "nginx"
         nginx_dir.mkdir()
         settings = deployment.settings()
         folders = {"TARBALLS": str(settings.tarballs), "PUBLISHED": str(settings.published), "CACHE_SECONDS": str(settings.cache_seconds)}
         site, static_site = nginx_dir / "tardist.conf", nginx_dir / "tardist-static.conf"
         site.write_text(render_site({"LISTEN": f"{HOST}:{web_port}", "SERVER_NAME": "localhost", **folders,
-                                     "GUNICORN": f"{HOST}:{api_port}", "CACHE": str(nginx_dir / "cache")}))
+                                     "GUNICORN": f"{HOST}:{api_port}", "CACHE": str(nginx_dir / "cache"),
+                                     "ACCESS_LOG": str(nginx_dir / "tardist.access.log")}))
         static_site.write_text(render_site({"LISTEN": f"{HOST}:{static_port}", "SERVER_NAME": "localhost",
                                             **folders}, "deploy/nginx-static.conf"))
         (nginx_dir / "nginx.conf").write_text(nginx_main_config(nginx_dir, site, static_site))
@@ -317,3 +327,39 @@ def test_the_static_site_serves_the_tarballs_info_names(served):
     tarball = fetch(served.static_port, branch["url"])
     assert tarball.status == 200 and hashlib.sha256(tarball.body).hexdigest() == branch["sha256"]
     assert tarball.headers["cache-control"] == "public, max-age=31536000, immutable"
+
+
+def test_browsers_get_the_pages_and_clients_the_json_through_the_cache(served):
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    for _ in range(2):  # the second round comes from nginx's cache: each variant must stay itself
+        redirect = fetch(served.port, "/", **browser)
+        assert redirect.status == 302 and redirect.headers["location"].endswith("/browse")
+        assert redirect.headers["vary"] == "Accept"
+        for accept in ({}, {"Accept": "application/json"}, {"Accept": "*/*"}):
+            answer = fetch(served.port, "/", **accept)
+            assert answer.status == 200 and answer.json()["service"] == "tardist"
+    assert fetch(served.port, "/", Accept="application/json").headers["x-cache-status"] == "HIT"
+    page = fetch(served.port, "/browse/extensions/Cite")
+    assert page.status == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    assert b"The Cite extension" in page.body
+    again = fetch(served.port, "/browse/extensions/Cite", **{"If-None-Match": page.headers["etag"]})
+    assert again.status == 304
+
+
+def test_downloads_through_nginx_are_counted_once_from_its_log(served):
+    log = served.deployment.root.parent / "nginx/tardist.access.log"  # written by deploy/nginx.conf's format
+    before = served.deployment.cli("stats", "ingest", str(log))
+    assert before.returncode == 0, before.stderr
+    start = served.deployment.app().test_client().get("/stats/extensions/Echo").get_json()["all_time"]
+    url = fetch(served.port, "/info/extensions/Echo").json()["branches"]["master"]["url"]
+    for _ in range(3):
+        assert fetch(served.port, url).status == 200
+    assert fetch(served.port, url, Range="bytes=0-9").status == 206  # a part is not a download
+    assert fetch(served.port, url.replace("Echo-", "Nope-")).status == 404
+    for _ in range(2):
+        result = served.deployment.cli("stats", "ingest", str(log))
+        assert result.returncode == 0, result.stderr
+    counted = served.deployment.app().test_client().get("/stats/extensions/Echo").get_json()
+    assert counted["all_time"] == start + 3
+    line = log.read_text().splitlines()[-1]
+    assert re.fullmatch(r'127\.0\.0\.1 - - \[.+\] "GET /dist/extensions/Nope-.+" 404 \d+ "-" "-" [\d.]+ -', line)

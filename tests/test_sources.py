@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from gitservers import closed_port
 
-from tardist.settings import load_settings
+from tardist.settings import SettingsError, load_settings
 from worker.sources import Repo, list_repos
 
 GERRIT_PROJECTS = {
@@ -66,8 +66,8 @@ def test_gerrit_source_takes_active_projects_one_level_below_the_prefix(tmp_path
                                        f'url = "{base}"\nprefix = "mediawiki/extensions/"\n')
     warnings: list[str] = []
     repos = list_repos(settings, warnings).repos
-    assert repos == [Repo("extensions", "Cite", f"{base}/mediawiki/extensions/Cite"),
-                     Repo("extensions", "Echo", f"{base}/mediawiki/extensions/Echo")]
+    cite, echo = f"{base}/mediawiki/extensions/Cite", f"{base}/mediawiki/extensions/Echo"
+    assert repos == [Repo("extensions", "Cite", cite, cite), Repo("extensions", "Echo", echo, echo)]
     assert asked == ["/r/projects/?p=mediawiki%2Fextensions%2F"]
     assert warnings == ["source[0]: skipped 'Bad Name': not a plain repository name"]
 
@@ -135,5 +135,27 @@ def test_first_source_wins_a_name(tmp_path, upstream):
                                        f'[[source]]\nkind = "extensions"\ntype = "directory"\n'
                                        f'path = "{tmp_path}/upstream/extensions"\n')
     warnings: list[str] = []
-    assert list_repos(settings, warnings).repos == [Repo("extensions", "Cite", "https://example.org/Cite")]
+    assert list_repos(settings, warnings).repos == [Repo("extensions", "Cite", "https://example.org/Cite",
+                                                         "https://example.org/Cite")]
     assert warnings == ["source[1]: skipped extensions/Cite: an earlier source has it"]
+
+
+def test_public_url_is_the_template_else_the_clone_url_and_never_a_server_path(tmp_path, upstream):
+    upstream("Cite")
+    upstream("Vector", kind="skins")
+    settings = settings_with(tmp_path, f'[[source]]\nkind = "extensions"\ntype = "directory"\n'
+                                       f'path = "{tmp_path}/upstream/extensions"\n'
+                                       f'[[source]]\nkind = "skins"\ntype = "directory"\n'
+                                       f'path = "{tmp_path}/upstream/skins"\n'
+                                       f'public_url = "https://git.example.org/skins/{{name}}.git"\n'
+                                       f'[[source]]\nkind = "apps"\ntype = "list"\n'
+                                       f'repos = {{ App = "https://example.org/App" }}\n')
+    shown = {repo.name: repo.public_url for repo in list_repos(settings, []).repos}
+    assert shown == {"App": "https://example.org/App", "Cite": None,
+                     "Vector": "https://git.example.org/skins/Vector.git"}
+
+
+def test_public_url_must_be_a_template_with_name(tmp_path):
+    for bad in ('"https://example.org/fixed"', "5"):
+        with pytest.raises(SettingsError, match=r"source\[0\]: key 'public_url': expected a URL template"):
+            settings_with(tmp_path, f'[[source]]\nkind = "apps"\ntype = "list"\nrepos = {{}}\npublic_url = {bad}\n')

@@ -13,6 +13,9 @@ import signal
 import sys
 import threading
 from contextlib import nullcontext
+import time
+from datetime import date
+from pathlib import Path
 
 from tardist import queries, schema, store
 from tardist.info import InfoView
@@ -46,7 +49,26 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run syncs (and gc) on a schedule, for hosts without cron")
     commands.add_parser("init-db", help="create or migrate the database (and publish its answers)")
     commands.add_parser("publish", help="write every API answer under published/ again (only what changed)")
+    stats = commands.add_parser("stats", help="download counts from nginx access logs")
+    stats_commands = stats.add_subparsers(dest="stats_command", required=True, metavar="STATS_COMMAND")
+    ingest = stats_commands.add_parser("ingest", help="count the downloads in access logs (plain or .gz) "
+                                                      "not counted before")
+    ingest.add_argument("files", nargs="+", metavar="FILE", help="nginx access log (combined or tardist format)")
+    ingest.add_argument("--batch-lines", type=_positive, default=50_000, metavar="N",
+                        help="lines counted per transaction (default 50000)")
+    export = stats_commands.add_parser("export", help="write one day's anonymised requests as gzip'd JSON lines")
+    export.add_argument("--day", required=True, type=_day, metavar="YYYY-MM-DD", help="the day (UTC)")
+    export.add_argument("--out", required=True, metavar="DIR", help="folder to write the file into")
     return parser
+
+
+def _day(text: str) -> date:
+    try:
+        if len(text) == 10 and text[4] == text[7] == "-":
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected a day as YYYY-MM-DD, got {text!r}")
 
 
 def _positive(text: str) -> int:
@@ -194,8 +216,50 @@ def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+
+
+def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
+    """`tardist stats ingest|export`."""
+    from worker import stats  # only these commands need it
+
+    if args.stats_command == "export":
+        conn = schema.open_reader(settings.database)
+        if conn is None:
+            raise SettingsError(f"no database yet at {settings.database}: nothing to export")
+        try:
+            path, rows = stats.export_day(conn, args.day, Path(args.out))
+        except OSError as exc:
+            print(f"tardist: cannot write into {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_FAILED
+        finally:
+            conn.close()
+        print(json.dumps({"file": str(path), "requests": rows}))
+        return EXIT_OK
+    started = time.monotonic()
+    db = schema.open_writer(settings.database)
+    db.conn.isolation_level = None  # stats.ingest runs its own transactions
+    totals = {"files": 0, "lines": 0, "downloads": 0, "skipped": 0, "errors": []}
+    try:
+        for name in args.files:
+            result = stats.ingest(settings, db.conn, Path(name), args.batch_lines)
+            print(f"{name}: {result.lines} new lines, {result.downloads} downloads, {result.skipped} skipped",
+                  file=sys.stderr)
+            totals["files"] += 1
+            totals["lines"] += result.lines
+            totals["downloads"] += result.downloads
+            totals["skipped"] += result.skipped
+            if result.error:
+                print(f"tardist: {result.error}", file=sys.stderr)
+                totals["errors"].append(result.error)
+    finally:
+        db.close()
+    totals["seconds"] = round(time.monotonic() - started, 3)
+    print(json.dumps(totals))
+    return EXIT_FAILED if totals["errors"] else EXIT_OK
+
+
 COMMANDS = {"sync": cmd_sync, "status": cmd_status, "gc": cmd_gc, "worker": cmd_worker, "init-db": cmd_init_db,
-            "publish": cmd_publish}
+            "publish": cmd_publish, "stats": cmd_stats}
 
 if __name__ == "__main__":
     sys.exit(main())

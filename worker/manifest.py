@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import jsonschema
+
+from tardist.languages import ENGLISH, is_language
 
 MANIFEST_FILES = {"extensions": ("extension.json", "skin.json"), "skins": ("skin.json", "extension.json")}
 DEFAULT_MANIFEST_FILES = ("extension.json", "skin.json")
 I18N_FILE = "i18n/en.json"
+I18N_PREFIX = "i18n/"
+MAX_LANGUAGES = 1000  # translations read per branch; MediaWiki has about 500 languages
 # Deeper documents are refused: kept fields are stored and served again, and a
 # deep value would make the JSON encoder or decoder of the API recurse too far.
 MAX_DEPTH = 32
@@ -48,14 +52,16 @@ class Manifest:
 
     fields: dict[str, Any] | None  # None: no readable manifest
     errors: list[str] = field(default_factory=list)
+    descriptions: dict[str, str] = field(default_factory=dict)  # language -> descriptionmsg text, English aside
 
 
 def read_manifest(kind: str, size_of: Callable[[str], int | None], read: Callable[[str], bytes],
-                  max_bytes: int) -> Manifest:
-    """Read and validate a commit's manifest.
+                  max_bytes: int, files: Iterable[str] = ()) -> Manifest:
+    """Read and validate a commit's manifest, and the translations of its description.
 
     ``size_of(path)`` gives a file's size or None when it is absent; ``read(path)``
-    its bytes, asked for only when the size is within ``max_bytes``.
+    its bytes, asked for only when the size is within ``max_bytes``; ``files`` are
+    the commit's file paths, among which the ``i18n/<lang>.json`` files are read.
     """
     candidates = MANIFEST_FILES.get(kind, DEFAULT_MANIFEST_FILES)
     filename = next((name for name in candidates if size_of(name) is not None), None)
@@ -77,7 +83,10 @@ def read_manifest(kind: str, size_of: Callable[[str], int | None], read: Callabl
     description, error = _description(fields, size_of, read, max_bytes)
     if error:
         errors.append(error)
-    return Manifest(_summary(fields, description), errors)
+    descriptions: dict[str, str] = {}
+    if "descriptionmsg" in fields and not error:
+        descriptions = _translations(fields["descriptionmsg"], files, size_of, read, max_bytes, errors)
+    return Manifest(_summary(fields, description), errors, descriptions)
 
 
 def _load(filename: str, size_of: Callable[[str], int | None], read: Callable[[str], bytes],
@@ -145,6 +154,36 @@ def _description(fields: dict[str, Any], size_of: Callable[[str], int | None], r
     if not isinstance(text, str):
         return fields.get("description"), f"descriptionmsg {key!r}: not a string in {I18N_FILE}"
     return text, None
+
+
+def _translations(key: str, files: Iterable[str], size_of: Callable[[str], int | None],
+                  read: Callable[[str], bytes], max_bytes: int, errors: list[str]) -> dict[str, str]:
+    """The descriptionmsg text of every i18n/<lang>.json but English; a bad file is an error, never a failure."""
+    languages = sorted(path[len(I18N_PREFIX):-len(".json")] for path in files
+                       if path.startswith(I18N_PREFIX) and path.endswith(".json") and "/" not in path[len(I18N_PREFIX):])
+    languages = [lang for lang in languages if is_language(lang) and lang != ENGLISH]
+    if len(languages) > MAX_LANGUAGES:
+        errors.append(f"{I18N_PREFIX}: more than {MAX_LANGUAGES} languages; only the first {MAX_LANGUAGES} are read")
+        languages = languages[:MAX_LANGUAGES]
+    texts = {}
+    for lang in languages:
+        filename = f"{I18N_PREFIX}{lang}.json"
+        messages, error = _load(filename, size_of, read, max_bytes)
+        if error:
+            errors.append(f"descriptionmsg {key!r}: {error}")
+            continue
+        if not isinstance(messages, dict):
+            errors.append(f"descriptionmsg {key!r}: {filename}: expected a JSON object")
+            continue
+        text = messages.get(key)
+        if text is None:
+            continue  # not translated into that language yet: normal
+        if not isinstance(text, str) or len(text) > STRING["maxLength"]:
+            errors.append(f"descriptionmsg {key!r}: not a string of at most {STRING['maxLength']} "
+                          f"characters in {filename}")
+            continue
+        texts[lang] = text
+    return texts
 
 
 def _summary(fields: dict[str, Any], description: str | None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ class Repo:
     kind: str
     name: str
     url: str
+    public_url: str | None = None  # the clone URL shown to people; None: show none
     source: str = field(default="", compare=False)  # the key of the source that lists it
 
 
@@ -66,14 +67,16 @@ def list_repos(settings: Settings, warnings: list[str]) -> Listing:
 
 def _list_source(settings: Settings, index: int, source: Source, warnings: list[str]) -> list[Repo]:
     if source.type == "list":
-        return [Repo(source.kind, name, url, source.key) for name, url in source.repos.items()]
+        return [Repo(source.kind, name, url, source.shown_url(name, url), source.key)
+                for name, url in source.repos.items()]
     if source.type == "directory":
         assert source.path is not None
         if not source.path.is_dir():
             raise SourceError(f"{source.path} is not a folder")
-        return [Repo(source.kind, child.name.removesuffix(".git"), str(child), source.key)
-                for child in sorted(source.path.iterdir())
-                if (child / "HEAD").is_file() or (child / ".git").exists()]
+        folders = [child for child in sorted(source.path.iterdir())
+                   if (child / "HEAD").is_file() or (child / ".git").exists()]
+        return [Repo(source.kind, folder.name.removesuffix(".git"), str(folder),
+                     source.shown_url(folder.name.removesuffix(".git"), str(folder)), source.key) for folder in folders]
     return _list_gerrit(settings, source)
 
 
@@ -94,5 +97,6 @@ def _list_gerrit(settings: Settings, source: Source) -> list[Repo]:
         name = project[len(source.prefix):] if project.startswith(source.prefix) else ""
         state = facts.get("state", "ACTIVE") if isinstance(facts, dict) else "ACTIVE"
         if name and "/" not in name and state != "READ_ONLY":
-            repos.append(Repo(source.kind, name, f"{source.url}/{project}", source.key))
+            url = f"{source.url}/{project}"
+            repos.append(Repo(source.kind, name, url, source.shown_url(name, url), source.key))
     return repos

@@ -56,7 +56,7 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
     use_git_config(settings.git_config)
     retry = retry or force
     now = store.utcnow()
-    record = RepoRecord(repo.kind, repo.name, repo.url, repo.source)
+    record = RepoRecord(repo.kind, repo.name, repo.public_url, repo.source)
     mirror = mirror_path(settings, repo)
     try:
         heads = remote_heads(repo.url, settings.branches, settings.git_timeout)
@@ -146,7 +146,7 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
 
         manifest = read_manifest(repo.kind, size_of,
                                  lambda path: reader.read(tree.files[path].mirror, tree.files[path].sha),
-                                 settings.max_manifest_bytes)
+                                 settings.max_manifest_bytes, files=tree.files)
         extras, extra_warnings = place_extras(tree, extra_files(repo.name, branch, commit, committed, repo.url))
         if reuse:
             built = Built(reuse["file"], reuse["size"], reuse["sha256"])
@@ -163,7 +163,8 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
         committed_at=store.utc_iso(datetime.fromtimestamp(committed, timezone.utc)),
         tarball=built.file, size=built.size, sha256=built.sha256,
         manifest=manifest.fields, manifest_errors=shown(manifest.errors),
-        warnings=shown(extra_warnings + tree.warnings), modules=sorted(tree.modules))
+        warnings=shown(extra_warnings + tree.warnings), modules=sorted(tree.modules),
+        descriptions=manifest.descriptions)
 
 
 def shown(messages: list[str]) -> list[str]:
@@ -205,7 +206,7 @@ def _sync_guarded(settings: Settings, repo: Repo, force: bool, stop: threading.E
             record = sync_repo(settings, repo, recorded, force, tarballs, retry, repo_row)
         except Exception as exc:  # a bug must cost one repository, not the run
             log.exception("unexpected error syncing %s/%s", repo.kind, repo.name)
-            record = RepoRecord(repo.kind, repo.name, repo.url, repo.source, error=f"internal error: {exc!r}")
+            record = RepoRecord(repo.kind, repo.name, repo.public_url, repo.source, error=f"internal error: {exc!r}")
         with db_lock:
             store.save_repo(db, record, view)
     return record
@@ -225,8 +226,9 @@ def sync_one(settings: Settings, kind: str, name: str, force: bool = False,
         if found is None:
             return None
         url, source = found
-        record = _sync_guarded(settings, Repo(kind, name, url, source.key), force, threading.Event(), db,
-                               threading.Lock(), InfoView.of(settings), retry)
+        repo = Repo(kind, name, url, source.shown_url(name, url), source.key)
+        record = _sync_guarded(settings, repo, force, threading.Event(), db, threading.Lock(),
+                               InfoView.of(settings), retry)
         publish_recorded(settings, db, {(kind, name)}, [])
         return record
     finally:

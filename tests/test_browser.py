@@ -1,0 +1,160 @@
+"""The /browse pages as a person uses them: headless Chromium (Selenium) against real gunicorn."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from conftest import Deployment, Repo, directory_source, extension_files, git
+
+from bench.gitdaemon import free_port, stop
+from test_serving import start_gunicorn
+
+HOST = "127.0.0.1"
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                reason="chromium is not installed (Debian: apt install chromium chromium-driver)")
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.by import By  # noqa: E402  (after the skip: selenium is a test extra)
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A synced deployment (Cite in English and German, Echo, a skin) with download counts, under gunicorn."""
+    tmp = tmp_path_factory.mktemp("browser")
+    cite = Repo(tmp / "upstream/extensions/Cite")
+    cite.commit({**extension_files("Cite"), "i18n/en.json": json.dumps({"cite-desc": "Adds footnotes and references"}),
+                 "i18n/de.json": json.dumps({"cite-desc": "Fügt Fußnoten und Einzelnachweise hinzu"})})
+    git(cite.path, "branch", "REL1_45")
+    Repo(tmp / "upstream/extensions/Echo").commit(
+        {**extension_files("Echo"), "i18n/en.json": json.dumps({"echo-desc": "Notifications for wiki users"})})
+    Repo(tmp / "upstream/skins/Vector").commit({"skin.json": json.dumps({"name": "Vector", "description": "A skin"})})
+    (tmp / "deploy").mkdir()
+    deployment = Deployment(tmp / "deploy", tmp / "deploy/tardist.toml")
+    deployment.write_config(directory_source("extensions", tmp / "upstream/extensions")
+                            + directory_source("skins", tmp / "upstream/skins"))
+    deployment.sync()
+    count_downloads(deployment, tmp)
+
+    port = free_port()
+    server = start_gunicorn(deployment, port, tmp / "gunicorn.log")
+    try:
+        yield f"http://{HOST}:{port}"
+    finally:
+        stop(server)
+
+
+def count_downloads(deployment: Deployment, tmp: Path) -> None:
+    """Downloads of the last weeks, as nginx would log them, ingested by `tardist stats ingest`."""
+    info = deployment.app().test_client().get("/info/extensions/Cite").get_json()
+    now = datetime.now(timezone.utc)
+    lines = []
+    for day in range(60):
+        moment = (now - timedelta(days=day)).strftime("%d/%b/%Y:%H:%M:%S +0000")
+        for branch, times in (("master", 3 + day % 7), ("REL1_45", 1 + day % 3)):
+            url = info["branches"][branch]["url"]
+            lines += [f'192.0.2.{day} - - [{moment}] "GET {url} HTTP/1.1" 200 4242 "-" "curl/8.5.0"'] * times
+    log = tmp / "access.log"
+    log.write_text("\n".join(lines) + "\n")
+    result = deployment.cli("stats", "ingest", str(log))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium that saves downloads into tmp_path/downloads."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1200,900", "--lang=en"):
+        options.add_argument(argument)
+    (tmp_path / "downloads").mkdir()
+    options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path / "downloads"),
+                                              "download.prompt_for_download": False,
+                                              "safebrowsing.enabled": False})
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def screenshot(driver, tmp_path: Path, name: str, width: int = 1200) -> Path:
+    """A full-page screenshot of the current page at the given width, saved under tmp_path/screens."""
+    driver.set_window_size(width, 900)
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(width, min(max(height, 600), 4000))
+    path = tmp_path / "screens" / f"{name}.png"
+    path.parent.mkdir(exist_ok=True)
+    driver.save_screenshot(str(path))
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def test_search_finds_a_repository_by_a_word_of_its_description(site, browser, tmp_path):
+    browser.get(f"{site}/browse")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Browse extensions and skins"
+    screenshot(browser, tmp_path, "browse")
+    box = browser.find_element(By.ID, "q")
+    assert browser.find_element(By.CSS_SELECTOR, "label[for=q]").text == "Search names and descriptions"
+    box.send_keys("notifications")
+    browser.find_element(By.CSS_SELECTOR, "form[role=search] button").click()
+    WebDriverWait(browser, 10).until(lambda d: "q=notifications" in d.current_url)
+    found = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "ul.repos h3")]
+    assert found == ["Echo"]
+    assert "1 found" in browser.find_element(By.CSS_SELECTOR, ".count").text
+    browser.find_element(By.LINK_TEXT, "Echo").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Echo"
+    browser.get(f"{site}/browse/extensions?sort=downloads")
+    assert [h.text for h in browser.find_elements(By.CSS_SELECTOR, "ul.repos h3")][0] == "Cite"
+    screenshot(browser, tmp_path, "kind-by-downloads")
+    screenshot(browser, tmp_path, "browse-phone", width=390)
+
+
+def test_download_button_gives_the_tarball_whose_sha256_is_shown(site, browser, tmp_path):
+    browser.get(f"{site}/browse/extensions/Cite")
+    section = browser.find_element(By.CSS_SELECTOR, "section[aria-labelledby=branch-master]")
+    shown = section.find_element(By.CSS_SELECTOR, "code.sha256").text
+    button = section.find_element(By.LINK_TEXT, "Download master (" + section.find_element(
+        By.CSS_SELECTOR, ".button .muted-on-button").text.strip("()") + ")")
+    name = button.get_attribute("download")
+    button.click()
+    target = tmp_path / "downloads" / name
+    deadline = time.monotonic() + 20
+    while not target.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert target.exists(), list((tmp_path / "downloads").iterdir())
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == shown
+
+
+def test_uselang_shows_the_german_description(site, browser, tmp_path):
+    browser.get(f"{site}/browse/extensions/Cite?uselang=de")
+    description = browser.find_element(By.CSS_SELECTOR, "p.description")
+    assert description.text == "Fügt Fußnoten und Einzelnachweise hinzu"
+    assert description.get_attribute("lang") == "de"
+    browser.find_element(By.LINK_TEXT, "Extensions").click()  # the language stays while browsing
+    assert "Fügt Fußnoten" in browser.find_element(By.TAG_NAME, "main").text
+
+
+def test_chart_is_drawn_with_its_text_equivalent(site, browser, tmp_path):
+    browser.get(f"{site}/browse/extensions/Cite")
+    chart = browser.find_element(By.CSS_SELECTOR, "figure.chart svg[role=img]")
+    assert chart.size["width"] > 500 and chart.size["height"] > 100
+    assert len(chart.find_elements(By.TAG_NAME, "polyline")) == 2
+    labelled = chart.get_attribute("aria-labelledby").split()
+    texts = [browser.find_element(By.ID, ident).get_attribute("textContent") for ident in labelled]
+    assert texts[0].startswith("Daily downloads of Cite per branch")
+    assert "master:" in texts[1] and "REL1_45:" in texts[1]
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.numbers tbody tr")
+    assert [row.find_element(By.TAG_NAME, "th").text for row in rows] == ["master", "REL1_45"]
+    assert all(int(cell.text) > 0 for row in rows for cell in row.find_elements(By.TAG_NAME, "td")[:3])
+    screenshot(browser, tmp_path, "repository")
+    screenshot(browser, tmp_path, "repository-phone", width=390)

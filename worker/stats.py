@@ -1,0 +1,348 @@
+"""Download counts from nginx access logs: `tardist stats ingest` and `tardist stats export`.
+
+Ingesting reads each log from where the last ingest stopped: a log is known by
+its first line (a fingerprint that survives rotation and gzip), and what was
+read of it is recorded in the same transaction as the counts it gave, so a
+crash or a second run never loses or counts a line twice. No address or user
+agent is stored: requests for tarballs are kept with a salted daily hash of the
+client and a coarse user-agent family, for `stats export` to publish.
+"""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import hashlib
+import json
+import os
+import re
+import secrets
+import sqlite3
+import tempfile
+import zlib
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+
+from tardist.settings import Settings
+
+# nginx's combined format, and anything appended after it (deploy/nginx.conf's tardist format adds fields).
+LINE_RE = re.compile(rb'(\S+) \S+ \S+ \[(\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "([^"]*)" '
+                     rb'(\d{3}) (\d+|-) "[^"]*" "([^"]*)"(?: [^\n]*)?\r?')
+TARBALL_RE = re.compile(r"/([a-z][a-z0-9]{0,31})/([A-Za-z0-9][A-Za-z0-9_.-]{0,99})-([A-Za-z0-9][A-Za-z0-9_.]{0,99})"
+                        r"-[0-9a-f]{7}\.tar\.gz")
+DOWNLOAD_RE = re.compile(r"/download/([a-z][a-z0-9]{0,31})/([A-Za-z0-9][A-Za-z0-9_.-]{0,99})/"
+                         r"([A-Za-z0-9][A-Za-z0-9_.]{0,99})")
+MONTHS = {name.encode(): number for number, name in enumerate(calendar.month_abbr) if name}
+BLOCK_BYTES = 4 * 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024  # nginx's lines are a few KiB at most; longer is a broken file
+SALT_DAYS = 7  # a day's salt is forgotten after this: its client hashes can no longer be linked to addresses
+AGENTS = [("bot", re.compile(r"bot|crawl|spider|slurp", re.I)), ("composer", re.compile(r"^composer", re.I)),
+          ("curl", re.compile(r"^curl/", re.I)), ("wget", re.compile(r"^wget", re.I)),
+          ("python", re.compile(r"python|aiohttp|httpx", re.I)), ("git", re.compile(r"^git/", re.I)),
+          ("edge", re.compile(r"Edg/")), ("chrome", re.compile(r"Chrome/|Chromium/")),
+          ("firefox", re.compile(r"Firefox/")), ("safari", re.compile(r"Safari/")),
+          ("browser", re.compile(r"^Mozilla/"))]
+
+
+READ_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError
+
+
+@dataclass
+class Ingested:
+    """What one ingest of one file did."""
+
+    path: str
+    lines: int = 0  # new lines read (skipped ones included)
+    downloads: int = 0
+    skipped: int = 0  # lines in no known format
+    error: str | None = None
+
+
+def agent_family(agent: str) -> str:
+    """A coarse user-agent family (curl, chrome, bot, ...): enough to analyse, too coarse to identify."""
+    if agent in ("", "-"):
+        return "none"
+    return next((family for family, pattern in AGENTS if pattern.search(agent)), "other")
+
+
+def open_log(path: Path) -> BinaryIO:
+    """A log file opened for reading its text, gzip'd or not (told by its first bytes, not its name)."""
+    raw = open(path, "rb")
+    if raw.read(2) == b"\x1f\x8b":
+        raw.seek(0)
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    raw.seek(0)
+    return raw
+
+
+def fingerprint(first_line: bytes) -> str:
+    """A log file's identity: the hash of its first line, the same after rotation and gzip."""
+    return hashlib.sha256(first_line).hexdigest()
+
+
+class Counter:
+    """Turns log lines into download counts and anonymised request rows."""
+
+    def __init__(self, settings: Settings, salts: Callable[[str], bytes]) -> None:
+        base = settings.tarball_url
+        # Tarballs served elsewhere (a CDN) are never seen here: count the /download/ redirects to them.
+        self.local = base.startswith("/")
+        self.prefix = base if self.local else "/download/"
+        self.salts = salts
+        self._minutes: dict[bytes, str] = {}
+        self._times: dict[bytes, tuple[str, str, dict[bytes, str]]] = {}  # stamp -> (UTC time, day, clients)
+        self._clients: dict[str, dict[bytes, str]] = {}  # day -> address -> hash
+        self._agents: dict[bytes, str] = {}
+        self.counts: dict[tuple[str, str, str, str], int] = {}
+        self.rows: list[tuple] = []
+        self.downloads = 0
+        self.skipped = 0
+
+    def feed(self, lines: list[bytes]) -> None:
+        """Count the complete lines given."""
+        # One tight loop with everything local: this runs for every line of every log.
+        match, times, utc_time, rows, counts = LINE_RE.fullmatch, self._times, self._utc_time, self.rows, self.counts
+        local, wanted = self.local, (self.prefix + "/").encode() if self.local else b"/download/"
+        named_re, skip = (TARBALL_RE, len(self.prefix)) if local else (DOWNLOAD_RE, 0)
+        counted_status = 200 if local else 302
+        agent_of, agents = self._agent, self._agents
+        skipped = downloads = 0
+        for line in lines:
+            found = match(line)
+            if found is None:
+                skipped += 1
+                continue
+            address, stamp, request, status, size, agent = found.groups()
+            when = times.get(stamp)
+            if when is None:
+                when = utc_time(stamp)
+                if when is None:
+                    skipped += 1
+                    continue
+            method, _, rest = request.partition(b" ")
+            target = rest.rpartition(b" ")[0] or rest
+            if not target.startswith(wanted):
+                continue
+            moment, day, clients = when
+            client = clients.get(address) or self._client(day, address)
+            if b"?" in target:
+                target = target.split(b"?", 1)[0]
+            path = target[:1000].decode("utf-8", "replace")
+            code = int(status)
+            rows.append((day, moment, path, code, 0 if size == b"-" else int(size), client,
+                         agents.get(agent) or agent_of(agent)))
+            if code == counted_status and method == b"GET":
+                named = named_re.fullmatch(path, skip)
+                if named is not None:
+                    key = (*named.groups(), day)
+                    counts[key] = counts.get(key, 0) + 1
+                    downloads += 1
+        self.skipped += skipped
+        self.downloads += downloads
+
+    def _utc_time(self, stamp: bytes) -> tuple[str, str, dict[bytes, str]] | None:
+        """'28/Nov/2026:20:01:02 +0100' -> ('2026-11-28T19:01:02Z', '2026-11-28', that day's client hashes);
+        None when it is no time. Cached: most lines share their second with others."""
+        minute_key = stamp[:17] + stamp[20:]
+        minute = self._minutes.get(minute_key)
+        if minute is None:
+            try:
+                local = datetime(int(stamp[7:11]), MONTHS[stamp[3:6]], int(stamp[0:2]), int(stamp[12:14]),
+                                 int(stamp[15:17]))
+            except (KeyError, ValueError):
+                return None
+            offset = timedelta(hours=int(stamp[22:24]), minutes=int(stamp[24:26]))
+            utc = local - offset if stamp[21:22] == b"+" else local + offset
+            if len(self._minutes) > 100_000:
+                self._minutes.clear()
+            minute = self._minutes[minute_key] = utc.strftime("%Y-%m-%dT%H:%M:")
+        if int(stamp[18:20]) > 60:
+            return None
+        if len(self._times) > 200_000:
+            self._times.clear()
+        day = minute[:10]
+        clients = self._clients.setdefault(day, {})
+        when = self._times[stamp] = (f"{minute}{stamp[18:20].decode()}Z", day, clients)
+        return when
+
+    def _client(self, day: str, address: bytes) -> str:
+        """The salted hash of a client address on a day."""
+        clients = self._clients[day]
+        if len(clients) > 100_000:
+            clients.clear()
+        clients[address] = hashlib.blake2b(address, key=self.salts(day), digest_size=8).hexdigest()
+        return clients[address]
+
+    def _agent(self, agent: bytes) -> str:
+        cached = self._agents.get(agent)
+        if cached is None:
+            if len(self._agents) > 10_000:
+                self._agents.clear()
+            cached = self._agents[agent] = agent_family(agent.decode("utf-8", "replace"))
+        return cached
+
+    def take(self) -> tuple[dict, list[tuple]]:
+        """The counts and rows gathered since the last take."""
+        counts, rows = self.counts, self.rows
+        self.counts, self.rows = {}, []
+        return counts, rows
+
+
+def ingest(settings: Settings, db: sqlite3.Connection, path: Path, batch_lines: int = 50_000) -> Ingested:
+    """Count the lines of one log not counted before, committing every batch_lines with how far it got."""
+    result = Ingested(str(path))
+    salts = Salts(db)
+    try:
+        stream = open_log(path)
+    except OSError as exc:
+        result.error = f"{path}: {exc.strerror or exc}"
+        return result
+    counter = Counter(settings, salts)
+    with stream:
+        try:
+            first = stream.readline()
+            if not first.endswith(b"\n"):
+                return result  # not even one complete line yet: nothing to count, nothing to remember
+            key = fingerprint(first)
+            row = db.execute("SELECT offset FROM log_files WHERE fingerprint = ?", [key]).fetchone()
+            offset = row[0] if row else 0
+            stream.seek(offset)
+            for lines, size in _batches(stream, batch_lines):
+                skipped = counter.skipped
+                counter.feed(lines)
+                if not _commit(db, key, str(path), offset, offset + size, len(lines), counter.skipped - skipped,
+                               counter, salts):
+                    result.error = f"{path}: another `tardist stats ingest` is reading it; left to that one"
+                    break
+                offset += size
+                result.lines += len(lines)
+        except READ_ERRORS as exc:
+            result.error = f"{path}: unreadable after {result.lines} new lines: {exc}"
+        result.downloads, result.skipped = counter.downloads, counter.skipped
+    return result
+
+
+def _batches(stream: BinaryIO, batch_lines: int) -> Iterator[tuple[list[bytes], int]]:
+    """Complete lines in batches, with the bytes they span; an unfinished last line is left for next time.
+
+    A "line" longer than MAX_LINE_BYTES is no log line: it is passed on as one empty
+    (skipped) line without being held in memory. A read error (a truncated gzip) is
+    raised after the complete lines read before it were yielded.
+    """
+    # read1 hands over what each decompression step gives: a truncated gzip loses nothing before the cut.
+    read = stream.read1 if isinstance(stream, gzip.GzipFile) else stream.read
+    pending = b""
+    overlong = 0  # bytes of an overlong line read so far (and dropped)
+    lines: list[bytes] = []
+    failure: Exception | None = None
+    while True:
+        try:
+            block = read(BLOCK_BYTES)
+        except READ_ERRORS as exc:
+            failure = exc
+            break
+        if not block:
+            break
+        if overlong:
+            first = block.find(b"\n")
+            if first < 0:
+                overlong += len(block)
+                continue
+            yield [b""], overlong + first + 1
+            overlong, block = 0, block[first + 1:]
+        block = pending + block
+        end = block.rfind(b"\n")
+        if end < 0:
+            pending = block
+            if len(pending) > MAX_LINE_BYTES:
+                if lines:
+                    yield lines, sum(map(len, lines)) + len(lines)
+                    lines = []
+                overlong, pending = len(pending), b""
+            continue
+        pending = block[end + 1:]
+        lines.extend(block[:end].split(b"\n"))
+        while len(lines) >= batch_lines:
+            take = lines[:batch_lines]
+            del lines[:batch_lines]
+            yield take, sum(map(len, take)) + len(take)
+    if lines:
+        yield lines, sum(map(len, lines)) + len(lines)
+    if failure is not None:
+        raise failure
+
+
+def _commit(db: sqlite3.Connection, key: str, path: str, expected: int, offset: int, lines: int, skipped: int,
+            counter: Counter, salts: "Salts") -> bool:
+    """Record a batch's counts, rows and the new offset in one transaction; False if another ingest moved on."""
+    counts, rows = counter.take()
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        row = db.execute("SELECT offset FROM log_files WHERE fingerprint = ?", [key]).fetchone()
+        if (row[0] if row else 0) != expected:
+            db.execute("ROLLBACK")
+            return False
+        salts.save(db)
+        db.executemany("INSERT INTO downloads (kind, name, branch, day, count) VALUES (?, ?, ?, ?, ?) "
+                       "ON CONFLICT (kind, name, branch, day) DO UPDATE SET count = count + excluded.count",
+                       [(*k, v) for k, v in counts.items()])
+        db.executemany("INSERT INTO requests (day, time, path, status, bytes, client, agent) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        db.execute("INSERT INTO log_files (fingerprint, offset, lines, skipped, path, read_at) VALUES (?, ?, ?, ?, ?, ?) "
+                   "ON CONFLICT (fingerprint) DO UPDATE SET offset = excluded.offset, lines = lines + excluded.lines, "
+                   "skipped = skipped + excluded.skipped, path = excluded.path, read_at = excluded.read_at",
+                   [key, offset, lines, skipped, path, datetime.now(timezone.utc).isoformat(timespec="seconds")])
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return True
+
+
+class Salts:
+    """One random salt per day, kept SALT_DAYS and then forgotten."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.known = dict(db.execute("SELECT day, salt FROM stats_salts").fetchall())
+        self.new: dict[str, str] = {}
+
+    def __call__(self, day: str) -> bytes:
+        salt = self.known.get(day)
+        if salt is None:
+            salt = self.known[day] = self.new[day] = secrets.token_hex(16)
+        return bytes.fromhex(salt)
+
+    def save(self, db: sqlite3.Connection) -> None:
+        """Store the salts made since the last save (inside the caller's transaction) and drop old ones."""
+        db.executemany("INSERT OR IGNORE INTO stats_salts (day, salt) VALUES (?, ?)", list(self.new.items()))
+        self.new.clear()
+        cutoff = (datetime.now(timezone.utc).date() - timedelta(days=SALT_DAYS)).isoformat()
+        db.execute("DELETE FROM stats_salts WHERE day < ?", [cutoff])
+
+
+def export_day(db: sqlite3.Connection, day: date, out: Path) -> tuple[Path, int]:
+    """Write a day's anonymised requests as gzip'd JSON lines into out, atomically; (file, rows)."""
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"tardist-requests-{day.isoformat()}.jsonl.gz"
+    fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=out)
+    written = 0
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as zipped:
+                for time_, path, status, size, client, agent in db.execute(
+                        "SELECT time, path, status, bytes, client, agent FROM requests WHERE day = ? "
+                        "ORDER BY time, rowid", [day.isoformat()]):
+                    zipped.write(json.dumps({"time": time_, "path": path, "status": status, "bytes": size,
+                                             "client": client, "agent": agent}, separators=(",", ":")).encode()
+                                 + b"\n")
+                    written += 1
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return target, written
