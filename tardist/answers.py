@@ -1,4 +1,4 @@
-"""The bodies of the /list and /info answers, as plain functions over a SQLite connection.
+"""The bodies of the /list, /info and Gerrit-shaped answers, as plain functions over a SQLite connection.
 
 The Flask views and the worker's static publisher (`worker.publish`) both call
 these, so a published file is byte-identical to the app's answer by
@@ -73,3 +73,57 @@ def info_kind(conn: sqlite3.Connection | None, configured: Sequence[str], kind: 
     # The stored answers are JSON already: join them instead of decoding and encoding again.
     inner = ",".join(f"{json.dumps(name)}:{answer}" for name, answer in rows if answer is not None)
     return f'{{{json.dumps(kind)}:{{{inner}}}}}'.encode()
+
+
+GERRIT_XSSI_PREFIX = b")]}'\n"  # Gerrit's first line; its clients strip the first 4 characters (and the newline)
+GERRIT_ROOT = "mediawiki"  # projects are named mediawiki/<kind>/<Name>, as on Wikimedia's Gerrit
+
+
+def gerrit_body(value: Any) -> bytes:
+    """A Gerrit REST answer: the XSSI line, then compact JSON."""
+    return GERRIT_XSSI_PREFIX + encode(value)
+
+
+def built_heads(conn: sqlite3.Connection | None, branches: Sequence[str], kind: str | None = None,
+                name: str | None = None) -> dict[tuple[str, str], dict[str, str]]:
+    """(kind, name) -> {branch: commit} of present repositories' configured branches that have a tarball."""
+    if conn is None:
+        return {}
+    where, params = ["r.present = 1", "b.tarball IS NOT NULL", "b.commit_sha IS NOT NULL",
+                     f"b.branch IN ({', '.join('?' * len(branches))})"], list(branches)
+    if kind is not None:
+        where.append("r.kind = ?")
+        params.append(kind)
+    if name is not None:
+        where.append("r.name = ?")
+        params.append(name)
+    rows = conn.execute("SELECT r.kind, r.name, b.branch, b.commit_sha FROM branches b JOIN repos r "
+                        f"USING (kind, name) WHERE {' AND '.join(where)} ORDER BY r.kind, r.name", params)
+    built: dict[tuple[str, str], dict[str, str]] = {}
+    for row_kind, row_name, branch, commit in rows:
+        built.setdefault((row_kind, row_name), {})[branch] = commit
+    return built
+
+
+def gerrit_projects(conn: sqlite3.Connection | None, branches: Sequence[str], prefix: str) -> bytes:
+    """GET /gerrit/projects/?p=<prefix>: every `mediawiki/<kind>/<Name>` with a tarball that starts with prefix."""
+    parts = prefix.split("/")
+    # Only the kind named by the prefix is read: one SQL query, whatever the number of kinds.
+    kind = parts[1] if len(parts) > 2 and parts[0] == GERRIT_ROOT and is_kind(parts[1]) else None
+    found = {}
+    for row_kind, row_name in built_heads(conn, branches, kind):
+        project = f"{GERRIT_ROOT}/{row_kind}/{row_name}"
+        if project.startswith(prefix):
+            found[project] = {"id": project.replace("/", "%2F"), "state": "ACTIVE"}
+    return gerrit_body(found)
+
+
+def gerrit_branches(conn: sqlite3.Connection | None, branches: Sequence[str], kind: str, name: str) -> bytes:
+    """GET /gerrit/projects/mediawiki%2F<kind>%2F<Name>/branches: the configured branches that have a
+    tarball, at its commit, HEAD first as Gerrit lists it (its clients skip it: not refs/heads/)."""
+    heads = built_heads(conn, branches, kind, name).get((kind, name)) if is_plain_name(name) else None
+    if not heads:
+        raise Missing(f"no project {GERRIT_ROOT}/{kind}/{name}: no {kind} named {name!r} has a tarball")
+    head = [{"ref": "HEAD", "revision": branches[0]}] if branches[0] in heads else []
+    return gerrit_body(head + [{"ref": f"refs/heads/{branch}", "revision": heads[branch]}
+                               for branch in branches if branch in heads])

@@ -46,7 +46,9 @@ def test_every_published_file_is_the_apps_answer(deployment, upstream, tmp_path)
     files = assert_published_is_the_app(deployment)
     assert {"list.json", "list/extensions.json", "list/skins.json", "list/apps.json", "info/extensions.json",
             "info/skins.json", "info/apps.json", "info/extensions/Cite.json", "info/extensions/Broken.json",
-            "info/extensions/NoManifest.json", "info/skins/Vector.json", "info/apps/Gone.json"} <= files
+            "info/extensions/NoManifest.json", "info/skins/Vector.json", "info/apps/Gone.json",
+            "gerrit/projects/mediawiki/extensions.json", "gerrit/projects/mediawiki/extensions/Cite/branches.json",
+            "gerrit/projects/mediawiki/skins/Vector/branches.json"} <= files
     cite = json.loads((deployment.root / "published/info/extensions/Cite.json").read_bytes())
     assert list(cite["branches"]) == ["master", "REL1_45"]
 
@@ -65,7 +67,8 @@ def test_only_what_changed_is_rewritten_and_removed_answers_go(deployment, upstr
     deployment.sync("--only", "Cite")
     after = on_disk(deployment)
     rewritten = {path for path in before if after[path] != before[path]}
-    assert rewritten == {"info/extensions/Cite.json", "info/extensions.json"}
+    assert rewritten == {"info/extensions/Cite.json", "info/extensions.json",
+                         "gerrit/projects/mediawiki/extensions/Cite/branches.json"}
     assert_published_is_the_app(deployment)
 
     git(cite.path, "branch", "REL1_45")  # a change the whole run records
@@ -135,12 +138,12 @@ def test_a_long_run_publishes_as_it_goes(deployment, upstream, monkeypatch):
     monkeypatch.setattr(sync, "PUBLISH_EVERY", 0)  # a long run: publish after every repository
     monkeypatch.setattr(sync, "publish", lambda *args: reports.append(publish(*args)))
     sync.run_sync(deployment.settings())
-    # A new database: everything (the list and each kind's two files); then, after each repository,
-    # its file with the list and its kind's files (the threads record beside the publishing, so the
-    # second repository may be in the first publish already); at the end nothing is left to write.
+    # A new database: everything (the list and each kind's three files); then, after each repository,
+    # its two files with the list and its kind's three (the threads record beside the publishing, so
+    # the second repository may be in the first publish already); at the end nothing is left to write.
     written = [report["written"] for report in reports]
-    assert len(written) == 4 and written[0] == 5 and written[1] == 4 and written[3] == 0
-    assert written[2] in (1, 4), written
+    assert len(written) == 4 and written[0] == 7 and written[1] == 6 and written[3] == 0
+    assert written[2] in (2, 6), written
     assert_published_is_the_app(deployment)
 
 

@@ -235,19 +235,27 @@ def test_dist_folders_are_browsable(served):
     assert 'href="extensions/"' in top and 'href="skins/"' in top
 
 
-def test_extension_distributor_reads_gerrit_answers_through_nginx(served):
+@pytest.mark.parametrize("site", ["port", "static_port"])
+def test_extension_distributor_reads_gerrit_answers_through_nginx(served, site):
     # What GerritExtDistProvider does: repoListUrl, then apiUrl per repository, each answer stripped of
     # its first 4 characters and decoded; only refs/heads/ kept; then it links to $EXT-$REF-$SHA7.tar.gz.
-    listing = fetch(served.port, "/gerrit/projects/?b=master&p=mediawiki/extensions/")
+    port = getattr(served, site)
+    client = served.deployment.app().test_client()
+    listing = fetch(port, "/gerrit/projects/?b=master&p=mediawiki/extensions/")
     assert listing.status == 200 and listing.headers["content-type"] == "application/json"
+    assert "x-cache-status" not in listing.headers, "a file of published/"
+    assert listing.body == client.get("/gerrit/projects/?b=master&p=mediawiki/extensions/").data
+    assert fetch(port, "/gerrit/projects/?p=mediawiki%2Fextensions%2F").body == listing.body
     projects = json.loads(listing.body.decode()[4:])
     assert list(projects) == ["mediawiki/extensions/Cite", "mediawiki/extensions/Echo"]
     links = []
     for project, facts in projects.items():
-        answer = fetch(served.port, f"/gerrit/projects/{facts['id']}/branches")  # mediawiki%2Fextensions%2FCite
+        answer = fetch(port, f"/gerrit/projects/{facts['id']}/branches")  # mediawiki%2Fextensions%2FCite
         assert answer.status == 200, (project, answer.body)
+        assert "x-cache-status" not in answer.headers, "a file of published/"
+        assert answer.body == client.get(f"/gerrit/projects/{facts['id']}/branches").data
         name = project.rsplit("/", 1)[1]
-        info = fetch(served.port, f"/info/extensions/{name}").json()
+        info = fetch(port, f"/info/extensions/{name}").json()
         for entry in json.loads(answer.body.decode()[4:]):
             if entry["ref"].startswith("refs/heads/"):
                 branch = entry["ref"][len("refs/heads/"):]
@@ -255,13 +263,18 @@ def test_extension_distributor_reads_gerrit_answers_through_nginx(served):
                 links.append(f"/dist/extensions/{name}-{branch}-{entry['revision'][:7]}.tar.gz")
     assert len(links) == 3
     for link in links:
-        assert fetch(served.port, link).status == 200, link
-    missing = fetch(served.port, "/gerrit/projects/mediawiki%2Fextensions%2FNope/branches")
+        assert fetch(port, link).status == 200, link
+    missing = fetch(port, "/gerrit/projects/mediawiki%2Fextensions%2FNope/branches")
     assert missing.status == 404 and missing.json()["error"]["status"] == 404
-    # the same answer twice: the second from nginx's cache, keyed by the undecoded URI
-    again = fetch(served.port, "/gerrit/projects/mediawiki%2Fextensions%2FEcho/branches")
-    assert again.headers["x-cache-status"] == "HIT"
-    assert fetch(served.port, "/gerrit/projects/mediawiki%2Fskins%2FVector/branches").status == 200
+    assert fetch(port, "/gerrit/projects/mediawiki%2Fskins%2FVector/branches").status == 200
+
+
+def test_other_gerrit_queries_go_to_the_app(served):
+    client = served.deployment.app().test_client()
+    for path in ("/gerrit/projects/?p=mediawiki/", "/gerrit/projects/?p=mediawiki/ext", "/gerrit/projects/?x=1"):
+        answer = fetch(served.port, path)
+        assert "x-cache-status" in answer.headers, path
+        assert (answer.status, answer.body) == (client.get(path).status_code, client.get(path).data), path
 
 
 STATIC_URLS = ["/list", "/list/extensions", "/list/skins", "/info/extensions", "/info/skins",

@@ -37,6 +37,7 @@ class Where:
 
     conn: sqlite3.Connection
     configured: tuple[str, ...]
+    branches: tuple[str, ...]
     kind: str = ""
     name: str = ""
 
@@ -68,6 +69,10 @@ PUBLISHED: tuple[Published, ...] = (
     Published("/info/{kind}", "info/{kind}.json", lambda at: answers.info_kind(at.conn, at.configured, at.kind)),
     Published("/info/{kind}/{name}", "info/{kind}/{name}.json",
               lambda at: answers.info_one(at.conn, at.configured, at.kind, at.name)),
+    Published("/gerrit/projects/?p=mediawiki/{kind}/", "gerrit/projects/mediawiki/{kind}.json",
+              lambda at: answers.gerrit_projects(at.conn, at.branches, f"mediawiki/{at.kind}/")),
+    Published("/gerrit/projects/mediawiki%2F{kind}%2F{name}/branches",
+              "gerrit/projects/mediawiki/{kind}/{name}/branches.json", lambda at: answers.gerrit_branches(at.conn, at.branches, at.kind, at.name)),
 )
 
 
@@ -109,7 +114,7 @@ def published_files(settings: Settings, conn: sqlite3.Connection) -> dict[str, t
     for entry in PUBLISHED:
         for kind, name in _instances(entry, kinds, names):
             try:
-                body = entry.body(Where(conn, configured, kind, name))
+                body = entry.body(Where(conn, configured, settings.branches, kind, name))
             except answers.Missing:  # an answer that is a 404 has no file
                 continue
             files[entry.file.format(kind=kind, name=name)] = (entry.url.format(kind=kind, name=name), body)
@@ -149,7 +154,7 @@ def _publish(settings: Settings, conn: sqlite3.Connection, changed: set[tuple[st
             for kind, name in instances:
                 path = root / entry.file.format(kind=kind, name=name)
                 try:
-                    wanted[path] = entry.body(Where(conn, configured, kind, name))
+                    wanted[path] = entry.body(Where(conn, configured, settings.branches, kind, name))
                 except answers.Missing:
                     _remove(root, path, report, touched)
         _write_all(wanted, report, touched)
