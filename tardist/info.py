@@ -59,6 +59,7 @@ def render_info(view: InfoView, repo: Mapping[str, Any], branch_rows: Sequence[M
             "version": (manifest or {}).get("version"), "requires": (manifest or {}).get("requires", {}),
             "manifest_errors": json.loads(row["manifest_errors"] or "[]"),
             "warnings": json.loads(row["warnings"] or "[]"),
+            "vendor": json.loads(row["vendor"] or "[]"),
         }
     facts = facts or {}
     return {

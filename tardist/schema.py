@@ -45,7 +45,14 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("warnings", str)
 
 
-MIGRATIONS = [_v1, _v2, _v3]
+def _vendor(db: sqlite_utils.Database) -> None:
+    """The packages composer bundled in vendor/, per branch and per tarball (reused without composer)."""
+    db["branches"].add_column("vendor", str)
+    db["tarballs"].add_column("vendor", str)
+    db.execute("DELETE FROM meta WHERE key = 'info_view'")  # render /info again: it gains "vendor"
+
+
+MIGRATIONS = [_v1, _v2, _v3, _vendor]
 
 
 def migrate(db: sqlite_utils.Database) -> None:

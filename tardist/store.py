@@ -42,6 +42,7 @@ class BranchRecord:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     built_at: str = ""  # when the tarball was built, if not now
+    vendor: list[dict[str, str]] = field(default_factory=list)  # packages composer put in vendor/
 
 
 @dataclass
@@ -129,12 +130,13 @@ def _save_branch(db: sqlite_utils.Database, record: RepoRecord, branch: BranchRe
         "manifest": json.dumps(branch.manifest) if branch.manifest is not None else None,
         "manifest_errors": json.dumps(branch.manifest_errors),
         "warnings": json.dumps(branch.warnings), "error": None, "error_commit": None,
+        "vendor": json.dumps(branch.vendor),
     }, pk=("kind", "name", "branch"))
     _supersede(db, record.kind, record.name, branch.branch, keep=branch.tarball, now=now)
     db["tarballs"].upsert({
         "kind": record.kind, "file": branch.tarball, "name": record.name, "branch": branch.branch,
         "commit_sha": branch.commit, "sha256": branch.sha256, "size": branch.size,
-        "built_at": branch.built_at or now, "superseded_at": None,
+        "built_at": branch.built_at or now, "superseded_at": None, "vendor": json.dumps(branch.vendor),
     }, pk=("kind", "file"))
 
 

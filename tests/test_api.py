@@ -357,6 +357,8 @@ def test_an_unmigrated_database_is_a_503_until_init_db(deployment, upstream):
     database = deployment.settings().database
     with sqlite3.connect(database) as conn:  # as an older tardist left it, before migration 3
         conn.execute("ALTER TABLE runs DROP COLUMN warnings")
+        conn.execute("ALTER TABLE branches DROP COLUMN vendor")  # and before _vendor
+        conn.execute("ALTER TABLE tarballs DROP COLUMN vendor")
         conn.execute("PRAGMA user_version = 2")
     response = deployment.app().test_client().get("/list")
     assert response.status_code == 503

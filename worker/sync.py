@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -14,6 +15,7 @@ from tardist import schema, store
 from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError
 from tardist.store import BranchRecord, RepoRecord
+from worker import composer
 from worker.manifest import read_manifest
 from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
                            remote_heads, run_git)
@@ -107,15 +109,20 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
             blob = tree.files.get(path)
             return blob.size if blob else None
 
-        manifest = read_manifest(repo.kind, size_of, lambda path: reader.read(tree.files[path].mirror, tree.files[path].sha),
-                                 settings.max_manifest_bytes)
+        def read(path: str) -> bytes:
+            return reader.read(tree.files[path].mirror, tree.files[path].sha)
+
+        manifest = read_manifest(repo.kind, size_of, read, settings.max_manifest_bytes)
+        requirements = composer.required(size_of, read, settings.max_manifest_bytes, manifest.errors)
         if reuse:
             built = Built(reuse["file"], reuse["size"], reuse["sha256"])
+            vendored = composer.Vendored(tree, packages=json.loads(reuse.get("vendor") or "[]"))
         else:
             extras = extra_files(repo.name, branch, commit, committed, repo.url)
             dest = tarball_path(settings, repo.kind, tarball_name(repo.name, branch, commit))
-            built = build_tarball(reader, tree, extras, repo.name, committed, dest)
-    except (GitError, TreeError, PublishError) as exc:
+            with composer.vendor_tree(settings, reader, tree, requirements, commit) as vendored:
+                built = build_tarball(reader, vendored.tree, {**extras, **vendored.files}, repo.name, committed, dest)
+    except (GitError, TreeError, PublishError, composer.ComposerError) as exc:
         return BranchRecord(branch, commit, "failed", error=readable(str(exc)))
     except Exception as exc:  # a bug or a broken mirror must cost this branch only
         log.exception("unexpected error building %s/%s %s", repo.kind, repo.name, branch)
@@ -124,7 +131,8 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
         branch, commit, "reused" if reuse else "built", built_at=reuse["built_at"] if reuse else "",
         committed_at=store.utc_iso(datetime.fromtimestamp(committed, timezone.utc)),
         tarball=built.file, size=built.size, sha256=built.sha256,
-        manifest=manifest.fields, manifest_errors=shown(manifest.errors), warnings=shown(tree.warnings))
+        manifest=manifest.fields, manifest_errors=shown(manifest.errors),
+        warnings=shown(tree.warnings + vendored.warnings), vendor=vendored.packages)
 
 
 def shown(messages: list[str]) -> list[str]:
@@ -186,6 +194,8 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     try:
         store.ensure_rendered(db, view)
         remove_stale_temporaries(settings.tarballs)
+        composer.remove_stale_scratch(settings)
+        warnings.extend(composer.notes(settings))
         run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force})
         recorded = store.all_recorded_branches(db)
         tarballs = store.all_recorded_tarballs(db)

@@ -67,9 +67,9 @@ class _HashingWriter(io.RawIOBase):
         return len(data)
 
 
-def build_tarball(reader: ObjectReader, tree: Tree, extras: dict[str, bytes], top: str,
+def build_tarball(reader: ObjectReader, tree: Tree, extras: dict[str, bytes | Path], top: str,
                   mtime: int, dest: Path) -> Built:
-    """Write tree (plus extras at the top) as `top/...` into dest, atomically."""
+    """Write tree (plus extras: bytes, or built files read from disk) as `top/...` into dest, atomically."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     temp = dest.with_name(f"{TEMP_PREFIX}{dest.name}.{os.getpid()}")
     try:
@@ -91,15 +91,21 @@ def build_tarball(reader: ObjectReader, tree: Tree, extras: dict[str, bytes], to
     return Built(dest.name, hashing.size, hashing.sha256.hexdigest())
 
 
-def _write_entries(tar: tarfile.TarFile, reader: ObjectReader, tree: Tree, extras: dict[str, bytes],
+def _write_entries(tar: tarfile.TarFile, reader: ObjectReader, tree: Tree, extras: dict[str, bytes | Path],
                    top: str, mtime: int) -> None:
-    files: dict[str, Blob | bytes] = {**tree.files, **extras}
+    files: dict[str, Blob | bytes | Path] = {**tree.files, **extras}
     dirs = tree.dirs | {""}
     for path in sorted(dirs | files.keys()):
         info = tarfile.TarInfo(f"{top}/{path}" if path else top)
         info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
         if path in files:
             item = files[path]
+            if isinstance(item, Path):  # built (vendor/): streamed, it can be hundreds of MB
+                with open(item, "rb") as handle:
+                    stat = os.fstat(handle.fileno())
+                    info.mode, info.size = (0o755 if stat.st_mode & 0o100 else 0o644), stat.st_size
+                    tar.addfile(info, handle)
+                continue
             data = item if isinstance(item, bytes) else reader.read(item.mirror, item.sha)
             executable = isinstance(item, Blob) and item.mode == "100755"
             info.mode, info.size = (0o755 if executable else 0o644), len(data)
