@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TARDIST, Deployment, extension_files
+from conftest import TARDIST, Deployment, extension_files, git
 
 from worker.composer import scratch_root
 from worker.sandbox import find_bwrap
@@ -125,7 +125,7 @@ def test_a_branch_requiring_packages_ships_vendor_reproducibly_and_info_lists_th
     first = {name: sha256(tarball(deployment, name)) for name in ("Needy", "Plain")}
     deployment.sync("--force")
     assert {name: sha256(tarball(deployment, name)) for name in ("Needy", "Plain")} == first
-    assert list(scratch_root(deployment.settings()).iterdir()) == []
+    assert not scratch_root(deployment.settings()).exists()
 
     # A branch without the step is byte-identical to a build with the step turned off.
     configure(deployment, composer_home, composer="")
@@ -206,12 +206,36 @@ def test_a_no_op_sync_never_runs_composer(deployment, upstream, composer_home, t
     counting.write_text(f'#!/bin/sh\necho run >> "$COMPOSER_CACHE_DIR/runs"\nexec {shutil.which("composer")} "$@"\n')
     counting.chmod(0o755)
     configure(deployment, composer_home, composer=str(counting))
-    upstream("Needy", files={**extension_files("Needy"), "composer.json": composer_json(require={"acme/hello": "^1"})})
+    needy = upstream("Needy", files={**extension_files("Needy"), "composer.json": composer_json(require={"acme/hello": "^1"})})
+    vendored = needy.head()
     deployment.sync()
     deployment.sync()
     runs = deployment.root / "mirrors/_composer/cache/runs"
     assert runs.read_text() == "run\n"
     assert info(deployment, "Needy")["branches"]["master"]["vendor"] == [{"name": "acme/hello", "version": "1.2.3"}]
+    # The branch moves on without composer, then back: the recorded tarball and its list come back, no run.
+    needy.commit({"composer.json": None})
+    deployment.sync()
+    assert info(deployment, "Needy")["branches"]["master"]["vendor"] == []
+    git(needy.path, "reset", "--quiet", "--hard", vendored)
+    assert json.loads(deployment.sync().stdout)["built"] == 0
+    branch = info(deployment, "Needy")["branches"]["master"]
+    assert branch["commit"] == vendored and branch["vendor"] == [{"name": "acme/hello", "version": "1.2.3"}]
+    assert runs.read_text() == "run\n"
+
+
+@pytest.mark.parametrize("keys, note", [
+    ({"composer": "/no/such/composer"}, "composer '/no/such/composer' is not installed: branches whose composer.json "
+                                        "requires packages are built without vendor/"),
+    ({"build_sandbox": "none"}, "build_sandbox is \"none\": composer runs without a sandbox, with tardist's own "
+                                "permissions"),
+])
+def test_a_missing_composer_or_sandbox_is_a_warning_in_status(deployment, upstream, composer_home, keys, note):
+    configure(deployment, composer_home, **keys)
+    upstream("Plain")
+    result = deployment.sync()
+    assert f"tardist: warning: {note}" in result.stderr
+    assert note in json.loads(deployment.cli("status").stdout)["runs"][0]["warnings"]
 
 
 def hanging_composer_home(tmp_path: Path, port: int) -> Path:
@@ -244,9 +268,9 @@ def test_a_timeout_kills_composer_and_fails_the_branch(deployment, upstream, tmp
     result = deployment.sync(check=False)
     assert result.returncode == 1 and time.monotonic() - started < 30
     assert hanging_remote.connected.is_set()  # composer was really waiting on the repository
-    assert info(deployment, "Needy")["errors"]["master"] == "composer: composer timed out after 2 seconds"
+    assert info(deployment, "Needy")["errors"]["master"] == "composer: timed out after 2 seconds"
     assert processes_mentioning(str(scratch_root(deployment.settings()))) == []
-    assert list(scratch_root(deployment.settings()).iterdir()) == []
+    assert not scratch_root(deployment.settings()).exists()
 
 
 def test_a_sigkilled_sync_leaves_no_scratch_folder_after_the_next_start(deployment, upstream, tmp_path,

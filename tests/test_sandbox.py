@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -55,13 +56,22 @@ def probe(settings, folders, scratch: Path) -> list[str]:
     return finished.output.splitlines()
 
 
-def scratch_of(settings) -> Path:
-    scratch = scratch_root(settings) / "build"
-    (scratch / "src").mkdir(parents=True)
-    return scratch
+@pytest.fixture
+def scratch_of():
+    """Make a build's scratch folder as the composer step does; remove them all afterwards."""
+    made = []
+
+    def make(settings) -> Path:
+        scratch = scratch_root(settings) / "build"
+        (scratch / "src").mkdir(parents=True)
+        made.append(scratch_root(settings))
+        return scratch
+    yield make
+    for root in made:
+        shutil.rmtree(root, ignore_errors=True)
 
 
-def test_in_the_bwrap_sandbox_nothing_tardist_keeps_is_visible_or_writable(kept):
+def test_in_the_bwrap_sandbox_nothing_tardist_keeps_is_visible_or_writable(kept, scratch_of):
     reason = bwrap_works()
     if reason:
         pytest.skip(reason)
@@ -77,7 +87,7 @@ def test_in_the_bwrap_sandbox_nothing_tardist_keeps_is_visible_or_writable(kept)
     assert not any((folder / "pwned").exists() for folder in folders)
 
 
-def test_without_a_sandbox_the_environment_is_still_scrubbed(kept):
+def test_without_a_sandbox_the_environment_is_still_scrubbed(kept, scratch_of):
     settings, folders = kept
     settings = type(settings)(**{**settings.__dict__, "build_sandbox": "none"})
     lines = probe(settings, [], scratch_of(settings))

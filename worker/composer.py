@@ -103,6 +103,14 @@ def remove_stale_scratch(settings: Settings) -> bool:
     return True
 
 
+def remove_scratch_root(settings: Settings) -> None:
+    """Remove the (empty) scratch root at the end of a run, so nothing is left in the temp folder."""
+    try:
+        scratch_root(settings).rmdir()
+    except OSError:
+        pass  # never made, or a build is still in it
+
+
 @contextmanager
 def vendor_tree(settings: Settings, reader: ObjectReader, tree: Tree, document: dict[str, Any] | None,
                 commit: str) -> Iterator[Vendored]:

@@ -110,7 +110,7 @@ def run_sandboxed(argv: list[str], sandbox: Sandbox, cwd: Path, timeout: float) 
             returncode = process.wait(timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
-            raise SandboxError(f"{Path(argv[0]).name} timed out after {timeout:g} seconds") from None
+            raise SandboxError(f"timed out after {timeout:g} seconds") from None
         except BaseException:
             _kill_group(process)
             raise

@@ -226,4 +226,5 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
         store.finish_run(db, run_id, summary, warnings)
         return summary
     finally:
+        composer.remove_scratch_root(settings)
         db.close()
