@@ -181,6 +181,30 @@ def test_scripts_and_plugins_never_run_and_composer_installers_is_a_plain_packag
     assert not Path("/tmp/elsewhere").exists()
 
 
+def test_symlinks_in_vendor_are_packed_as_files_inside_the_copy_or_left_out(deployment, upstream, composer_home,
+                                                                          tmp_path):
+    links = make_package(tmp_path / "packages", "acme/links", "1.0.0")
+    (links / "inner.php").symlink_to("src/Hello.php")
+    (links / "leak").symlink_to("/etc/passwd")  # composer's own mirroring already drops these two
+    (links / "folder").symlink_to("/etc")
+    # What composer leaves could hold any link (an archive's, a bug's): a composer that adds some.
+    linking = tmp_path / "bin" / "composer"
+    linking.parent.mkdir()
+    linking.write_text(f'#!/bin/sh\n{shutil.which("composer")} "$@" || exit $?\n'
+                       "ln -s /etc/passwd vendor/leak && ln -s /etc vendor/folder && ln -s ../composer.json vendor/up\n")
+    linking.chmod(0o755)
+    configure(deployment, composer_home, composer=str(linking))
+    upstream("Linky", files={**extension_files("Linky"), "composer.json": composer_json(require={"acme/links": "^1"})})
+    deployment.sync()
+    files = tar_files(tarball(deployment, "Linky"))
+    assert files["Linky/vendor/acme/links/inner.php"] == b"<?php\nclass Hello {}\n"
+    assert b'"autoloader-suffix"' in files["Linky/vendor/up"]  # the scratch copy's composer.json, as a file
+    assert not any(name.endswith(("/leak", "/folder")) or "passwd" in name for name in files)
+    assert info(deployment, "Linky")["branches"]["master"]["warnings"] == [
+        "left out symlink vendor/folder: a link to a folder",
+        "left out vendor/leak: not a regular file inside the tree"]
+
+
 def test_an_invalid_composer_json_is_a_manifest_error_and_no_build_step(deployment, upstream, composer_home):
     configure(deployment, composer_home)
     upstream("Broken", files={**extension_files("Broken"), "composer.json": '{"require": {"acme/hello": "^1"'})
