@@ -162,7 +162,8 @@ def test_scripts_and_plugins_never_run_and_composer_installers_is_a_plain_packag
     configure(deployment, composer_home, build_sandbox=sandbox)
     markers = tmp_path / "markers"
     scripts = {event: [f"touch {markers / event}", f"touch vendor/ran-{event}"]
-               for event in ("pre-install-cmd", "post-install-cmd", "pre-autoload-dump", "post-autoload-dump")}
+               for event in ("pre-install-cmd", "post-install-cmd", "pre-update-cmd", "post-update-cmd",
+                             "pre-autoload-dump", "post-autoload-dump")}
     # The shape of the skin Vector: composer/installers (a plugin) moves it into skins/ when plugins run.
     upstream("Vector", kind="skins", files={
         "skin.json": json.dumps({"name": "Vector", "version": "1.0.0"}),

@@ -85,6 +85,9 @@ def notes(settings: Settings) -> list[str]:
         missing = " (bwrap is not installed)" if find_bwrap() is None else ""
         return [f"build_sandbox is \"none\"{missing}: composer runs without a sandbox, with tardist's "
                 "own permissions"]
+    if find_bwrap() is None:
+        return ["build_sandbox is \"bwrap\" but bwrap is not installed: branches whose composer.json requires "
+                "packages fail"]
     return []
 
 
