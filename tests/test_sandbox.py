@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_in_the_bwrap_sandbox_nothing_tardist_keeps_is_visible_or_writable(kept,
     if reason:
         pytest.skip(reason)
     settings, folders = kept
-    settings = type(settings)(**{**settings.__dict__, "build_sandbox": "bwrap"})
+    settings = dataclasses.replace(settings, build_sandbox="bwrap")
     scratch = scratch_of(settings)
     lines = probe(settings, folders, scratch)
     assert lines == ["wrote scratch", "wrote tmp", "env scrubbed"]
@@ -89,7 +90,7 @@ def test_in_the_bwrap_sandbox_nothing_tardist_keeps_is_visible_or_writable(kept,
 
 def test_without_a_sandbox_the_environment_is_still_scrubbed(kept, scratch_of):
     settings, folders = kept
-    settings = type(settings)(**{**settings.__dict__, "build_sandbox": "none"})
+    settings = dataclasses.replace(settings, build_sandbox="none")
     lines = probe(settings, [], scratch_of(settings))
     assert lines == ["wrote scratch", "wrote tmp", "env scrubbed"]
     Path("/tmp/private-tmp").unlink()
