@@ -12,6 +12,7 @@ zero times. Prints a table and writes bench/results/composer_speed-N.json.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import corpus
 from gitdaemon import git_daemon
+from sync_speed import median_run
 
 BENCH = Path(__file__).resolve().parent
 TARDIST = BENCH.parent / ".venv" / "bin" / "tardist"
@@ -41,8 +43,9 @@ def make_packages(root: Path) -> Path:
             "name": name, "version": "1.4.0", "require": requires,
             "autoload": {"psr-4": {f"Acme\\{name.split('/')[1].title()}\\": "src/"}}}))
         for index in range(files):
-            (folder / "src" / f"Class{index}.php").write_text(
-                f"<?php\nnamespace Acme;\nclass Class{index} {{\n" + "    public function run() { return 1; }\n" * 40 + "}\n")
+            body = "    public function run() { return 1; }\n" * 40
+            code = f"<?php\nnamespace Acme;\nclass Class{index} {{\n{body}}}\n"
+            (folder / "src" / f"Class{index}.php").write_text(code)
     home = root / "composer-home"
     home.mkdir(exist_ok=True)
     (home / "config.json").write_text(json.dumps({"repositories": [
@@ -82,10 +85,11 @@ def ensure_corpus(path: Path, repos: int, port: int) -> tuple[dict, int]:
 
 
 def counting_composer(root: Path) -> Path:
-    """A composer that appends a line to $COMPOSER_CACHE_DIR/runs (writable in the sandbox), then runs."""
+    """A composer that appends its start and end times to $COMPOSER_CACHE_DIR/runs (writable in the sandbox)."""
     wrapper = root / "bin" / "composer"
     wrapper.parent.mkdir(exist_ok=True)
-    wrapper.write_text(f'#!/bin/sh\necho run >> "$COMPOSER_CACHE_DIR/runs"\nexec {shutil.which("composer")} "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nstart=$(date +%s.%N)\n{shutil.which("composer")} "$@"\ncode=$?\n'
+                       'echo "$start $(date +%s.%N)" >> "$COMPOSER_CACHE_DIR/runs"\nexit $code\n')
     wrapper.chmod(0o755)
     return wrapper
 
@@ -107,15 +111,25 @@ def sync(state: Path, keys: dict, repos: dict[str, str], jobs: int) -> dict:
     proc = subprocess.run([str(TARDIST), "sync"], cwd=state, env={**os.environ, "TARDIST_CONFIG": str(config)},
                           capture_output=True, text=True)
     seconds = round(time.monotonic() - started, 2)
-    after = len(runs.read_text().splitlines()) if runs.exists() else 0
+    spans = [line.split() for line in runs.read_text().splitlines()[before:]] if runs.exists() else []
     summary = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {"error": proc.stderr[-500:]}
-    return {"seconds": seconds, "exit": proc.returncode, "summary": summary, "composer_runs": after - before}
+    return {"seconds": seconds, "exit": proc.returncode, "summary": summary, "composer_runs": len(spans),
+            "composer_seconds": round(sum(float(end) - float(start) for start, end in spans), 2)}
+
+
+def tarball_digest(state: Path) -> str:
+    """One sha256 over the names and bytes of every tarball a deployment built."""
+    digest = hashlib.sha256()
+    for path in sorted((state / "tarballs").rglob("*.tar.gz")):
+        digest.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repos", type=int, default=60)
     parser.add_argument("--jobs", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each variant (the median is shown)")
     parser.add_argument("--port", type=int, default=21201, help="git daemon port (the corpus records it)")
     parser.add_argument("--corpus", type=Path, help="default /tmp/tardist-bench-composer-N")
     args = parser.parse_args(argv)
@@ -131,28 +145,36 @@ def main(argv: list[str] | None = None) -> None:
     results: dict = {"repos": args.repos, "composer_repos": len(info["composer_repos"]),
                      "composer_branches": composer_branches, "jobs": args.jobs, "machine": platform.node(),
                      "cpus": os.cpu_count(), "variants": {}}
-    with git_daemon(root, args.port) as url:
+    with git_daemon(root, args.port) as url:  # the corpus' submodule URLs name this port
         repos = {name: f"{url}/extensions/{name}.git" for name in info["extensions"]}
         states = {label: root / "state" / str(index) for index, label in enumerate(variants)}
-        for state in states.values():
-            shutil.rmtree(state, ignore_errors=True)
-        for phase in ("cold", "no-op"):  # side by side: every variant's cold run, then every no-op run
-            for label, keys in variants.items():
-                results["variants"].setdefault(label, {})[phase] = sync(states[label], keys, repos, args.jobs)
+        samples: dict = {label: {"cold": [], "no-op": []} for label in variants}
+        for repetition in range(args.repeat):
+            for state in states.values():
+                shutil.rmtree(state, ignore_errors=True)
+            # Side by side, the order turned around every time: the machine's noise hits every variant.
+            order = list(variants) if repetition % 2 == 0 else list(reversed(variants))
+            for phase in ("cold", "no-op"):
+                for label in order:
+                    samples[label][phase].append(sync(states[label], variants[label], repos, args.jobs))
+        for label, phases in samples.items():
+            results["variants"][label] = {phase: median_run(runs) for phase, runs in phases.items()}
     print(f"\n{args.repos} repositories, {len(info['composer_repos'])} requiring packages "
-          f"({composer_branches} branches), jobs {args.jobs}\n")
-    print(f"{'variant':28} {'cold s':>8} {'built':>6} {'failed':>6} {'composer runs':>14} "
+          f"({composer_branches} branches), jobs {args.jobs}, median of {args.repeat}\n")
+    results["same_tarballs_bwrap_and_none"] = len({tarball_digest(states[label]) for label in list(variants)[:2]}) == 1
+    print(f"{'variant':28} {'cold s':>7} {'built':>6} {'failed':>6} {'composer runs':>14} {'composer s':>11} "
           f"{'no-op s':>8} {'composer runs':>14}")
     for label, phases in results["variants"].items():
         cold, noop = phases["cold"], phases["no-op"]
-        print(f"{label:28} {cold['seconds']:>8} {cold['summary'].get('built', '?'):>6} "
-              f"{cold['summary'].get('failed', '?'):>6} {cold['composer_runs']:>14} {noop['seconds']:>8} "
-              f"{noop['composer_runs']:>14}")
+        print(f"{label:28} {cold['seconds']:>7} {cold['summary'].get('built', '?'):>6} "
+              f"{cold['summary'].get('failed', '?'):>6} {cold['composer_runs']:>14} {cold['composer_seconds']:>11} "
+              f"{noop['seconds']:>8} {noop['composer_runs']:>14}")
     base = results["variants"]["without the step"]
     for label in list(variants)[:2]:
         phases = results["variants"][label]
         print(f"{label}: cold x{phases['cold']['seconds'] / base['cold']['seconds']:.2f}, "
               f"no-op x{phases['no-op']['seconds'] / base['no-op']['seconds']:.2f} of the run without the step")
+    print(f"tarballs built with bwrap and without a sandbox byte-identical: {results['same_tarballs_bwrap_and_none']}")
     out = BENCH / "results" / f"composer_speed-{args.repos}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")

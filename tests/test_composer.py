@@ -22,13 +22,16 @@ from conftest import TARDIST, Deployment, extension_files, git
 from worker.composer import scratch_root
 from worker.sandbox import find_bwrap
 
-pytestmark = pytest.mark.skipif(shutil.which("composer") is None, reason="composer is not installed (./scripts/test installs it)")
+pytestmark = pytest.mark.skipif(shutil.which("composer") is None,
+                                reason="composer is not installed (./scripts/test installs it)")
 
 PLUGIN_PHP = """<?php
 namespace Acme\\Plugin;
 use Composer\\Composer; use Composer\\IO\\IOInterface; use Composer\\Plugin\\PluginInterface;
 class Plugin implements PluginInterface {
-    public function activate(Composer $composer, IOInterface $io) { touch(getcwd() . '/vendor/ran-plugin'); touch('%s'); }
+    public function activate(Composer $composer, IOInterface $io) {
+        touch(getcwd() . '/vendor/ran-plugin'); touch('%s');
+    }
     public function deactivate(Composer $composer, IOInterface $io) {}
     public function uninstall(Composer $composer, IOInterface $io) {}
 }
@@ -71,6 +74,11 @@ def composer_home(tmp_path: Path) -> Path:
 
 def composer_json(**fields) -> str:
     return json.dumps({"name": "mediawiki/needy", "type": "mediawiki-extension", **fields}, indent=4)
+
+
+def needing(upstream, name: str, require: dict):
+    """An upstream extension whose composer.json requires packages."""
+    return upstream(name, files={**extension_files(name), "composer.json": composer_json(require=require)})
 
 
 def configure(deployment: Deployment, composer_home: Path, **keys) -> None:
@@ -117,7 +125,8 @@ def test_a_branch_requiring_packages_ships_vendor_reproducibly_and_info_lists_th
             "Needy/vendor/autoload.php", "Needy/composer.lock", "Needy/includes/Needy.php"} <= files.keys()
     assert b"nobody/nothing" in files["Needy/composer.json"]  # the branch's own file, not the scratch copy
     assert f"ComposerAutoloaderInit{commit}".encode() in files["Needy/vendor/composer/autoload_real.php"]
-    assert b"'Hello' => $vendorDir . '/acme/hello/src/Hello.php'" in files["Needy/vendor/composer/autoload_classmap.php"]
+    classmap = files["Needy/vendor/composer/autoload_classmap.php"]
+    assert b"'Hello' => $vendorDir . '/acme/hello/src/Hello.php'" in classmap
     assert info(deployment, "Plain")["branches"]["master"]["vendor"] == []
     assert not any("/vendor/" in name for name in tar_files(tarball(deployment, "Plain")))
 
@@ -139,8 +148,8 @@ def test_a_branch_requiring_packages_ships_vendor_reproducibly_and_info_lists_th
 
 def test_an_unresolvable_require_fails_that_branch_only_and_its_last_tarball_stays(deployment, upstream, composer_home):
     configure(deployment, composer_home)
-    needy = upstream("Needy", files={**extension_files("Needy"), "composer.json": composer_json(require={"acme/hello": "^1"})})
-    upstream("Other", files={**extension_files("Other"), "composer.json": composer_json(require={"acme/hello": "^1"})})
+    needy = needing(upstream, "Needy", {"acme/hello": "^1"})
+    needing(upstream, "Other", {"acme/hello": "^1"})
     deployment.sync()
     good = info(deployment, "Needy")["branches"]["master"]
     needy.commit({"composer.json": composer_json(require={"acme/hello": "^1", "nope/nope": "^1.0"})})
@@ -192,10 +201,11 @@ def test_symlinks_in_vendor_are_packed_as_files_inside_the_copy_or_left_out(depl
     linking = tmp_path / "bin" / "composer"
     linking.parent.mkdir()
     linking.write_text(f'#!/bin/sh\n{shutil.which("composer")} "$@" || exit $?\n'
-                       "ln -s /etc/passwd vendor/leak && ln -s /etc vendor/folder && ln -s ../composer.json vendor/up\n")
+                       "ln -s /etc/passwd vendor/leak && ln -s /etc vendor/folder\n"
+                       "ln -s ../composer.json vendor/up\n")
     linking.chmod(0o755)
     configure(deployment, composer_home, composer=str(linking))
-    upstream("Linky", files={**extension_files("Linky"), "composer.json": composer_json(require={"acme/links": "^1"})})
+    needing(upstream, "Linky", {"acme/links": "^1"})
     deployment.sync()
     files = tar_files(tarball(deployment, "Linky"))
     assert files["Linky/vendor/acme/links/inner.php"] == b"<?php\nclass Hello {}\n"
@@ -218,7 +228,7 @@ def test_an_invalid_composer_json_is_a_manifest_error_and_no_build_step(deployme
 
 def test_max_files_counts_vendor(deployment, upstream, composer_home):
     configure(deployment, composer_home, max_files=10)
-    upstream("Needy", files={**extension_files("Needy"), "composer.json": composer_json(require={"acme/hello": "^1"})})
+    needing(upstream, "Needy", {"acme/hello": "^1"})
     result = deployment.sync(check=False)
     assert result.returncode == 1
     assert info(deployment, "Needy")["errors"]["master"] == "composer: more than 10 files with vendor/ (max_files)"
@@ -231,7 +241,7 @@ def test_a_no_op_sync_never_runs_composer(deployment, upstream, composer_home, t
     counting.write_text(f'#!/bin/sh\necho run >> "$COMPOSER_CACHE_DIR/runs"\nexec {shutil.which("composer")} "$@"\n')
     counting.chmod(0o755)
     configure(deployment, composer_home, composer=str(counting))
-    needy = upstream("Needy", files={**extension_files("Needy"), "composer.json": composer_json(require={"acme/hello": "^1"})})
+    needy = needing(upstream, "Needy", {"acme/hello": "^1"})
     vendored = needy.head()
     deployment.sync()
     deployment.sync()
@@ -288,7 +298,7 @@ def processes_mentioning(text: str) -> list[int]:
 
 def test_a_timeout_kills_composer_and_fails_the_branch(deployment, upstream, tmp_path, hanging_remote):
     configure(deployment, hanging_composer_home(tmp_path, hanging_remote.port), composer_timeout=2)
-    upstream("Needy", files={**extension_files("Needy"), "composer.json": composer_json(require={"acme/hello": "^1"})})
+    needing(upstream, "Needy", {"acme/hello": "^1"})
     started = time.monotonic()
     result = deployment.sync(check=False)
     assert result.returncode == 1 and time.monotonic() - started < 30
@@ -301,7 +311,7 @@ def test_a_timeout_kills_composer_and_fails_the_branch(deployment, upstream, tmp
 def test_a_sigkilled_sync_leaves_no_scratch_folder_after_the_next_start(deployment, upstream, tmp_path,
                                                                        hanging_remote):
     configure(deployment, hanging_composer_home(tmp_path, hanging_remote.port))
-    upstream("Needy", files={**extension_files("Needy"), "composer.json": composer_json(require={"acme/hello": "^1"})})
+    needing(upstream, "Needy", {"acme/hello": "^1"})
     upstream("Other")
     root = scratch_root(deployment.settings())
     env = {k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")}
