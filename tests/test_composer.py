@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TARDIST, Deployment, extension_files, git
+from gitservers import closed_port
 
 from worker.composer import scratch_root
 from worker.sandbox import find_bwrap
@@ -294,6 +295,20 @@ def processes_mentioning(text: str) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def test_no_network_fails_the_branch_with_composers_own_words(deployment, upstream, tmp_path):
+    home, port = tmp_path / "offline-home", closed_port()
+    home.mkdir()
+    (home / "config.json").write_text(json.dumps({"repositories": [
+        {"type": "composer", "url": f"http://127.0.0.1:{port}"}, {"packagist.org": False}],
+        "config": {"secure-http": False}}))
+    configure(deployment, home)
+    needing(upstream, "Needy", {"acme/hello": "^1"})
+    assert deployment.sync(check=False).returncode == 1
+    error = info(deployment, "Needy")["errors"]["master"]
+    assert error.startswith(f'composer: The "http://127.0.0.1:{port}/packages.json" file could not be downloaded: ')
+    assert "Connection refused" in error
 
 
 def test_a_timeout_kills_composer_and_fails_the_branch(deployment, upstream, tmp_path, hanging_remote):

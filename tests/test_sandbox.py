@@ -115,7 +115,7 @@ def test_a_tool_that_cannot_start_fails_with_a_readable_line(tmp_path):
 def test_composer_error_lines():
     boxed = ("\nIn JsonFile.php line 347:\n                 \n"
              "  \"./composer.json\" does not contain valid JSON  \n  Parse error\n")
-    assert error_line(boxed) == '"./composer.json" does not contain valid JSON'
+    assert error_line(boxed) == '"./composer.json" does not contain valid JSON Parse error'
     assert error_line("Loading\n\n  Problem 1\n    - Root composer.json requires a/b, it could not be found.\n") == \
         "Root composer.json requires a/b, it could not be found."
     assert error_line("one\nthe last words\n\n") == "the last words"

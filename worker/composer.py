@@ -221,19 +221,21 @@ def _install(settings: Settings, command: str, scratch: Path) -> None:
         raise ComposerError(f"composer: {error_line(finished.output) or f'exit status {finished.returncode}'}")
 
 
-def error_line(output: str) -> str:
+def error_line(output: str, limit: int = 500) -> str:
     """composer's own verdict from its output: the first problem, the boxed exception, or the last line."""
     lines = [line.strip() for line in output.splitlines()]
     for index, line in enumerate(lines):
         if re.fullmatch(r"Problem \d+", line):
             detail = next((text for text in lines[index + 1:] if text), "")
-            return detail.removeprefix("- ")
+            return detail.removeprefix("- ")[:limit]
     for index, line in enumerate(lines):
         if re.fullmatch(r"(In .+ line \d+|\[[\w\\]+(Exception|Error)\]):?", line):
-            detail = next((text for text in lines[index + 1:] if text), "")
-            if detail:
-                return detail
-    return next((line for line in reversed(lines) if line), "")
+            box = lines[index + 1:]
+            start = next((at for at, text in enumerate(box) if text), len(box))
+            end = next((at for at, text in enumerate(box[start:], start) if not text), len(box))
+            if box[start:end]:  # the message, wrapped over lines of the box
+                return " ".join(box[start:end])[:limit]
+    return next((line for line in reversed(lines) if line), "")[:limit]
 
 
 def _collect(settings: Settings, tree: Tree, source: Path, warnings: list[str]) -> Vendored:
