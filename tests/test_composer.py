@@ -227,12 +227,18 @@ def test_an_invalid_composer_json_is_a_manifest_error_and_no_build_step(deployme
     assert not any("/vendor/" in name for name in tar_files(tarball(deployment, "Broken")))
 
 
-def test_max_files_counts_vendor(deployment, upstream, composer_home):
-    configure(deployment, composer_home, max_files=10)
+@pytest.mark.parametrize("key, value, error", [
+    ("max_files", 10, "composer: more than 10 files with vendor/ (max_files)"),
+    ("max_tarball_bytes", 8000, "composer: content with vendor/ larger than 8000 bytes (max_tarball_bytes)"),
+])
+def test_the_limits_count_vendor(deployment, upstream, composer_home, key, value, error):
+    configure(deployment, composer_home, **{key: value})
     needing(upstream, "Needy", {"acme/hello": "^1"})
+    upstream("Small")  # the same limits, without the step: built
     result = deployment.sync(check=False)
     assert result.returncode == 1
-    assert info(deployment, "Needy")["errors"]["master"] == "composer: more than 10 files with vendor/ (max_files)"
+    assert info(deployment, "Needy")["errors"]["master"] == error
+    assert info(deployment, "Small")["errors"] == {}
 
 
 def test_a_no_op_sync_never_runs_composer(deployment, upstream, composer_home, tmp_path):
