@@ -69,6 +69,7 @@ def render_info(view: InfoView, repo: Mapping[str, Any], branch_rows: Sequence[M
             "version": (manifest or {}).get("version"), "requires": (manifest or {}).get("requires", {}),
             "manifest_errors": json.loads(row["manifest_errors"] or "[]"),
             "warnings": json.loads(row["warnings"] or "[]"),
+            "vendor": json.loads(row["vendor"] or "[]"),
         }
     retry_at = {row["branch"]: row.get("retry_at") for row in branch_rows}
     failures = [{"branches": [], "error": repo["error"], "retry_at": repo.get("retry_at")}] if repo["error"] else []

@@ -75,7 +75,7 @@ SCHEMAS = {
     "Branch": {
         "type": "object",
         "required": ["commit", "sha7", "committed_at", "tarball", "url", "size", "sha256", "built_at",
-                     "version", "requires", "manifest_errors", "warnings"],
+                     "version", "requires", "manifest_errors", "warnings", "vendor"],
         "properties": {
             "commit": {"type": "string", "pattern": "^[0-9a-f]{40}$"},
             "sha7": {"type": "string", "pattern": "^[0-9a-f]{7}$"},
@@ -89,6 +89,9 @@ SCHEMAS = {
             "requires": {"type": "object"},
             "manifest_errors": {"type": "array", "items": {"type": "string"}},
             "warnings": {"type": "array", "items": {"type": "string"}},
+            "vendor": {"type": "array", "description": "packages composer bundled in vendor/", "items": {
+                "type": "object", "required": ["name", "version"], "additionalProperties": False,
+                "properties": {"name": {"type": "string"}, "version": {"type": "string"}}}},
         },
     },
     "Repository": {

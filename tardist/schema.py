@@ -81,7 +81,14 @@ def _v7(db: sqlite_utils.Database) -> None:
     db["stats_salts"].create({"day": str, "salt": str}, pk="day")
 
 
-MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+def _v8(db: sqlite_utils.Database) -> None:
+    """The packages composer bundled in vendor/, per branch and per tarball (reused without composer)."""
+    db["branches"].add_column("vendor", str)
+    db["tarballs"].add_column("vendor", str)
+    db.execute("DELETE FROM meta WHERE key = 'info_view'")  # render /info again: it gains "vendor"
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 
 
 def migrate(db: sqlite_utils.Database) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,12 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "git_config": ({}, "git settings (name = value) given to every git command tardist runs"),
     "hook_secret": ("", "shared secret of POST /hooks/push; empty: webhooks are off"),
     "build_wait": (30, "seconds a request for a missing current-head tarball waits for its build"),
+    "composer": ("composer", "composer command for branches whose composer.json requires packages; \"\" turns it off"),
+    "composer_home": ("", "COMPOSER_HOME (config.json with repositories, auth); \"\" means mirrors/_composer/home"),
+    "composer_timeout": (300, "seconds one composer install may take before it is killed"),
+    "build_sandbox": ("", "\"bwrap\" or \"none\": where composer runs; \"\" means bwrap when it is on PATH"),
 }
+SANDBOXES = ("bwrap", "none")
 PATH_KEYS = ("database", "mirrors", "tarballs")
 SOURCE_TYPES = {"directory": ("path",), "list": ("repos",), "gerrit": ("url", "prefix")}
 
@@ -115,6 +121,10 @@ class Settings:
     serve_tarballs: bool
     hook_secret: str
     build_wait: int
+    composer: str
+    composer_home: Path
+    composer_timeout: int
+    build_sandbox: str
     git_config: tuple[tuple[str, str], ...] = ()  # (name, value) in configuration order
     sources: tuple[Source, ...] = ()
 
@@ -197,13 +207,19 @@ def _build(raw: dict[str, Any], where: str) -> Settings:
                                 "separates the repository name, the branch and the commit)")
     if not values["branches"]:
         raise SettingsError(f"{where}: key 'branches': expected at least one branch")
-    for key in ("jobs", "git_timeout", "max_tarball_bytes", "max_files", "max_manifest_bytes"):
+    for key in ("jobs", "git_timeout", "max_tarball_bytes", "max_files", "max_manifest_bytes", "composer_timeout"):
         if values[key] < 1:
             raise SettingsError(f"{where}: key {key!r}: expected a whole number >= 1")
     for protocol in values["submodule_protocols"]:
         if protocol not in PROTOCOLS:
             raise SettingsError(f"{where}: key 'submodule_protocols': {protocol!r} is not one of "
                                 f"{', '.join(sorted(PROTOCOLS))}")
+    values["composer_home"] = Path(values["composer_home"] or values["mirrors"] / "_composer/home").absolute()
+    if not values["build_sandbox"]:
+        values["build_sandbox"] = "bwrap" if shutil.which("bwrap") else "none"
+    if values["build_sandbox"] not in SANDBOXES:
+        raise SettingsError(f"{where}: key 'build_sandbox': expected one of {', '.join(SANDBOXES)}, "
+                            f"got {values['build_sandbox']!r}")
     values["tarball_url"] = values["tarball_url"].rstrip("/")
     values["branches"] = tuple(values["branches"])
     values["submodule_protocols"] = tuple(values["submodule_protocols"])

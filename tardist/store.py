@@ -61,6 +61,7 @@ class BranchRecord:
     modules: list[str] = field(default_factory=list)  # module mirrors (folder names) its tree used
     retry_at: str = ""  # when a waiting branch is tried again
     descriptions: dict[str, str] = field(default_factory=dict)  # language -> translated description
+    vendor: list[dict[str, str]] = field(default_factory=list)  # packages composer put in vendor/
 
 
 @dataclass
@@ -202,7 +203,7 @@ def _save_branch(db: sqlite_utils.Database, record: RepoRecord, branch: BranchRe
         "manifest": json.dumps(branch.manifest) if branch.manifest is not None else None,
         "manifest_errors": json.dumps(branch.manifest_errors),
         "warnings": json.dumps(branch.warnings), "error": None, "error_commit": None,
-        "failures": None, "retry_at": None,
+        "failures": None, "retry_at": None, "vendor": json.dumps(branch.vendor),
     }, pk=("kind", "name", "branch"))
     _supersede(db, record.kind, record.name, branch.branch, keep=branch.tarball, now=now)
     db.execute("DELETE FROM descriptions WHERE kind = ? AND name = ? AND branch = ?",
@@ -214,6 +215,7 @@ def _save_branch(db: sqlite_utils.Database, record: RepoRecord, branch: BranchRe
         "kind": record.kind, "file": branch.tarball, "name": record.name, "branch": branch.branch,
         "commit_sha": branch.commit, "sha256": branch.sha256, "size": branch.size,
         "built_at": branch.built_at or now, "superseded_at": None, "modules": json.dumps(branch.modules),
+        "vendor": json.dumps(branch.vendor),
     }, pk=("kind", "file"))
 
 

@@ -25,6 +25,8 @@ import pytest
 from conftest import TARDIST, Deployment, Repo, directory_source, extension_files, git
 from test_publish import assert_published_is_the_app
 
+from tardist.answers import GERRIT_XSSI_PREFIX
+
 KILLS = 32
 KINDS = ("extensions", "skins")
 
@@ -108,7 +110,8 @@ def check_consistent(deployment: Deployment) -> int:
     """
     for path in (deployment.root / "published").rglob("*.json"):
         if not path.name.startswith("."):
-            json.loads(path.read_bytes())  # never a half-written answer under a final name
+            # never a half-written answer under a final name (Gerrit's answers start with its XSSI line)
+            json.loads(path.read_bytes().removeprefix(GERRIT_XSSI_PREFIX))
     digests = {}
     for path in final_tarballs(deployment):
         data = path.read_bytes()

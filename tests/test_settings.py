@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,8 @@ def test_file_then_environment_then_overrides(tmp_path):
     ("git_timeout = 0", "key 'git_timeout': expected a whole number >= 1"),
     ("submodule_protocols = ['ext']", "'ext' is not one of file, git, http, https, ssh"),
     ("nope = 1", "unknown key 'nope'"),
+    ("build_sandbox = 'docker'", "key 'build_sandbox': expected one of bwrap, none, got 'docker'"),
+    ("composer_timeout = 0", "key 'composer_timeout': expected a whole number >= 1"),
     ("[[source]]\nkind = 'Extensions'\ntype = 'list'\nrepos = {}", "source[0]: key 'kind': expected a lower-case word"),
     ("[[source]]\nkind = 'skins'\ntype = 'list'", "source[0]: key 'repos' is required for type 'list'"),
     ("[[source]]\nkind = 'skins'\ntype = 'list'\nrepos = { 'a/b' = 'x' }", "'a/b' is not a plain repository name"),
@@ -52,6 +55,16 @@ def test_errors_name_the_file_the_key_and_what_was_expected(tmp_path, text, mess
     with pytest.raises(SettingsError) as caught:
         load_settings(config, environ={})
     assert str(caught.value).startswith(str(config)) and message in str(caught.value)
+
+
+def test_composer_keys_default_to_composer_on_path_and_bwrap_when_installed(tmp_path):
+    settings = load_settings(environ={})
+    assert settings.composer == "composer" and settings.composer_timeout == 300
+    assert settings.composer_home == tmp_path / "mirrors/_composer/home"
+    assert settings.build_sandbox == ("bwrap" if shutil.which("bwrap") else "none")
+    settings = load_settings(environ={"TARDIST_COMPOSER": "", "TARDIST_BUILD_SANDBOX": "none",
+                                      "TARDIST_COMPOSER_HOME": "/etc/composer"})
+    assert (settings.composer, settings.build_sandbox, settings.composer_home) == ("", "none", Path("/etc/composer"))
 
 
 def test_environment_errors_name_the_variable():

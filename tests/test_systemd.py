@@ -92,9 +92,13 @@ def test_every_service_is_hardened_and_stops_gracefully(installed, deployment_ro
     writable = {f"{root}/{folder}" for folder in ("mirrors", "tarballs", "published", "instance")}
     for name, settings in services(units).items():
         for key, value in {"User": "tardist", "ProtectSystem": "strict", "ProtectHome": "yes",
-                           "PrivateTmp": "yes", "NoNewPrivileges": "yes", "SystemCallFilter": "@system-service",
+                           "PrivateTmp": "yes", "NoNewPrivileges": "yes",
                            "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6", "KillMode": "mixed"}.items():
             assert settings.get(key) == [value], (name, key)
+        # What builds tarballs runs composer in bubblewrap: namespaces and mounts, and nothing more.
+        builds = name in ("tardist-worker.service", "tardist-sync.service")
+        assert settings["SystemCallFilter"] == (["@system-service", "@mount"] if builds else ["@system-service"])
+        assert settings["RestrictNamespaces"] == (["user mnt pid ipc uts cgroup"] if builds else ["yes"]), name
         paths = set(" ".join(settings["ReadWritePaths"]).split())
         assert paths <= writable and f"{root}/instance" in paths, name
         assert settings["WorkingDirectory"] == [root]
@@ -109,7 +113,12 @@ def test_every_service_is_hardened_and_stops_gracefully(installed, deployment_ro
 def test_systemd_rates_the_services_well_hardened(installed):
     for unit in installed:
         if unit.suffix == ".service":
-            result = subprocess.run([SYSTEMD_ANALYZE, "security", "--offline=yes", "--threshold=25", str(unit)],
+            # The units that build tarballs give bubblewrap its namespaces, mounts and a fresh /proc
+            # for composer: that costs them a point.
+            builds = unit.name in ("tardist-worker.service", "tardist-sync.service")
+            result = subprocess.run([SYSTEMD_ANALYZE, "security", "--offline=yes",
+                                     f"--threshold={35 if builds else 25}", str(unit)],
                                     capture_output=True, text=True, timeout=120)
             assert result.returncode == 0, result.stdout[-2000:] + result.stderr
-            assert re.search(r"Overall exposure level for \S+: [0-2]\.\d", result.stdout), result.stdout[-300:]
+            level = r"[0-3]" if builds else r"[0-2]"
+            assert re.search(rf"Overall exposure level for \S+: {level}\.\d", result.stdout), result.stdout[-300:]

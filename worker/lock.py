@@ -55,3 +55,13 @@ def repo_lock(path: Path) -> Iterator[None]:
     finally:
         os.close(fd)
 
+
+def process_alive(pid: int) -> bool:
+    """True when a process with this id runs (what a temporary file or folder named by pid belongs to)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's: alive
+    return True

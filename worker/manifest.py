@@ -67,7 +67,7 @@ def read_manifest(kind: str, size_of: Callable[[str], int | None], read: Callabl
     filename = next((name for name in candidates if size_of(name) is not None), None)
     if filename is None:
         return Manifest(None, [f"no {' or '.join(candidates)}"])
-    document, error = _load(filename, size_of, read, max_bytes)
+    document, error = load_json(filename, size_of, read, max_bytes)
     if error:
         return Manifest(None, [error])
     if not isinstance(document, dict):
@@ -89,8 +89,9 @@ def read_manifest(kind: str, size_of: Callable[[str], int | None], read: Callabl
     return Manifest(_summary(fields, description), errors, descriptions)
 
 
-def _load(filename: str, size_of: Callable[[str], int | None], read: Callable[[str], bytes],
-          max_bytes: int) -> tuple[Any, str | None]:
+def load_json(filename: str, size_of: Callable[[str], int | None], read: Callable[[str], bytes],
+              max_bytes: int) -> tuple[Any, str | None]:
+    """A commit's JSON file as (document, None), or (None, why not) when absent, too big or invalid."""
     size = size_of(filename)
     if size is None:
         return None, f"no {filename}"
@@ -145,7 +146,7 @@ def _description(fields: dict[str, Any], size_of: Callable[[str], int | None], r
     key = fields.get("descriptionmsg")
     if key is None:
         return fields.get("description"), None
-    messages, error = _load(I18N_FILE, size_of, read, max_bytes)
+    messages, error = load_json(I18N_FILE, size_of, read, max_bytes)
     if error:
         if size_of(I18N_FILE) is None:
             error = f"descriptionmsg {key!r}: no {I18N_FILE}"
@@ -168,7 +169,7 @@ def _translations(key: str, files: Iterable[str], size_of: Callable[[str], int |
     texts = {}
     for lang in languages:
         filename = f"{I18N_PREFIX}{lang}.json"
-        messages, error = _load(filename, size_of, read, max_bytes)
+        messages, error = load_json(filename, size_of, read, max_bytes)
         if error:
             errors.append(f"descriptionmsg {key!r}: {error}")
             continue

@@ -17,6 +17,7 @@ from tardist import catalog, schema, store
 from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError
 from tardist.store import BranchRecord, RepoRecord
+from worker import composer
 from worker.lock import repo_lock, repo_lock_path
 from worker.manifest import read_manifest
 from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
@@ -144,16 +145,22 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
             blob = tree.files.get(path)
             return blob.size if blob else None
 
-        manifest = read_manifest(repo.kind, size_of,
-                                 lambda path: reader.read(tree.files[path].mirror, tree.files[path].sha),
-                                 settings.max_manifest_bytes, files=tree.files)
-        extras, extra_warnings = place_extras(tree, extra_files(repo.name, branch, commit, committed, repo.url))
+        def read(path: str) -> bytes:
+            return reader.read(tree.files[path].mirror, tree.files[path].sha)
+
+        manifest = read_manifest(repo.kind, size_of, read, settings.max_manifest_bytes, files=tree.files)
+        requirements = composer.required(size_of, read, settings.max_manifest_bytes, manifest.errors)
+        generated = extra_files(repo.name, branch, commit, committed, repo.url)
         if reuse:
             built = Built(reuse["file"], reuse["size"], reuse["sha256"])
+            vendored = composer.Vendored(tree, packages=json.loads(reuse.get("vendor") or "[]"))
+            extras, extra_warnings = place_extras(tree, generated)
         else:
             dest = tarball_path(settings, repo.kind, tarball_name(repo.name, branch, commit))
-            built = build_tarball(reader, tree, extras, repo.name, committed, dest)
-    except (GitError, TreeError, PublishError) as exc:
+            with composer.vendor_tree(settings, reader, tree, requirements, commit) as vendored:
+                extras, extra_warnings = place_extras(vendored.tree, generated)
+                built = build_tarball(reader, vendored.tree, {**extras, **vendored.files}, repo.name, committed, dest)
+    except (GitError, TreeError, PublishError, composer.ComposerError) as exc:
         return BranchRecord(branch, commit, "failed", error=readable(str(exc)))
     except Exception as exc:  # a bug or a broken mirror must cost this branch only
         log.exception("unexpected error building %s/%s %s", repo.kind, repo.name, branch)
@@ -163,8 +170,8 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
         committed_at=store.utc_iso(datetime.fromtimestamp(committed, timezone.utc)),
         tarball=built.file, size=built.size, sha256=built.sha256,
         manifest=manifest.fields, manifest_errors=shown(manifest.errors),
-        warnings=shown(extra_warnings + tree.warnings), modules=sorted(tree.modules),
-        descriptions=manifest.descriptions)
+        warnings=shown(extra_warnings + tree.warnings + vendored.warnings), modules=sorted(tree.modules),
+        descriptions=manifest.descriptions, vendor=vendored.packages)
 
 
 def shown(messages: list[str]) -> list[str]:
@@ -302,6 +309,8 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
             settings.git_config, settings.submodule_protocols, settings.git_timeout, settings.max_tarball_bytes,
             settings.max_files, settings.max_manifest_bytes]))
         remove_stale_temporaries(settings.tarballs)
+        composer.remove_stale_scratch(settings)
+        warnings.extend(composer.notes(settings))
         run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force, "retry": retry},
                                  exclusive=not only)
         db_lock = threading.Lock()
@@ -337,4 +346,5 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
         store.finish_run(db, run_id, summary, warnings)
         return summary
     finally:
+        composer.remove_scratch_root(settings)
         db.close()

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tardist.store import utc_iso
+from worker.lock import process_alive
 from worker.mirror import TEMP_PREFIX, ObjectReader
 from worker.tree import Blob, Tree
 
@@ -85,9 +86,9 @@ class _HashingWriter(io.RawIOBase):
         return len(data)
 
 
-def build_tarball(reader: ObjectReader, tree: Tree, extras: dict[str, bytes], top: str,
+def build_tarball(reader: ObjectReader, tree: Tree, extras: dict[str, bytes | Path], top: str,
                   mtime: int, dest: Path) -> Built:
-    """Write tree (plus extras at the top) as `top/...` into dest, atomically."""
+    """Write tree (plus extras: bytes, or built files read from disk) as `top/...` into dest, atomically."""
     temp = dest.with_name(f"{TEMP_PREFIX}{dest.name}.{os.getpid()}")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -116,15 +117,21 @@ def _discard(temp: Path) -> None:
         pass  # never made (its folder is not one): nothing to discard
 
 
-def _write_entries(tar: tarfile.TarFile, reader: ObjectReader, tree: Tree, extras: dict[str, bytes],
+def _write_entries(tar: tarfile.TarFile, reader: ObjectReader, tree: Tree, extras: dict[str, bytes | Path],
                    top: str, mtime: int) -> None:
-    files: dict[str, Blob | bytes] = {**tree.files, **extras}
+    files: dict[str, Blob | bytes | Path] = {**tree.files, **extras}
     dirs = tree.dirs | {""}
     for path in sorted(dirs | files.keys()):
         info = tarfile.TarInfo(f"{top}/{path}" if path else top)
         info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
         if path in files:
             item = files[path]
+            if isinstance(item, Path):  # built (vendor/): streamed, it can be hundreds of MB
+                with open(item, "rb") as handle:
+                    stat = os.fstat(handle.fileno())
+                    info.mode, info.size = (0o755 if stat.st_mode & 0o100 else 0o644), stat.st_size
+                    tar.addfile(info, handle)
+                continue
             data = item if isinstance(item, bytes) else reader.read(item.mirror, item.sha)
             executable = isinstance(item, Blob) and item.mode == "100755"
             info.mode, info.size = (0o755 if executable else 0o644), len(data)
@@ -159,12 +166,4 @@ def remove_stale_temporaries(folder: Path) -> int:
 def _writer_alive(temp: Path) -> bool:
     """True when the process named by the temporary file's .<pid> suffix still runs."""
     pid = temp.suffix.lstrip(".")
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid.isdigit() and process_alive(int(pid))
