@@ -48,6 +48,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from gitdaemon import free_port, stop
+from report import write_results
 
 from tardist import schema, store
 from tardist.info import InfoView
@@ -435,10 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                           "nginx": re.sub(r"^.*?/", "", subprocess.run([NGINX, "-v"], capture_output=True,
                                                                       text=True).stderr.strip())},
               "results": results, "goals": met}
-    out = BENCH / "results" / "api_speed.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {out}")
+    write_results("api_speed", report)
     return 0
 
 

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from gitdaemon import RefusingGitServer, git_daemon
+from report import write_results
 
 BENCH = Path(__file__).resolve().parent
 TARDIST = BENCH.parent / ".venv" / "bin" / "tardist"
@@ -127,11 +128,9 @@ def main() -> None:
         print(f"{label:<42} {repos:>6} {seconds:>8.2f} {seconds / median['floor']:>8.2f}")
     print(f"({args.broken} broken repositories waiting in every backoff run: {waiting}; the submodule host "
           f"refuses after {args.delay:g} s; median of {args.rounds} interleaved rounds, jobs={args.jobs})")
-    out = BENCH / "results" / f"backoff_speed-{args.repos}-delay{args.delay:g}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"repos": args.repos, "broken": args.broken, "jobs": args.jobs, "delay": args.delay,
-                               "times": times, "median": median, "waiting": waiting,
-                               "machine": platform.platform()}, indent=1) + "\n")
+    write_results(f"backoff_speed-{args.repos}-delay{args.delay:g}",
+                  {"repos": args.repos, "broken": args.broken, "jobs": args.jobs, "delay": args.delay,
+                   "times": times, "median": median, "waiting": waiting, "machine": platform.platform()})
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import corpus
 from gitdaemon import git_daemon
+from report import write_results
 from sync_speed import median_run
 
 BENCH = Path(__file__).resolve().parent
@@ -175,10 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{label}: cold x{phases['cold']['seconds'] / base['cold']['seconds']:.2f}, "
               f"no-op x{phases['no-op']['seconds'] / base['no-op']['seconds']:.2f} of the run without the step")
     print(f"tarballs built with bwrap and without a sandbox byte-identical: {results['same_tarballs_bwrap_and_none']}")
-    out = BENCH / "results" / f"composer_speed-{args.repos}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"\nwrote {out}")
+    write_results(f"composer_speed-{args.repos}", results)
 
 
 if __name__ == "__main__":

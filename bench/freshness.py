@@ -30,6 +30,7 @@ from pathlib import Path
 import corpus
 from api_speed import GUNICORN, HOST, ROOT, nginx, nginx_config, render, server
 from gitdaemon import git_daemon, stop
+from report import write_results
 
 BENCH = Path(__file__).resolve().parent
 TARDIST = ROOT / ".venv" / "bin" / "tardist"
@@ -268,11 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     results = measure(args, work)
     met = goals(results)
     results["goals"] = met
-    out = BENCH / "results" / f"freshness-{args.repos}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n")
     print_table(results, met)
-    print(f"\nwritten to {out}")
+    write_results(f"freshness-{args.repos}", results)
     return 0
 
 

@@ -25,6 +25,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from report import write_results
+
 BENCH = Path(__file__).resolve().parent
 TARDIST = str(Path(sys.executable).with_name("tardist"))
 GOAL_LINES_PER_SECOND = 200_000
@@ -130,10 +132,7 @@ def main(argv: list[str] | None = None) -> int:
               "goal": {"lines_per_second": GOAL_LINES_PER_SECOND, "met": met},
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
-    out = BENCH / "results" / "stats_speed.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {out}")
+    write_results("stats_speed", report)
     return 0
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import corpus
 import extdist_baseline
 from gitdaemon import git_daemon
+from report import write_results
 
 BENCH = Path(__file__).resolve().parent
 TARDIST = BENCH.parent / ".venv" / "bin" / "tardist"
@@ -316,10 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results, "goals": ratios,
     }
     suffix = "-old-only" if args.skip_tardist else ""
-    out = BENCH / "results" / f"sync_speed-{args.repos}{suffix}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {out}")
+    write_results(f"sync_speed-{args.repos}{suffix}", report)
     return 0
 
 

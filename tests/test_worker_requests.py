@@ -13,7 +13,7 @@ import pytest
 from conftest import TARDIST, directory_source
 
 from tardist.queue import SYNC, Queue
-from worker.lock import repo_lock, repo_lock_path, sync_lock
+from worker.lock import file_lock, repo_lock_path, sync_lock
 
 
 class Worker:
@@ -117,7 +117,7 @@ def test_a_requested_repository_syncs_while_a_full_sync_is_stuck_and_only_works_
 def test_only_waits_for_another_sync_of_the_same_repository(deployment, upstream):
     upstream("Cite")
     settings = deployment.settings()
-    with repo_lock(repo_lock_path(settings, "extensions", "Cite")):
+    with file_lock(repo_lock_path(settings, "extensions", "Cite")):
         process = subprocess.Popen([TARDIST, "sync", "--only", "Cite"], cwd=deployment.root,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env={**os.environ, "TARDIST_CONFIG": str(deployment.config)})

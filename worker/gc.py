@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tardist import schema, store
 from tardist.settings import Settings
-from worker.lock import repo_lock, repo_lock_path
+from worker.lock import file_lock, repo_lock_path
 from worker.mirror import MODULES_FOLDER, TEMP_PREFIX
 from worker.publish import publish
 
@@ -38,7 +38,7 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
             if (path.parent.name, path.name) not in known and path.stat().st_mtime < cutoff_time.timestamp():
                 _remove(report, path, dry_run, "tarballs")
         for kind, name in store.expired_repos(db, cutoff):
-            with repo_lock(repo_lock_path(settings, kind, name)):
+            with file_lock(repo_lock_path(settings, kind, name)):
                 _remove(report, settings.mirrors / kind / f"{name}.git", dry_run, "mirrors")
                 if not dry_run:
                     store.forget_repo(db, kind, name)
@@ -49,10 +49,10 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
         else:
             for module in sorted((settings.mirrors / MODULES_FOLDER).glob("*.git")):
                 if module.name not in used:
-                    with repo_lock(module.with_name(module.name + ".lock")):  # as fetch_commit takes it
+                    with file_lock(module.with_name(module.name + ".lock")):  # as fetch_commit takes it
                         _remove(report, module, dry_run, "mirrors")
         for leftover in settings.mirrors.glob(f"*/{TEMP_PREFIX}*"):  # a mirror a killed run made or removed
-            with repo_lock(_mirror_lock(settings, leftover)):  # ...or one a running sync is making
+            with file_lock(_mirror_lock(settings, leftover)):  # ...or one a running sync is making
                 _remove(report, leftover, dry_run, "mirrors")
         if not dry_run:  # every published file checked again: repairs what was lost or left behind
             report["published"] = publish(settings, db, None)

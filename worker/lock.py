@@ -42,8 +42,9 @@ def repo_lock_path(settings: Settings, kind: str, name: str) -> Path:
 
 
 @contextmanager
-def repo_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on path, waiting for whoever holds it (one sync per repository).
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on path, waiting for whoever holds it (one sync per repository, one
+    fetch per submodule mirror, one publish at a time).
 
     flock locks belong to an open file, so threads of one process exclude each other too.
     """

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import git
 
-from worker.lock import repo_lock
+from worker.lock import file_lock
 
 TEMP_PREFIX = ".tmp-"  # what is being made or removed; never a final name
 MODULES_FOLDER = "_modules"  # mirrors/_modules/: submodule mirrors, shared by every repository
@@ -172,7 +172,7 @@ def fetch_commit(path: Path, url: str, sha: str, timeout: float, protocols: tupl
     """Make sure the mirror at path has commit sha from url (a submodule's pinned commit)."""
     check_url(url)
     # Submodule mirrors are shared by repositories, which other processes may sync at the same time.
-    with repo_lock(path.with_name(path.name + ".lock")):
+    with file_lock(path.with_name(path.name + ".lock")):
         if has_commit(path, sha):
             return
         ensure_mirror(path)

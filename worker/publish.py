@@ -8,14 +8,13 @@ so a file's mtime (and with it nginx's ETag) moves only when its answer does.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import re
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -24,6 +23,7 @@ import sqlite_utils
 
 from tardist import answers, queries
 from tardist.settings import Settings
+from worker.lock import file_lock
 from worker.mirror import TEMP_PREFIX
 from worker.tarball import fsync_dir
 
@@ -236,17 +236,9 @@ def _snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             conn.execute("COMMIT")
 
 
-@contextmanager
-def _publish_lock(settings: Settings) -> Iterator[None]:
+def _publish_lock(settings: Settings) -> AbstractContextManager[None]:
     """Publishes take turns, so an older snapshot never overwrites a newer one's files."""
-    path = settings.database.with_name(settings.database.name + ".publish-lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return file_lock(settings.database.with_name(settings.database.name + ".publish-lock"))
 
 
 def _failed_before(db: sqlite_utils.Database) -> bool:

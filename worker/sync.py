@@ -18,7 +18,7 @@ from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError
 from tardist.store import BranchRecord, RepoRecord
 from worker import composer
-from worker.lock import repo_lock, repo_lock_path
+from worker.lock import file_lock, repo_lock_path
 from worker.manifest import read_manifest
 from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
                            remote_heads, run_git, use_git_config)
@@ -202,7 +202,7 @@ def _sync_guarded(settings: Settings, repo: Repo, force: bool, stop: threading.E
     """
     if stop.is_set():
         return None
-    with repo_lock(repo_lock_path(settings, repo.kind, repo.name)):
+    with file_lock(repo_lock_path(settings, repo.kind, repo.name)):
         if stop.is_set():
             return None
         with db_lock:
