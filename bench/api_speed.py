@@ -267,7 +267,6 @@ def publishing_times(settings_file: Path, database: Path, names: list[str], roun
     tenth = names[::10]
 
     def record_again(changed: set[str]) -> None:
-        time.sleep(1.1)  # an answer says when its repository was checked, to the second: let that change
         for index, name in enumerate(names):  # a full run records every repository, changed or not
             if name in changed:
                 store.save_repo(db, synthetic_record(index, rng, name), VIEW)

@@ -31,7 +31,7 @@ class InfoView:
         return json.dumps([list(self.branches), self.tarball_url, SHAPE])
 
 
-SHAPE = 3  # bump when render_info's answer changes shape: stored answers are rendered again
+SHAPE = 4  # bump when render_info's answer changes shape: stored answers are rendered again
 
 
 def group_errors(errors: Iterable[tuple[str, str]]) -> list[tuple[list[str], str]]:
@@ -80,7 +80,7 @@ def render_info(view: InfoView, repo: Mapping[str, Any], branch_rows: Sequence[M
         "name": repo["name"], "kind": repo["kind"], "repository": repo["repository"],
         "description": facts.get("description"), "license": facts.get("license"), "url": facts.get("url"),
         "authors": facts.get("authors", []), "type": facts.get("type"),
-        "branches": branches, "errors": errors, "error": repo["error"], "checked_at": repo["checked_at"],
+        "branches": branches, "errors": errors, "error": repo["error"],
         "failures": failures,
     }
 

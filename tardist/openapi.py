@@ -97,16 +97,17 @@ SCHEMAS = {
     "Repository": {
         "type": "object",
         "required": ["name", "kind", "repository", "description", "license", "url", "authors", "type",
-                     "branches", "errors", "error", "checked_at", "failures"],
+                     "branches", "errors", "error", "failures"],
         "properties": {
             "name": {"type": "string"}, "kind": {"type": "string"}, "repository": NULLABLE_STRING,
             "description": NULLABLE_STRING,
             "description_lang": {"type": ["string", "null"],
-                                 "description": "with ?uselang: the language description is in"}, "license": NULLABLE_STRING, "url": NULLABLE_STRING,
+                                 "description": "with ?uselang: the language description is in"},
+            "license": NULLABLE_STRING, "url": NULLABLE_STRING,
             "authors": {"type": "array", "items": {"type": "string"}}, "type": NULLABLE_STRING,
             "branches": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Branch"}},
             "errors": {"type": "object", "additionalProperties": {"type": "string"}},
-            "error": NULLABLE_STRING, "checked_at": NULLABLE_STRING,
+            "error": NULLABLE_STRING,
             "failures": {"type": "array", "description": "each reason once, with the branches it stops "
                                                          "(none: the whole repository) and when it is retried",
                          "items": {"type": "object", "required": ["branches", "error", "retry_at"],

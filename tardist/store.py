@@ -71,13 +71,13 @@ class RepoRecord:
     kind: str
     name: str
     repository: str | None  # the clone URL shown to people (None: none may be shown)
-    source: str = ""  # the key of the source that lists it
     branches: list[BranchRecord] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # recorded branches that no longer exist
     error: str | None = None  # the whole repository failed (clone, fetch, ...)
     retry_heads: dict[str, str] | None = None  # the heads a failed fetch wanted: retried with backoff
     waiting: bool = False  # the fetch failed before for these heads and was not tried again yet
     retry_at: str = ""  # when a waiting repository is tried again
+    source: str = ""  # the key of the source that lists it
 
     @property
     def failed(self) -> bool:

@@ -141,7 +141,6 @@ def answers(deployment: Deployment) -> dict:
     for kind in KINDS:
         repos = client.get(f"/info/{kind}").get_json()[kind]
         for repo in repos.values():
-            repo.pop("checked_at")
             for branch in repo["branches"].values():
                 branch.pop("built_at")
         facts[f"/info/{kind}"] = repos

@@ -62,6 +62,10 @@ def test_only_what_changed_is_rewritten_and_removed_answers_go(deployment, upstr
 
     again = deployment.cli("publish", check=True)
     assert json.loads(again.stdout)["written"] == 0 and on_disk(deployment) == before
+    etag = deployment.app().test_client().get("/info/extensions").headers["ETag"]
+    deployment.sync()  # finds nothing new: no answer changes, so no file is rewritten and no ETag moves
+    assert on_disk(deployment) == before
+    assert deployment.app().test_client().get("/info/extensions").headers["ETag"] == etag
 
     cite.commit({"README.md": "changed\n"})
     deployment.sync("--only", "Cite")

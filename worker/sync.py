@@ -57,7 +57,7 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
     use_git_config(settings.git_config)
     retry = retry or force
     now = store.utcnow()
-    record = RepoRecord(repo.kind, repo.name, repo.public_url, repo.source)
+    record = RepoRecord(repo.kind, repo.name, repo.public_url, source=repo.source)
     mirror = mirror_path(settings, repo)
     try:
         heads = remote_heads(repo.url, settings.branches, settings.git_timeout)
@@ -213,7 +213,8 @@ def _sync_guarded(settings: Settings, repo: Repo, force: bool, stop: threading.E
             record = sync_repo(settings, repo, recorded, force, tarballs, retry, repo_row)
         except Exception as exc:  # a bug must cost one repository, not the run
             log.exception("unexpected error syncing %s/%s", repo.kind, repo.name)
-            record = RepoRecord(repo.kind, repo.name, repo.public_url, repo.source, error=f"internal error: {exc!r}")
+            record = RepoRecord(repo.kind, repo.name, repo.public_url, source=repo.source,
+                                error=f"internal error: {exc!r}")
         with db_lock:
             store.save_repo(db, record, view)
     return record
