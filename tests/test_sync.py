@@ -85,7 +85,7 @@ def test_tarball_matches_git_ls_tree_plus_gitinfo_and_version(deployment, upstre
     assert not any(".git/" in name or name.endswith("/.git") for name in members)
     gitinfo = json.loads(files["Echo/gitinfo.json"])
     assert gitinfo == {"head": "refs/heads/master", "headSHA1": head, "headCommitDate": str(committed),
-                       "branch": "master", "remoteURL": str(repo.path)}
+                       "branch": "master", "remoteURL": ""}  # a directory source: no server path is shown
     assert files["Echo/version"].decode().splitlines() == ["Echo: master", "2026-01-03T10:00:00Z", head[:7]]
     assert path.read_bytes()[4:8] == b"\0\0\0\0"  # no gzip timestamp
 
@@ -375,3 +375,15 @@ def test_a_submodule_without_a_url_in_gitmodules_fails_that_branch(deployment, u
     assert result.returncode == 1
     assert info(deployment, "NoUrl")["errors"]["master"] == "submodule lib: no URL for it in .gitmodules"
     assert not tarball(deployment, "NoUrl", "master", head).exists()
+
+
+def test_gitinfo_names_the_public_url_never_a_server_path(deployment, upstream, tmp_path):
+    upstream("Echo")
+    deployment.write_config(f'[[source]]\nkind = "extensions"\ntype = "directory"\n'
+                            f'path = "{tmp_path}/upstream/extensions"\n'
+                            f'public_url = "https://gerrit.example.org/r/mediawiki/extensions/{{name}}"\n')
+    deployment.sync()
+    facts = info(deployment, "Echo")
+    files = tar_files(deployment.root / "tarballs/extensions" / facts["branches"]["master"]["tarball"])
+    remote = json.loads(files["Echo/gitinfo.json"])["remoteURL"]
+    assert remote == facts["repository"] == "https://gerrit.example.org/r/mediawiki/extensions/Echo"

@@ -150,7 +150,8 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
 
         manifest = read_manifest(repo.kind, size_of, read, settings.max_manifest_bytes, files=tree.files)
         requirements = composer.required(size_of, read, settings.max_manifest_bytes, manifest.errors)
-        generated = extra_files(repo.name, branch, commit, committed, repo.url)
+        # remoteURL is what people may be shown: never a directory source's path on this server.
+        generated = extra_files(repo.name, branch, commit, committed, repo.public_url or "")
         if reuse:
             built = Built(reuse["file"], reuse["size"], reuse["sha256"])
             vendored = composer.Vendored(tree, packages=json.loads(reuse.get("vendor") or "[]"))
