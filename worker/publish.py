@@ -72,7 +72,8 @@ PUBLISHED: tuple[Published, ...] = (
     Published("/gerrit/projects/?p=mediawiki/{kind}/", "gerrit/projects/mediawiki/{kind}.json",
               lambda at: answers.gerrit_projects(at.conn, at.branches, f"mediawiki/{at.kind}/")),
     Published("/gerrit/projects/mediawiki%2F{kind}%2F{name}/branches",
-              "gerrit/projects/mediawiki/{kind}/{name}/branches.json", lambda at: answers.gerrit_branches(at.conn, at.branches, at.kind, at.name)),
+              "gerrit/projects/mediawiki/{kind}/{name}/branches.json",
+              lambda at: answers.gerrit_branches(at.conn, at.branches, at.kind, at.name)),
 )
 
 

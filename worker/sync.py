@@ -274,7 +274,8 @@ def _mark_removed(db: sqlite_utils.Database, listing: Listing, warnings: list[st
                               keep_sources={source.key for source in kept_sources})
 
 
-def publish_recorded(settings: Settings, db: sqlite_utils.Database, changed: set[tuple[str, str]] | None, warnings: list[str]) -> None:
+def publish_recorded(settings: Settings, db: sqlite_utils.Database, changed: set[tuple[str, str]] | None,
+                     warnings: list[str]) -> None:
     """Publish what was recorded (and forget it); a failure is a warning of the run, not its end."""
     try:
         publish(settings, db, changed)
