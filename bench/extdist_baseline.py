@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ class Outcome:
     built: list[str] = field(default_factory=list)
     unchanged: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # per repository
 
 
 def _git(work: Path, *args: str) -> str:
@@ -67,8 +69,10 @@ def run(repos: dict[str, str], clones: Path, out: Path, branches: list[str]) -> 
     out.mkdir(parents=True, exist_ok=True)
     outcome = Outcome()
     for name, url in repos.items():
+        started = time.monotonic()
         try:
             update_repo(name, url, clones, out, branches, outcome)
         except subprocess.CalledProcessError as error:
             outcome.failed[name] = f"{' '.join(error.cmd)}: {error.stderr.strip()}"
+        outcome.seconds[name] = time.monotonic() - started
     return outcome

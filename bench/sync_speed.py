@@ -97,12 +97,16 @@ def tardist_sync(config: Path, work: Path, label: str) -> dict:
             "peak_rss_mb": round(int(rss_file.read_text()) / 1024, 1)}
 
 
-def baseline(repos: dict[str, str], work: Path) -> dict:
-    """Run the old method over `repos` with the persistent clones under `work`."""
+def baseline(repos: dict[str, str], work: Path, changed: list[str] = ()) -> dict:
+    """Run the old method over `repos` with the persistent clones under `work`; with `changed`, also
+    say what the run spent on just those repositories."""
     seconds, outcome = timed(lambda: extdist_baseline.run(
         repos, work / "extdist" / "clones", work / "extdist" / "dist", corpus.SNAPSHOT_BRANCHES))
-    return {"seconds": seconds, "built": len(outcome.built), "unchanged": outcome.unchanged,
-            "failed": outcome.failed}
+    row = {"seconds": seconds, "built": len(outcome.built), "unchanged": outcome.unchanged,
+           "failed": outcome.failed}
+    if changed:
+        row["changed_repos_seconds"] = round(sum(outcome.seconds[name] for name in changed), 2)
+    return row
 
 
 def scaled(row: dict, factor: float, sample: int) -> dict:
@@ -196,7 +200,10 @@ def measure(args: argparse.Namespace, work: Path, info: dict, url: str) -> dict:
         # Both changed runs cover every repository (the old method its sample, scaled), as cron would.
         if not args.skip_tardist:
             results["tardist_changed"] = tardist_sync(config, work, "changed")
-        results["old_changed"] = scaled(baseline(old_repos, work), factor, len(old_names))
+        in_sample = [name for name in changed if name in old_repos]
+        results["old_changed"] = scaled(baseline(old_repos, work, in_sample), factor, len(old_names))
+        results["old_changed"]["changed_repos_seconds"] = round(
+            results["old_changed"]["changed_repos_seconds"] * len(changed) / len(in_sample), 2)
     finally:
         for name, old in heads.items():
             corpus.restore_heads(work / "corpus" / "extensions" / f"{name}.git", old)
@@ -234,9 +241,9 @@ def goals(results: dict) -> dict:
                if isinstance(row, dict) and "seconds" in row}
     noop, cold, floor = seconds["tardist_noop"], seconds["tardist_cold"], seconds["floor"]
     peak = max(results[f"tardist_{k}"]["peak_rss_mb"] for k in ("cold", "noop", "changed"))
-    # The goal names the old method's cost for just the changed repositories: what its changed
-    # run over every repository costs beyond its no-op run.
-    changed_limit = noop + 1.5 * max(seconds["old_changed"] - seconds["old_noop"], 0)
+    # The goal names the old method's cost for just the changed repositories: the time its changed
+    # run over every repository spent on them (timed repository by repository).
+    changed_limit = noop + 1.5 * results["old_changed"]["changed_repos_seconds"]
     rows = {
         "noop_over_floor": (noop / floor, "<= 2", noop / floor <= 2),
         "old_noop_over_noop": (seconds["old_noop"] / noop, ">= 10",
@@ -265,6 +272,8 @@ def print_table(results: dict, ratios: dict | None) -> None:
             f"{cell:>{width}}" for cell, width in zip(cells, (7, 11, 8, 9))))
     print(f"({results['changed_repos']} repositories got a new master commit "
           "before the *_changed runs, which both cover every repository)")
+    print(f"(old_changed spent {results['old_changed']['changed_repos_seconds']:.2f} s on the changed "
+          "repositories: the goal's 'old method's cost for just those repositories')")
     conditions = results["cold_conditions"]
     print(f"(cold runs: {conditions['first']} first; the corpus read into the page cache before each"
           + ("; page cache dropped first" if conditions["caches_dropped"] else
