@@ -16,7 +16,8 @@ manifests) through tardist.store.save_repo, then measures with wrk
      request follows a database write, so it is computed again) and warm.
   d) the static API: the same rotating /info/extensions/<name> served from
      published/ by nginx with deploy/nginx.conf, vs a static file of the same
-     size on the same nginx (each request made by lua, as the rotation is), and
+     size on the same nginx (each request made by lua, as the rotation is) and
+     vs one plain file of that size per repository in the same rotation, and
      by nginx with deploy/nginx-static.conf (an edge server); compared with (a).
   e) publishing: how long worker.publish takes after a no-op sync (every
      repository recorded again, nothing built), after a sync that changed 10%,
@@ -65,7 +66,8 @@ PAGE_NAMES = 200  # repositories whose pages (d) are asked for
 BRANCHES = ["master", "REL1_45", "REL1_44", "REL1_43", "REL1_39"]
 VIEW = InfoView(tuple(BRANCHES), "/dist")  # what the benchmark's tardist.toml configures
 GOALS = {"a_rps_ratio": (">=", 0.60), "a_p99_ms": ("<", 25.0), "b_rps_ratio": (">=", 0.50),
-         "c_cold_ms": ("<", 150.0), "d_vs_static_file": (">=", 0.90), "d_vs_gunicorn": (">=", 10.0),
+         "c_cold_ms": ("<", 150.0), "d_vs_static_file": (">=", 0.90), "d_vs_static_files": (">=", 0.90),
+         "d_vs_gunicorn": (">=", 10.0),
          "e_noop_sync_s": ("<", 1.0), "f_browse_ratio": (">=", 0.70)}
 # wrk calls done() once at the end; print the numbers as one JSON line for us to parse.
 WRK_DONE = """
@@ -173,8 +175,10 @@ def gunicorn(app: str, port: int, work: Path, label: str, **env: str):
 
 
 def render(site: str, values: dict[str, str]) -> str:
-    """A site of deploy/ with its placeholders filled in."""
+    """A site of deploy/ with its placeholders filled in; ACCESS_LOG "off" turns its access log off."""
     text = (ROOT / "deploy" / site).read_text()
+    if values.get("ACCESS_LOG") == "off":
+        text = text.replace("access_log @ACCESS_LOG@ tardist;", "access_log off;")
     for key, value in values.items():
         text = text.replace(f"@{key}@", value)
     return text
@@ -330,15 +334,17 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         (work / "static").mkdir()
         (work / "static/body.json").write_bytes(b"x" * body_bytes)
         values = {"SERVER_NAME": "localhost", "TARBALLS": str(work / "tarballs"), "CACHE_SECONDS": "300",
-                  "GUNICORN": f"{HOST}:{ports['tardist']}", "ACCESS_LOG": "/dev/null"}
+                  "GUNICORN": f"{HOST}:{ports['tardist']}",
+                  "ACCESS_LOG": "off"}  # as on the static-file servers the sites are compared with
         # b) nothing published: every answer goes through nginx's proxy cache to gunicorn; and the
         # same site with the proxy cache off, which measures tardist behind nginx rather than the cache.
         proxied_site = render("nginx.conf", {**values, "PUBLISHED": str(work / "nothing-published"),
                                              "CACHE": str(work / "nginx-proxy/cache")})
         proxied = nginx_config(work, "nginx-proxy", [proxied_site.replace("@LISTEN@", f"{HOST}:{ports['nginx']}")],
                                ports["static"])
-        uncached = nginx_config(work, "nginx-uncached", [proxied_site.replace("@LISTEN@", f"{HOST}:{ports['uncached']}")
-                                                         .replace("proxy_cache tardist_api;", "proxy_cache off;")])
+        uncached = nginx_config(work, "nginx-uncached", [
+            proxied_site.replace("@LISTEN@", f"{HOST}:{ports['uncached']}")
+            .replace("proxy_cache tardist_api;", "proxy_cache off;")])
         # d) the static API: deploy/nginx.conf with published/, and deploy/nginx-static.conf.
         static_api = nginx_config(work, "nginx-published", [render("nginx.conf", {
             **values, "LISTEN": f"{HOST}:{ports['published']}", "PUBLISHED": str(work / "published"),
@@ -350,10 +356,17 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         with nginx(uncached, ports["uncached"]):
             results["b_uncached"] = wrk(ports["uncached"], "/", rotate, args.seconds)
         stack.enter_context(nginx(static_api, ports["published"]))
+        copies = work / "static/copies"  # one plain file per repository, same size, same rotation
+        copies.mkdir()
+        for name in names:
+            (copies / name).write_bytes(b"x" * body_bytes)
         with nginx(nginx_config(work, "nginx-file", [], ports["static"]), ports["static"]):
             one_path = 'request = function() return wrk.format("GET", "/body.json") end'
             results["d_published"], results["d_static"] = side_by_side(
                 (ports["published"], "/", rotate), (ports["static"], "/", one_path), args.seconds, rounds=5)
+            results["d_published_again"], results["d_static_files"] = side_by_side(
+                (ports["published"], "/", rotate), (ports["static"], "/", WRK_ROTATE % (quoted, "/copies/")),
+                args.seconds, rounds=5)
             results["d_edge"] = wrk(ports["edge"], "/", rotate, args.seconds)
         results["c_all"] = cold_and_warm_all(ports["tardist"], database, names)
         popular = ", ".join(json.dumps(name) for name in names[:PAGE_NAMES])
@@ -371,6 +384,7 @@ def goals(results: dict) -> dict:
         "b_rps_ratio": results["b_nginx"]["rps"] / results["b_static"]["rps"],
         "c_cold_ms": results["c_all"]["cold_ms_median"],
         "d_vs_static_file": results["d_published"]["rps"] / results["d_static"]["rps"],
+        "d_vs_static_files": results["d_published_again"]["rps"] / results["d_static_files"]["rps"],
         "d_vs_gunicorn": results["d_published"]["rps"] / results["a_tardist"]["rps"],
         "e_noop_sync_s": results["e_publish"]["noop_sync"]["seconds"],
         "f_browse_ratio": results["f_browse"]["rps"] / results["f_info"]["rps"],
@@ -392,6 +406,8 @@ def print_table(results: dict, met: dict) -> None:
             ("b) nginx + deploy/nginx.conf, proxy cache off", "b_uncached"),
             ("d) nginx.conf, /info from published/", "d_published"),
             ("d) nginx: static file, same size (lua)", "d_static"),
+            ("d) nginx.conf, /info from published/ (again)", "d_published_again"),
+            ("d) nginx: one static file per name, same rotation", "d_static_files"),
             ("d) nginx-static.conf (edge), published/", "d_edge"),
             ("f) gunicorn: /browse/extensions/<name> (200)", "f_browse"),
             ("f) gunicorn: /info/extensions/<name> (200)", "f_info")]
