@@ -312,6 +312,7 @@ def test_queries_and_missing_files_fall_back_to_the_app(served):
 
     echo = served.deployment.settings().published / "info/extensions/Echo.json"
     echo.rename(echo.with_name("Echo.aside"))
+    time.sleep(1.1)  # nginx may serve a file it holds open for open_file_cache_valid (1 s) after it goes
     try:
         missing_file = fetch(served.port, "/info/extensions/Echo")
         assert missing_file.status == 200 and "x-cache-status" in missing_file.headers
