@@ -36,15 +36,17 @@ def find(settings: Settings, conn: Executes | None, kind: str, name: str) -> tup
                     return str(folder), source
         if source.type == "gerrit" and conn is not None:
             url = f"{source.url}/{source.prefix}{name}"
-            if _recorded_url(conn, kind, name) in (url, source.shown_url(name, url)):  # recorded: the shown one
+            if _listed_by(conn, kind, name, source.key, url):
                 return url, source
     return None
 
 
-def _recorded_url(conn: Executes, kind: str, name: str) -> str | None:
-    row = conn.execute("SELECT repository FROM repos WHERE kind = ? AND name = ? AND present = 1",
-                       [kind, name]).fetchone()
-    return row[0] if row else None
+def _listed_by(conn: Executes, kind: str, name: str, source: str, url: str) -> bool:
+    """True when the last full sync found kind/name in this source (a Gerrit listing): by the source's
+    key, or by its clone URL for rows recorded before tardist recorded sources."""
+    return conn.execute("SELECT 1 FROM repos WHERE kind = ? AND name = ? AND present = 1 "
+                        "AND (source = ? OR (source IS NULL AND repository = ?))",
+                        [kind, name, source, url]).fetchone() is not None
 
 
 def normalize_url(url: str) -> str:

@@ -130,10 +130,10 @@ class Queue:
 
     # The worker's side.
 
-    def waiting(self, limit: int = 100) -> list[Request]:
-        """Requests not started yet, oldest first."""
-        rows = self._conn().execute("SELECT * FROM requests WHERE started_at IS NULL ORDER BY id LIMIT ?",
-                                    [limit]).fetchall()
+    def waiting(self) -> list[Request]:
+        """Requests not started yet, oldest first: at most two per repository (one_waiting), so all of them
+        (with a limit, requests blocked behind a repository in hand could hide newer ones)."""
+        rows = self._conn().execute("SELECT * FROM requests WHERE started_at IS NULL ORDER BY id").fetchall()
         return [_request(row) for row in rows]
 
     def start(self, request_id: int) -> None:

@@ -225,20 +225,21 @@ def _supersede(db: sqlite_utils.Database, kind: str, name: str, branch: str, kee
 
 
 def mark_removed(db: sqlite_utils.Database, present: Iterable[tuple[str, str]],
-                 keep_sources: Iterable[str] = ()) -> list[tuple[str, str]]:
+                 keep_sources: Iterable[str] = (), listed_at: str | None = None) -> list[tuple[str, str]]:
     """Mark repositories no source lists any more as removed and return them.
 
     Those listed last by a source of keep_sources are kept (and, recorded before tardist knew
-    sources, those of the same kind as one of them).
+    sources, those of the same kind as one of them), and so are those recorded at or after
+    listed_at, when present was listed: a single-repository sync beside the run found them since.
     """
     present = set(present)
     keep_sources = set(keep_sources)
     keep_kinds = {key.split(" ", 1)[0] for key in keep_sources}
     now = utcnow()
-    removed = [(kind, name) for kind, name, source in
-               db.execute("SELECT kind, name, source FROM repos WHERE present = 1").fetchall()
+    removed = [(kind, name) for kind, name, source, checked in
+               db.execute("SELECT kind, name, source, checked_at FROM repos WHERE present = 1").fetchall()
                if (kind, name) not in present and source not in keep_sources
-               and not (source is None and kind in keep_kinds)]
+               and not (source is None and kind in keep_kinds) and not (listed_at and checked >= listed_at)]
     with db.atomic():
         for kind, name in removed:
             db.execute("UPDATE repos SET present = 0, removed_at = ? WHERE kind = ? AND name = ?",
@@ -275,10 +276,16 @@ def finish_run(db: sqlite_utils.Database, run_id: int, summary: dict[str, Any], 
         })
 
 
-def expired_tarballs(db: sqlite_utils.Database, cutoff: str) -> list[tuple[str, str]]:
-    """(kind, file) of tarballs superseded at or before cutoff."""
-    return db.execute("SELECT kind, file FROM tarballs WHERE superseded_at IS NOT NULL AND superseded_at <= ? "
+def expired_tarballs(db: sqlite_utils.Database, cutoff: str) -> list[tuple[str, str, str]]:
+    """(kind, name, file) of tarballs superseded at or before cutoff."""
+    return db.execute("SELECT kind, name, file FROM tarballs WHERE superseded_at IS NOT NULL AND superseded_at <= ? "
                       "ORDER BY kind, file", [cutoff]).fetchall()
+
+
+def still_expired(db: sqlite_utils.Database, kind: str, file: str, cutoff: str) -> bool:
+    """True while a tarball is still superseded at or before cutoff (a sync may have reused it since)."""
+    return db.execute("SELECT 1 FROM tarballs WHERE kind = ? AND file = ? AND superseded_at IS NOT NULL "
+                      "AND superseded_at <= ?", [kind, file, cutoff]).fetchone() is not None
 
 
 def known_tarballs(db: sqlite_utils.Database) -> set[tuple[str, str]]:

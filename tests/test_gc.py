@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 from datetime import datetime, timedelta, timezone
 
-import sqlite3
-import os
-
 from conftest import directory_source, git
-from worker.lock import sync_lock
 
+from tardist import schema, store
+from tardist.info import InfoView
 from worker.gc import collect_garbage
+from worker.lock import sync_lock
 
 LATER = datetime.now(timezone.utc) + timedelta(days=8)
 
@@ -232,3 +233,18 @@ def test_a_repository_that_returns_within_the_retention_period_is_whole_again(de
     response = client.get(url)
     assert response.status_code == 200
     response.close()
+
+
+def test_a_repository_recorded_beside_a_full_run_is_not_marked_removed_by_it(deployment, upstream):
+    upstream("Cite")
+    deployment.sync()
+    listed_at = store.utc_iso(datetime.now(timezone.utc) - timedelta(seconds=1))  # the full run lists...
+    db = schema.open_writer(deployment.settings().database)
+    try:
+        # ...then the worker syncs a repository pushed since (a webhook), which that listing lacks.
+        store.save_repo(db, store.RepoRecord("extensions", "New", None, source="extensions directory x"),
+                        InfoView.of(deployment.settings()))
+        assert store.mark_removed(db, {("extensions", "Cite")}, listed_at=listed_at) == []
+        assert store.mark_removed(db, {("extensions", "Cite")}) == [("extensions", "New")]  # a later run's
+    finally:
+        db.close()

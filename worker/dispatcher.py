@@ -18,7 +18,7 @@ from typing import Any
 from tardist import catalog, schema
 from tardist.queue import HEADS, HEADS_TTL, SYNC, Queue, Request
 from tardist.settings import Settings
-from worker.mirror import GitError, remote_heads
+from worker.mirror import GitError, remote_heads, use_git_config
 from worker.sync import sync_one
 
 log = logging.getLogger("tardist.worker")
@@ -31,6 +31,7 @@ class Dispatcher:
     """Takes requests from the queue and serves them until stopped."""
 
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
+        use_git_config(settings.git_config)  # head checks run git before any sync has set it
         self.settings = settings
         self.stop = stop
         self.queue = Queue(settings.queue_file)

@@ -28,10 +28,13 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
     report: dict = {"removed": [], "tarballs": 0, "mirrors": 0, "bytes": 0, "dry_run": dry_run, "warnings": []}
     db = schema.open_writer(settings.database)
     try:
-        for kind, file in store.expired_tarballs(db, cutoff):
-            _remove(report, settings.tarballs / kind / file, dry_run, "tarballs")
-            if not dry_run:
-                store.forget_tarball(db, kind, file)
+        for kind, name, file in store.expired_tarballs(db, cutoff):
+            # Under the repository's lock: a sync beside gc may be reusing this tarball right now.
+            with file_lock(repo_lock_path(settings, kind, name)):
+                if store.still_expired(db, kind, file, cutoff):
+                    _remove(report, settings.tarballs / kind / file, dry_run, "tarballs")
+                    if not dry_run:
+                        store.forget_tarball(db, kind, file)
         known = store.known_tarballs(db)
         for path in _tarball_files(settings.tarballs):
             # Published but never recorded (a crash between the two): old ones are orphans.
@@ -48,7 +51,10 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
                                       "which submodules they use (`tardist sync --force` records it)")
         else:
             for module in sorted((settings.mirrors / MODULES_FOLDER).glob("*.git")):
-                if module.name not in used:
+                # Not one being made, nor one a sync used within the retention period (fetch_commit
+                # touches it): a single-repository sync beside gc may be building from it now.
+                if (module.name not in used and not module.name.startswith(TEMP_PREFIX)
+                        and module.stat().st_mtime < cutoff_time.timestamp()):
                     with file_lock(module.with_name(module.name + ".lock")):  # as fetch_commit takes it
                         _remove(report, module, dry_run, "mirrors")
         for leftover in settings.mirrors.glob(f"*/{TEMP_PREFIX}*"):  # a mirror a killed run made or removed

@@ -174,6 +174,7 @@ def fetch_commit(path: Path, url: str, sha: str, timeout: float, protocols: tupl
     # Submodule mirrors are shared by repositories, which other processes may sync at the same time.
     with file_lock(path.with_name(path.name + ".lock")):
         if has_commit(path, sha):
+            os.utime(path)  # in use: gc keeps module mirrors used within the retention period
             return
         ensure_mirror(path)
         try:

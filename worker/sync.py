@@ -256,7 +256,8 @@ def select_repos(settings: Settings, repos: list[Repo], only: tuple[str, ...] = 
     return [repo for repo in repos if (not only or repo.name in only) and (kind is None or repo.kind == kind)]
 
 
-def _mark_removed(db: sqlite_utils.Database, listing: Listing, warnings: list[str]) -> list[tuple[str, str]]:
+def _mark_removed(db: sqlite_utils.Database, listing: Listing, listed_at: str,
+                  warnings: list[str]) -> list[tuple[str, str]]:
     """Mark what no source lists any more as removed, except what a source that lists nothing,
     or could not be listed, had.
 
@@ -271,7 +272,7 @@ def _mark_removed(db: sqlite_utils.Database, listing: Listing, warnings: list[st
             if kept else ""))
     kept_sources = [*listing.silent.values(), *listing.unlisted.values()]
     return store.mark_removed(db, {(repo.kind, repo.name) for repo in listing.repos},
-                              keep_sources={source.key for source in kept_sources})
+                              keep_sources={source.key for source in kept_sources}, listed_at=listed_at)
 
 
 def publish_recorded(settings: Settings, db: sqlite_utils.Database, changed: set[tuple[str, str]] | None,
@@ -300,6 +301,7 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     started = time.monotonic()
     stop = stop or threading.Event()
     warnings = [] if warnings is None else warnings
+    listed_at = store.utcnow()
     listing = list_repos(settings, warnings)
     selected = select_repos(settings, listing.repos, only, kind)
     db = schema.open_writer(settings.database)
@@ -310,7 +312,8 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
             publish_recorded(settings, db, None, warnings)
         store.clear_backoff_if_changed(db, json.dumps([
             settings.git_config, settings.submodule_protocols, settings.git_timeout, settings.max_tarball_bytes,
-            settings.max_files, settings.max_manifest_bytes]))
+            settings.max_files, settings.max_manifest_bytes, settings.composer, str(settings.composer_home),
+            settings.composer_timeout, settings.build_sandbox]))
         remove_stale_temporaries(settings.tarballs)
         composer.remove_stale_scratch(settings)
         warnings.extend(composer.notes(settings))
@@ -342,7 +345,7 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
                 if on_repo:
                     on_repo(record)
         if not only and kind is None and not stop.is_set():
-            pending.update(_mark_removed(db, listing, warnings))
+            pending.update(_mark_removed(db, listing, listed_at, warnings))
         publish_recorded(settings, db, pending, warnings)
         summary["interrupted"] = stop.is_set()
         summary["seconds"] = round(time.monotonic() - started, 3)
