@@ -229,8 +229,9 @@ def mark_removed(db: sqlite_utils.Database, present: Iterable[tuple[str, str]],
     """Mark repositories no source lists any more as removed and return them.
 
     Those listed last by a source of keep_sources are kept (and, recorded before tardist knew
-    sources, those of the same kind as one of them), and so are those recorded at or after
-    listed_at, when present was listed: a single-repository sync beside the run found them since.
+    sources, those of the same kind as one of them), and so are those recorded after listed_at,
+    when present was listed: a single-repository sync beside the run found them since. (Times
+    are to the second: one recorded in the very second of the listing is not told apart.)
     """
     present = set(present)
     keep_sources = set(keep_sources)
@@ -239,7 +240,7 @@ def mark_removed(db: sqlite_utils.Database, present: Iterable[tuple[str, str]],
     removed = [(kind, name) for kind, name, source, checked in
                db.execute("SELECT kind, name, source, checked_at FROM repos WHERE present = 1").fetchall()
                if (kind, name) not in present and source not in keep_sources
-               and not (source is None and kind in keep_kinds) and not (listed_at and checked >= listed_at)]
+               and not (source is None and kind in keep_kinds) and not (listed_at and checked > listed_at)]
     with db.atomic():
         for kind, name in removed:
             db.execute("UPDATE repos SET present = 0, removed_at = ? WHERE kind = ? AND name = ?",
