@@ -143,13 +143,6 @@ def _repo_backoff(db: sqlite_utils.Database, record: RepoRecord) -> dict[str, An
     return {"failures": failures, "retry_at": retry_time(failures), "retry_heads": heads}
 
 
-def clear_backoff(db: sqlite_utils.Database, kind: str, name: str) -> None:
-    """Let the next sync of a repository retry what failed at once (a webhook or an operator named it)."""
-    with db.atomic():
-        db.execute("UPDATE repos SET retry_at = NULL WHERE kind = ? AND name = ?", [kind, name])
-        db.execute("UPDATE branches SET retry_at = NULL WHERE kind = ? AND name = ?", [kind, name])
-
-
 def clear_backoff_if_changed(db: sqlite_utils.Database, settings_key: str) -> None:
     """Retry everything at once when the settings a failure may depend on changed (an operator's fix)."""
     row = db.execute("SELECT value FROM meta WHERE key = 'retry_settings'").fetchone()
