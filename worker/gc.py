@@ -10,7 +10,7 @@ from pathlib import Path
 from tardist import schema, store
 from tardist.settings import Settings
 from worker.lock import file_lock, repo_lock_path
-from worker.mirror import MODULES_FOLDER, TEMP_PREFIX
+from worker.mirror import MODULES_FOLDER, TEMP_PREFIX, module_lock_path
 from worker.publish import publish
 
 
@@ -55,7 +55,7 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
                 # touches it): a single-repository sync beside gc may be building from it now.
                 if (module.name not in used and not module.name.startswith(TEMP_PREFIX)
                         and module.stat().st_mtime < cutoff_time.timestamp()):
-                    with file_lock(module.with_name(module.name + ".lock")):  # as fetch_commit takes it
+                    with file_lock(_mirror_lock(settings, module)):
                         _remove(report, module, dry_run, "mirrors")
         for leftover in settings.mirrors.glob(f"*/{TEMP_PREFIX}*"):  # a mirror a killed run made or removed
             with file_lock(_mirror_lock(settings, leftover)):  # ...or one a running sync is making
@@ -70,8 +70,8 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
 def _mirror_lock(settings: Settings, mirror: Path) -> Path:
     """The lock file a sync holds while it touches mirror (or its .tmp- twin)."""
     final = mirror.with_name(mirror.name.removeprefix(TEMP_PREFIX))
-    if final.parent.name == "_modules":
-        return final.with_name(final.name + ".lock")  # as fetch_commit takes it
+    if final.parent.name == MODULES_FOLDER:
+        return module_lock_path(final)
     return repo_lock_path(settings, final.parent.name, final.name.removesuffix(".git"))
 
 

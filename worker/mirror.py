@@ -172,7 +172,7 @@ def fetch_commit(path: Path, url: str, sha: str, timeout: float, protocols: tupl
     """Make sure the mirror at path has commit sha from url (a submodule's pinned commit)."""
     check_url(url)
     # Submodule mirrors are shared by repositories, which other processes may sync at the same time.
-    with file_lock(path.with_name(path.name + ".lock")):
+    with file_lock(module_lock_path(path)):
         if has_commit(path, sha):
             os.utime(path)  # in use: gc keeps module mirrors used within the retention period
             return
@@ -191,6 +191,11 @@ def fetch_commit(path: Path, url: str, sha: str, timeout: float, protocols: tupl
             pass
         if not has_commit(path, sha):
             raise GitError(f"commit {sha} is not in {url}")
+
+
+def module_lock_path(module_mirror: Path) -> Path:
+    """The lock file held while a submodule mirror is fetched into or removed."""
+    return module_mirror.with_name(module_mirror.name + ".lock")
 
 
 def module_mirror_path(mirrors: Path, url: str) -> Path:
