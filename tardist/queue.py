@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from tardist.schema import write_transaction
+
 SYNC, HEADS = "sync", "heads"
 HEADS_TTL = 5.0  # seconds a remote's branch heads are trusted: a flood of made-up sha7s costs one ls-remote
 KEEP_DONE = 3600.0  # seconds a finished request stays (answers are read within seconds)
@@ -148,12 +150,14 @@ class Queue:
     def recover(self) -> int:
         """Put requests a killed worker had started back in line (or merge them into a waiting twin)."""
         conn = self._conn()
-        unfinished = conn.execute("SELECT id FROM requests WHERE started_at IS NOT NULL AND done_at IS NULL").fetchall()
-        for (request_id,) in unfinished:
-            try:
-                conn.execute("UPDATE requests SET started_at = NULL WHERE id = ?", [request_id])
-            except sqlite3.IntegrityError:  # the same was asked again meanwhile: that request serves both
-                self.finish(request_id, {"merged": True})
+        with write_transaction(conn):
+            unfinished = conn.execute("SELECT id FROM requests WHERE started_at IS NOT NULL "
+                                      "AND done_at IS NULL").fetchall()
+            for (request_id,) in unfinished:
+                try:
+                    conn.execute("UPDATE requests SET started_at = NULL WHERE id = ?", [request_id])
+                except sqlite3.IntegrityError:  # the same was asked again meanwhile: that request serves both
+                    self.finish(request_id, {"merged": True})
         return len(unfinished)
 
     def purge(self, older_than: float = KEEP_DONE) -> None:

@@ -7,9 +7,13 @@ The worker opens it for writing (creating and migrating it); the web app and
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import sqlite_utils
+
+BUSY_TIMEOUT = 60  # seconds a writer waits for the write lock (the database_timeout setting)
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -91,22 +95,50 @@ def _v8(db: sqlite_utils.Database) -> None:
 MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 
 
+@contextmanager
+def write_transaction(db: sqlite_utils.Database | sqlite3.Connection) -> Iterator[None]:
+    """One transaction that holds SQLite's write lock from its first statement (BEGIN IMMEDIATE).
+
+    Every writer uses it. A deferred BEGIN that reads and then writes gets "database is locked"
+    at once, whatever the busy timeout, when another process commits in between; asking for the
+    write lock first makes the writer wait its turn for up to the busy timeout instead.
+    """
+    conn = db.conn if isinstance(db, sqlite_utils.Database) else db
+    if conn.in_transaction:  # its reads could not be made to wait: a bug, not a busy database
+        raise RuntimeError("write_transaction inside an open transaction")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def migrate(db: sqlite_utils.Database) -> None:
     """Bring the schema up to date: the one way the schema changes."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise SchemaTooNew(_too_new(version))
-    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-        with db.atomic():
-            step(db)
-            db.execute(f"PRAGMA user_version = {number}")
+    while version != len(MIGRATIONS):
+        if version > len(MIGRATIONS):
+            raise SchemaTooNew(_too_new(version))
+        with write_transaction(db):
+            # Read again under the write lock: another process may have migrated meanwhile.
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version < len(MIGRATIONS):
+                MIGRATIONS[version](db)
+                version += 1
+                db.execute(f"PRAGMA user_version = {version}")
 
 
-def open_writer(path: Path) -> sqlite_utils.Database:
-    """Open (creating if needed) the database for the worker, migrated, in WAL mode."""
+def open_writer(path: Path, timeout: float = BUSY_TIMEOUT) -> sqlite_utils.Database:
+    """Open (creating if needed) the database for the worker, migrated, in WAL mode.
+
+    Every write waits up to timeout seconds for another writer to finish (write_transaction).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     # Shared by a run's sync threads, each recording its repository under the run's lock.
-    conn = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+    conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
     db = sqlite_utils.Database(conn)
     db.enable_wal()
     db.execute("PRAGMA synchronous = NORMAL")

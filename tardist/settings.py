@@ -30,6 +30,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "jobs": (4, "repositories synced in parallel"),
     "retention_days": (7, "days a superseded tarball (or a removed repository) is kept"),
     "git_timeout": (300, "seconds one git network operation may take before it is killed"),
+    "database_timeout": (60, "seconds a write waits for another process's write to the database to end"),
     "max_tarball_bytes": (512 * 1024 * 1024, "largest uncompressed tarball content built"),
     "max_files": (100_000, "most files one tarball may hold"),
     "max_manifest_bytes": (1024 * 1024, "largest extension.json/skin.json read"),
@@ -111,6 +112,7 @@ class Settings:
     jobs: int
     retention_days: int
     git_timeout: int
+    database_timeout: int
     max_tarball_bytes: int
     max_files: int
     max_manifest_bytes: int
@@ -207,7 +209,7 @@ def _build(raw: dict[str, Any], where: str) -> Settings:
                                 "separates the repository name, the branch and the commit)")
     if not values["branches"]:
         raise SettingsError(f"{where}: key 'branches': expected at least one branch")
-    for key in ("jobs", "git_timeout", "max_tarball_bytes", "max_files", "max_manifest_bytes", "composer_timeout"):
+    for key in ("jobs", "git_timeout", "database_timeout", "max_tarball_bytes", "max_files", "max_manifest_bytes", "composer_timeout"):
         if values[key] < 1:
             raise SettingsError(f"{where}: key {key!r}: expected a whole number >= 1")
     for protocol in values["submodule_protocols"]:

@@ -15,6 +15,7 @@ import sqlite_utils
 
 from tardist.answers import encode
 from tardist.info import InfoView, facts_branch, render_info
+from tardist.schema import write_transaction
 
 
 def utc_iso(moment: datetime) -> str:
@@ -108,7 +109,7 @@ def recorded_tarballs(db: sqlite_utils.Database, kind: str, name: str) -> dict[s
 def save_repo(db: sqlite_utils.Database, record: RepoRecord, view: InfoView) -> None:
     """Record one repository's sync, and its rendered /info answer, in a single transaction."""
     now = utcnow()
-    with db.atomic():
+    with write_transaction(db):
         db["repos"].upsert({
             "kind": record.kind, "name": record.name, "repository": record.repository,
             "present": 1, "removed_at": None, "checked_at": now, "error": record.error, "source": record.source,
@@ -148,7 +149,7 @@ def clear_backoff_if_changed(db: sqlite_utils.Database, settings_key: str) -> No
     row = db.execute("SELECT value FROM meta WHERE key = 'retry_settings'").fetchone()
     if row and row[0] == settings_key:
         return
-    with db.atomic():
+    with write_transaction(db):
         db.execute("UPDATE repos SET retry_at = NULL WHERE retry_at IS NOT NULL")
         db.execute("UPDATE branches SET retry_at = NULL WHERE retry_at IS NOT NULL")
         db["meta"].upsert({"key": "retry_settings", "value": settings_key}, pk="key")
@@ -166,7 +167,7 @@ def ensure_rendered(db: sqlite_utils.Database, view: InfoView) -> bool:
     row = db.execute("SELECT value FROM meta WHERE key = 'info_view'").fetchone()
     if row and row[0] == view.key:
         return False
-    with db.atomic():
+    with write_transaction(db):
         for kind, name in db.execute("SELECT kind, name FROM repos").fetchall():
             _render(db, view, kind, name)
         db["meta"].upsert({"key": "info_view", "value": view.key}, pk="key")
@@ -230,11 +231,11 @@ def mark_removed(db: sqlite_utils.Database, present: Iterable[tuple[str, str]],
     keep_sources = set(keep_sources)
     keep_kinds = {key.split(" ", 1)[0] for key in keep_sources}
     now = utcnow()
-    removed = [(kind, name) for kind, name, source, checked in
-               db.execute("SELECT kind, name, source, checked_at FROM repos WHERE present = 1").fetchall()
-               if (kind, name) not in present and source not in keep_sources
-               and not (source is None and kind in keep_kinds) and not (listed_at and checked > listed_at)]
-    with db.atomic():
+    with write_transaction(db):  # read under the lock too: a sync beside the run may record one meanwhile
+        removed = [(kind, name) for kind, name, source, checked in
+                   db.execute("SELECT kind, name, source, checked_at FROM repos WHERE present = 1").fetchall()
+                   if (kind, name) not in present and source not in keep_sources
+                   and not (source is None and kind in keep_kinds) and not (listed_at and checked > listed_at)]
         for kind, name in removed:
             db.execute("UPDATE repos SET present = 0, removed_at = ? WHERE kind = ? AND name = ?",
                        [now, kind, name])
@@ -251,7 +252,7 @@ def start_run(db: sqlite_utils.Database, options: dict[str, Any], exclusive: boo
     An exclusive run (one holding the sync lock) also marks runs left 'running' by a
     crash 'interrupted'; a run of a few repositories may run beside others, so it does not.
     """
-    with db.atomic():
+    with write_transaction(db):
         if exclusive:
             db.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
         db["runs"].insert({"started_at": utcnow(), "status": "running", "options": json.dumps(options)})
@@ -260,7 +261,7 @@ def start_run(db: sqlite_utils.Database, options: dict[str, Any], exclusive: boo
 
 def finish_run(db: sqlite_utils.Database, run_id: int, summary: dict[str, Any], warnings: list[str]) -> None:
     """Record how a sync run ended and what it warned about."""
-    with db.atomic():
+    with write_transaction(db):
         db["runs"].update(run_id, {
             "finished_at": utcnow(),
             "status": "interrupted" if summary.get("interrupted")
@@ -295,13 +296,13 @@ def expired_repos(db: sqlite_utils.Database, cutoff: str) -> list[tuple[str, str
 
 def forget_tarball(db: sqlite_utils.Database, kind: str, file: str) -> None:
     """Drop a superseded tarball's row (never a current one)."""
-    with db.atomic():
+    with write_transaction(db):
         db.execute("DELETE FROM tarballs WHERE kind = ? AND file = ? AND superseded_at IS NOT NULL", [kind, file])
 
 
 def forget_repo(db: sqlite_utils.Database, kind: str, name: str) -> None:
     """Drop a removed repository's rows."""
-    with db.atomic():
+    with write_transaction(db):
         db.execute("DELETE FROM branches WHERE kind = ? AND name = ?", [kind, name])
         db.execute("DELETE FROM descriptions WHERE kind = ? AND name = ?", [kind, name])
         db.execute("DELETE FROM repos WHERE kind = ? AND name = ? AND present = 0", [kind, name])

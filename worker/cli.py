@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 from contextlib import nullcontext
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, schema.SchemaError) as exc:
         print(f"tardist: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except sqlite3.OperationalError as exc:  # locked past database_timeout, a full disk: nothing half written
+        print(f"tardist: the database: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
@@ -112,7 +116,8 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"tardist: warning: {warning}", file=sys.stderr)
     print(json.dumps(summary))
-    return EXIT_FAILED if summary["failed"] or summary["interrupted"] or summary["unlisted_sources"] else EXIT_OK
+    return EXIT_FAILED if (summary["failed"] or summary["interrupted"] or summary["unlisted_sources"]
+                           or summary.get("unrecorded")) else EXIT_OK
 
 
 class StopOnSignals:
@@ -179,7 +184,7 @@ def cmd_init_db(settings: Settings, args: argparse.Namespace) -> int:
     """`tardist init-db`."""
     try:
         with sync_lock(settings.lock_file):  # migrating under a running sync's feet could fail half way
-            db = schema.open_writer(settings.database)
+            db = schema.open_writer(settings.database, settings.database_timeout)
             try:
                 store.ensure_rendered(db, InfoView.of(settings))
                 publish(settings, db, None)
@@ -203,7 +208,7 @@ def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     try:
         with sync_lock(settings.lock_file):  # a sync renders with its own settings: not under its feet
-            db = schema.open_writer(settings.database)
+            db = schema.open_writer(settings.database, settings.database_timeout)
             try:
                 store.ensure_rendered(db, InfoView.of(settings))
                 report = publish(settings, db, None)
@@ -236,7 +241,7 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps({"file": str(path), "requests": rows}))
         return EXIT_OK
     started = time.monotonic()
-    db = schema.open_writer(settings.database)
+    db = schema.open_writer(settings.database, settings.database_timeout)
     db.conn.isolation_level = None  # stats.ingest runs its own transactions
     totals = {"files": 0, "lines": 0, "downloads": 0, "skipped": 0, "errors": []}
     try:

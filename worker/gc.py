@@ -26,7 +26,7 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
     cutoff_time = now - timedelta(days=settings.retention_days)
     cutoff = store.utc_iso(cutoff_time)
     report: dict = {"removed": [], "tarballs": 0, "mirrors": 0, "bytes": 0, "dry_run": dry_run, "warnings": []}
-    db = schema.open_writer(settings.database)
+    db = schema.open_writer(settings.database, settings.database_timeout)
     try:
         for kind, name, file in store.expired_tarballs(db, cutoff):
             # Under the repository's lock: a sync beside gc may be reusing this tarball right now.

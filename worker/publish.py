@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator
 import sqlite_utils
 
 from tardist import answers, queries
+from tardist.schema import write_transaction
 from tardist.settings import Settings
 from worker.lock import file_lock
 from worker.mirror import TEMP_PREFIX
@@ -249,7 +250,7 @@ def _failed_before(db: sqlite_utils.Database) -> bool:
 def _set_failed(db: sqlite_utils.Database, failed: bool) -> None:
     if failed == _failed_before(db):
         return
-    with db.atomic():
+    with write_transaction(db):
         if failed:
             db["meta"].upsert({"key": "publish_failed", "value": "1"}, pk="key")
         else:

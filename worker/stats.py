@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
+from tardist.schema import write_transaction
 from tardist.settings import Settings
 
 # nginx's combined format, and anything appended after it (deploy/nginx.conf's tardist format adds fields).
@@ -278,11 +279,9 @@ def _commit(db: sqlite3.Connection, key: str, path: str, expected: int, offset: 
             counter: Counter, salts: "Salts") -> bool:
     """Record a batch's counts, rows and the new offset in one transaction; False if another ingest moved on."""
     counts, rows = counter.take()
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(db):
         row = db.execute("SELECT offset FROM log_files WHERE fingerprint = ?", [key]).fetchone()
         if (row[0] if row else 0) != expected:
-            db.execute("ROLLBACK")
             return False
         salts.save(db)
         db.executemany("INSERT INTO downloads (kind, name, branch, day, count) VALUES (?, ?, ?, ?, ?) "
@@ -294,10 +293,6 @@ def _commit(db: sqlite3.Connection, key: str, path: str, expected: int, offset: 
                    "ON CONFLICT (fingerprint) DO UPDATE SET offset = excluded.offset, lines = lines + excluded.lines, "
                    "skipped = skipped + excluded.skipped, path = excluded.path, read_at = excluded.read_at",
                    [key, offset, lines, skipped, path, datetime.now(timezone.utc).isoformat(timespec="seconds")])
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     return True
 
 

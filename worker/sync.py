@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -199,25 +200,31 @@ def _sync_guarded(settings: Settings, repo: Repo, force: bool, stop: threading.E
 
     What is recorded is read under the lock too: another process (the worker serving a
     webhook, `tardist sync --only`) may have synced this repository since the run began.
-    Surprises are recorded instead of raised.
+    Surprises are recorded instead of raised; a record that cannot be written (the database
+    stayed locked past database_timeout) is a failure of this repository, tried again next time.
     """
     if stop.is_set():
         return None
     with file_lock(repo_lock_path(settings, repo.kind, repo.name)):
         if stop.is_set():
             return None
-        with db_lock:
-            recorded = store.recorded_branches(db, repo.kind, repo.name)
-            tarballs = store.recorded_tarballs(db, repo.kind, repo.name)
-            repo_row = store.recorded_repo(db, repo.kind, repo.name)
         try:
+            with db_lock:
+                recorded = store.recorded_branches(db, repo.kind, repo.name)
+                tarballs = store.recorded_tarballs(db, repo.kind, repo.name)
+                repo_row = store.recorded_repo(db, repo.kind, repo.name)
             record = sync_repo(settings, repo, recorded, force, tarballs, retry, repo_row)
         except Exception as exc:  # a bug must cost one repository, not the run
             log.exception("unexpected error syncing %s/%s", repo.kind, repo.name)
             record = RepoRecord(repo.kind, repo.name, repo.public_url, source=repo.source,
                                 error=f"internal error: {exc!r}")
-        with db_lock:
-            store.save_repo(db, record, view)
+        try:
+            with db_lock:
+                store.save_repo(db, record, view)
+        except sqlite3.Error as exc:  # nothing of it recorded: the next sync does it again
+            log.error("could not record the sync of %s/%s: %s", repo.kind, repo.name, exc)
+            record = RepoRecord(repo.kind, repo.name, repo.public_url, source=repo.source,
+                                error=f"could not record this sync: {exc}")
     return record
 
 
@@ -229,7 +236,7 @@ def sync_one(settings: Settings, kind: str, name: str, force: bool = False,
     With ``retry``, what failed before is tried again now, whatever its backoff. Its
     published answers are updated at once.
     """
-    db = schema.open_writer(settings.database)
+    db = schema.open_writer(settings.database, settings.database_timeout)
     try:
         found = catalog.find(settings, db, kind, name)
         if found is None:
@@ -280,7 +287,7 @@ def publish_recorded(settings: Settings, db: sqlite_utils.Database, changed: set
     """Publish what was recorded (and forget it); a failure is a warning of the run, not its end."""
     try:
         publish(settings, db, changed)
-    except OSError as exc:  # disk full, permissions: the next publish checks every file again
+    except (OSError, sqlite3.Error) as exc:  # disk full, a locked database: the next publish checks every file
         log.error("could not update %s: %s", settings.published, exc)
         warnings.append(f"published answers not updated: {exc}")
     if changed is not None:
@@ -304,7 +311,7 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     listed_at = store.utcnow()
     listing = list_repos(settings, warnings)
     selected = select_repos(settings, listing.repos, only, kind)
-    db = schema.open_writer(settings.database)
+    db = schema.open_writer(settings.database, settings.database_timeout)
     view = InfoView.of(settings)
     try:
         pending: set[tuple[str, str]] = set()  # recorded, not yet published
@@ -326,10 +333,16 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
                    "unlisted_sources": len(listing.unlisted)}
         last_published = time.monotonic()
         with ThreadPoolExecutor(max_workers=jobs or settings.jobs, thread_name_prefix="sync") as pool:
-            futures = [pool.submit(_sync_guarded, settings, repo, force, stop, db, db_lock, view, retry)
-                       for repo in selected]
+            futures = {pool.submit(_sync_guarded, settings, repo, force, stop, db, db_lock, view, retry): repo
+                       for repo in selected}
             for future in as_completed(futures):
-                record = future.result()
+                try:
+                    record = future.result()
+                except Exception as exc:  # its lock file could not be taken...: this repository fails, not the run
+                    repo = futures[future]
+                    log.error("could not sync %s/%s: %r", repo.kind, repo.name, exc)
+                    record = RepoRecord(repo.kind, repo.name, repo.public_url, source=repo.source,
+                                        error=f"internal error: {exc!r}")
                 if record is None:
                     continue
                 pending.add((record.kind, record.name))
@@ -345,11 +358,20 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
                 if on_repo:
                     on_repo(record)
         if not only and kind is None and not stop.is_set():
-            pending.update(_mark_removed(db, listing, listed_at, warnings))
+            try:
+                pending.update(_mark_removed(db, listing, listed_at, warnings))
+            except sqlite3.Error as exc:  # the next run marks them
+                log.error("could not mark removed repositories: %s", exc)
+                warnings.append(f"repositories no source lists any more not marked removed: {exc}")
         publish_recorded(settings, db, pending, warnings)
         summary["interrupted"] = stop.is_set()
         summary["seconds"] = round(time.monotonic() - started, 3)
-        store.finish_run(db, run_id, summary, warnings)
+        try:
+            store.finish_run(db, run_id, summary, warnings)
+        except sqlite3.Error as exc:  # the summary still tells; the next full run marks the row interrupted
+            log.error("could not record the end of run %d: %s", run_id, exc)
+            warnings.append(f"the end of this run is not recorded: {exc}")
+            summary["unrecorded"] = True
         return summary
     finally:
         composer.remove_scratch_root(settings)
