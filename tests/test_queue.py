@@ -18,6 +18,7 @@ def test_requests_for_a_waiting_repository_merge_and_a_hook_or_force_is_kept(que
     first = queue.request(SYNC, "extensions", "Cite", reason="build")
     assert queue.request(SYNC, "extensions", "Cite", reason="hook") == first
     assert queue.request(SYNC, "extensions", "Cite", reason="build", force=True) == first
+    assert queue.request(SYNC, "extensions", "Cite", reason="build") == first  # a later plain one keeps --force
     other = queue.request(HEADS, "extensions", "Cite", reason="build")
     assert other != first and queue.request(SYNC, "skins", "Cite") not in (first, other)
     merged = queue.get(first)
