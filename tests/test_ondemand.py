@@ -23,7 +23,7 @@ from tardist.queue import Queue
 
 SECRET = "hook-secret"
 HOST = "127.0.0.1"
-pytestmark = serving.pytestmark
+needs_nginx = serving.pytestmark  # on the tests through nginx only: the Flask-only ones run everywhere
 
 
 def request(port: int, path: str, method: str = "GET", body: bytes | None = None, timeout: float = 90,
@@ -119,6 +119,7 @@ def stack(tmp_path_factory):
         worker.stop()
 
 
+@needs_nginx
 def test_a_current_head_tarball_not_built_yet_is_built_and_served_through_nginx(stack):
     head = stack.repos["Cite"].commit({"NEWS": "on demand\n"})
     answer = request(stack.port, f"/dist/extensions/Cite-master-{head[:7]}.tar.gz")
@@ -131,6 +132,7 @@ def test_a_current_head_tarball_not_built_yet_is_built_and_served_through_nginx(
     assert again.status == 200 and again.body == answer.body
 
 
+@needs_nginx
 def test_fifty_concurrent_requests_for_one_missing_tarball_make_one_build(stack):
     head = stack.repos["Echo"].commit({"NEWS": "fifty\n"})
     path = f"/dist/extensions/Echo-master-{head[:7]}.tar.gz"
@@ -145,6 +147,7 @@ def test_fifty_concurrent_requests_for_one_missing_tarball_make_one_build(stack)
     assert stack.worker.text().count("synced extensions/Echo: 1 built") == 1
 
 
+@needs_nginx
 def test_a_flood_of_made_up_sha7s_costs_no_fetch_and_an_ls_remote_per_few_seconds(stack):
     head = stack.repos["Math"].head()
     bogus = sorted({f"{random.getrandbits(28):07x}" for _ in range(400)} - {head[:7]})
@@ -161,6 +164,7 @@ def test_a_flood_of_made_up_sha7s_costs_no_fetch_and_an_ls_remote_per_few_second
     assert 1 <= len(commands) <= seconds / 5 + 2, (len(commands), seconds)
 
 
+@needs_nginx
 def test_names_that_cannot_be_a_current_head_are_404_without_any_git_command(stack):
     before = len(stack.git_commands())
     for path in ("/dist/extensions/Nope-master-1234567.tar.gz", "/dist/extensions/Cite-REL1_1-1234567.tar.gz",
@@ -172,6 +176,7 @@ def test_names_that_cannot_be_a_current_head_are_404_without_any_git_command(sta
     assert stack.git_commands()[before:] == []
 
 
+@needs_nginx
 def test_a_webhook_through_nginx_makes_the_push_downloadable(stack):
     head = stack.repos["Cite"].commit({"NEWS": "hooked\n"})
     hooked = request(stack.port, "/hooks/push", "POST", json.dumps({"kind": "extensions", "name": "Cite"}).encode(),

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import Deployment, directory_source, git
+from conftest import TARDIST, Deployment, directory_source, git
 from sample_deployment import populate
 
 from tardist import schema
-from worker.publish import publish, published_files
+from worker.publish import _publish_lock, publish, published_files
 
 
 def on_disk(deployment: Deployment) -> dict[str, tuple[int, int]]:
@@ -186,3 +188,32 @@ def test_the_worker_does_not_import_flask():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[1])
     assert result.stdout.strip() == "[]"
+
+
+def test_a_reader_of_a_published_file_keeps_its_whole_answer_while_a_new_one_replaces_it(deployment, upstream):
+    cite = upstream("Cite")
+    deployment.sync()
+    path = deployment.root / "published/info/extensions/Cite.json"
+    old = path.read_bytes()
+    with open(path, "rb") as reader:  # as nginx's open_file_cache holds it
+        cite.commit({"NEWS": "moved\n"})
+        deployment.sync()
+        assert reader.read() == old
+    assert path.read_bytes() != old
+
+
+def test_publishes_take_turns(deployment, upstream):
+    upstream("Cite")
+    deployment.sync()
+    settings = deployment.settings()
+    listing = settings.published / "list.json"
+    listing.unlink()
+    with _publish_lock(settings):
+        process = subprocess.Popen([TARDIST, "publish"], cwd=deployment.root, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "TARDIST_CONFIG": str(deployment.config)})
+        time.sleep(2)
+        assert process.poll() is None and not listing.exists(), "it waits for the publish in progress"
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert listing.is_file() and json.loads(out)["written"] == 1

@@ -91,14 +91,18 @@ def test_sigterm_finishes_the_repository_in_hand_and_skips_the_rest(deployment, 
                             f'Echo = "{tmp_path}/upstream/extensions/Echo", '
                             f'Math = "{tmp_path}/upstream/extensions/Math" }}\n', jobs=1, git_timeout=120)
     worker = start_worker(deployment)
+    log = LogLines(worker)
     try:
         assert hanging_remote.connected.wait(60), "the worker started syncing Aaa"
         worker.send_signal(signal.SIGTERM)
-        time.sleep(1)
+        assert log.wait_for("SIGTERM: finishing the repositories in hand, then exiting"), log.text()
+        time.sleep(0.5)
         assert worker.poll() is None, "the worker waits for the repository in hand"
     finally:
         hanging_remote.close()
-        out, err = worker.communicate(timeout=60)
+        worker.wait(timeout=60)
+        worker.stdout.close()
+    err = log.text()
     assert worker.returncode == 0, err
     last = runs(deployment)[0]
     assert last["status"] == "interrupted" and last["built"] == 0 and last["failed"] == 1

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from conftest import TARDIST, directory_source
 
 from tardist.queue import SYNC, Queue
+from worker.dispatcher import Dispatcher
 from worker.lock import file_lock, repo_lock_path, sync_lock
 
 
@@ -121,7 +123,11 @@ def test_only_waits_for_another_sync_of_the_same_repository(deployment, upstream
         process = subprocess.Popen([TARDIST, "sync", "--only", "Cite"], cwd=deployment.root,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env={**os.environ, "TARDIST_CONFIG": str(deployment.config)})
-        time.sleep(1)
+        said = [process.stderr.readline()]  # tardist's own words: the run has begun
+        while said[-1] and not said[-1].startswith("syncing 1 repositories"):
+            said.append(process.stderr.readline())
+        assert said[-1], f"the sync ended before it began: {''.join(said)}"
+        time.sleep(0.5)
         assert process.poll() is None, "it waits for the repository's lock"
         assert not (settings.tarballs / "extensions").exists()
     out, err = process.communicate(timeout=60)
@@ -136,3 +142,29 @@ def test_a_second_worker_refuses_to_start(deployment, tmp_path):
         assert result.returncode == 2 and "another tardist worker is running" in result.stderr
     finally:
         worker.stop()
+
+
+def test_a_request_for_a_repository_in_hand_is_not_started_beside_it(deployment, upstream):
+    upstream("Cite")
+    settings = deployment.settings()
+    stop = threading.Event()
+    dispatcher = Dispatcher(settings, stop)
+    thread = threading.Thread(target=dispatcher.run)
+    thread.start()
+    queue = Queue(settings.queue_file)
+    try:
+        with file_lock(repo_lock_path(settings, "extensions", "Cite")):  # the first sync holds on here
+            first = queue.request(SYNC, "extensions", "Cite", reason="hook")
+            deadline = time.monotonic() + 30
+            while queue.get(first).started_at is None:
+                assert time.monotonic() < deadline, "the first request was not taken"
+                time.sleep(0.05)
+            second = queue.request(SYNC, "extensions", "Cite", reason="hook", force=True)
+            time.sleep(1)  # ten looks at the queue
+            assert queue.get(second).started_at is None, "it waits for the one in hand"
+        assert wait_done(queue, first).result["built"] == 1
+        assert wait_done(queue, second).result["built"] == 1  # the forced one, after it
+    finally:
+        stop.set()
+        thread.join(60)
+        queue.close()
