@@ -101,11 +101,21 @@ def write_transaction(db: sqlite_utils.Database | sqlite3.Connection) -> Iterato
 
     Every writer uses it. A deferred BEGIN that reads and then writes gets "database is locked"
     at once, whatever the busy timeout, when another process commits in between; asking for the
-    write lock first makes the writer wait its turn for up to the busy timeout instead.
+    write lock first makes the writer wait its turn for up to the busy timeout instead. Inside
+    another write_transaction, it is a savepoint of that one.
     """
     conn = db.conn if isinstance(db, sqlite_utils.Database) else db
-    if conn.in_transaction:  # its reads could not be made to wait: a bug, not a busy database
-        raise RuntimeError("write_transaction inside an open transaction")
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT nested_write")
+        try:
+            yield
+            conn.execute("RELEASE nested_write")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO nested_write")
+                conn.execute("RELEASE nested_write")
+            raise
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield

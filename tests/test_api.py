@@ -292,7 +292,7 @@ def test_a_reader_sees_the_old_state_while_the_worker_holds_its_transaction(depl
     client = deployment.app().test_client()
     before = client.get("/info/extensions/Cite").data
     db = schema.open_writer(deployment.settings().database)
-    with db.atomic():
+    with schema.write_transaction(db):
         store.save_repo(db, generation_record(1), InfoView.of(deployment.settings()))
         assert client.get("/info/extensions/Cite").data == before
         assert client.get("/info/extensions?names=Cite").get_json()["extensions"]["Cite"] == json.loads(before)
