@@ -70,7 +70,7 @@ def test_a_request_made_while_the_worker_is_down_is_served_once_even_across_a_si
         worker = Worker(deployment, log)
         try:
             assert wait_done(queue, cite_request).result == {"built": 1, "unchanged": 0, "failed": False,
-                                                             "error": None}
+                                                             "error": None, "heads": {"master": new_head}}
             assert hanging_remote.connected.wait(30), "the worker started on Aaa"
         finally:
             worker.stop(signal.SIGKILL)
