@@ -21,8 +21,9 @@ import test_serving as serving
 from conftest import Deployment, Repo, directory_source, extension_files, git
 from test_worker_requests import Worker
 
-from bench.gitdaemon import stop
-from tardist.queue import Queue
+from bench.gitdaemon import git_daemon, stop
+from tardist.queue import HEADS, Queue
+from worker.dispatcher import HEAD_THREADS
 
 SECRET = "hook-secret"
 HOST = "127.0.0.1"
@@ -81,7 +82,7 @@ class Stack:
 @contextlib.contextmanager
 def serve(tmp: Path, sources: str, ready: str, **config) -> Iterator[Stack]:
     """A deployment of sources in tmp served by `tardist worker` (once it logs ready), gunicorn and nginx."""
-    (tmp / "deploy").mkdir()
+    (tmp / "deploy").mkdir(parents=True)
     deployment = Deployment(tmp / "deploy", tmp / "deploy/tardist.toml")
     deployment.write_config(sources, **{"hook_secret": SECRET, "schedule": "0 0 1 1 *", "build_wait": 60, **config})
     git_log = tmp / "git-commands.log"
@@ -271,3 +272,59 @@ def test_a_build_that_does_not_finish_within_build_wait_is_503_with_retry_after(
     assert response.status_code == 503 and response.headers["Retry-After"] == "10"
     assert response.get_json()["error"]["status"] == 503
     assert [(r.action, r.name, r.reason) for r in queue.waiting()] == [("heads", "Cite", "build")]
+
+
+def hook(port: int, kind: str, name: str) -> serving.Answer:
+    """A signed push webhook for kind/name."""
+    return request(port, "/hooks/push", "POST", json.dumps({"kind": kind, "name": name}).encode(),
+                   Authorization=f"Bearer {SECRET}")
+
+
+def test_remotes_that_never_answer_hold_up_no_other_repository(tmp_path, hanging_remote):
+    healthy = Repo(tmp_path / "served/extensions/Healthy")
+    healthy.commit(extension_files("Healthy"))
+    skins = ", ".join(f'S{i} = "{hanging_remote.url(f"S{i}")}"' for i in range(60))
+    with git_daemon(tmp_path / "served") as base:
+        sources = (f'\n[[source]]\nkind = "extensions"\ntype = "list"\n'
+                   f'repos = {{ Healthy = "{base}/extensions/Healthy" }}\n'
+                   f'\n[[source]]\nkind = "skins"\ntype = "list"\nrepos = {{ {skins} }}\n')
+        # The worker's own full sync is stuck on the silent skins too, beside all of this.
+        with serve(tmp_path / "stack", sources, "worker ready", jobs=2, build_wait=15, heads_timeout=60,
+                   git_timeout=120) as stack:
+            try:
+                queue = Queue(stack.deployment.settings().queue_file)
+                # What many web processes ask for silent repositories: the worker takes half its head threads.
+                asked = [queue.request(HEADS, "skins", f"S{i}", reason="build") for i in range(12)]
+                for i in range(4):
+                    assert hook(stack.port, "skins", f"S{i}").status == 202
+                with ThreadPoolExecutor(60) as pool:
+                    held = [pool.submit(request, stack.port, f"/dist/skins/S{i}-master-1234567.tar.gz")
+                            for i in range(60)]
+                    deadline = time.monotonic() + 10
+                    while sum(queue.get(i).started_at is not None for i in asked) < HEAD_THREADS // 2:
+                        assert time.monotonic() < deadline, "the worker took requests for the silent skins"
+                        time.sleep(0.1)
+
+                    head = healthy.commit({"NEWS": "on demand\n"})
+                    started = time.monotonic()
+                    answer = request(stack.port, f"/dist/extensions/Healthy-master-{head[:7]}.tar.gz")
+                    assert answer.status == 200, answer.body[:300]
+                    assert time.monotonic() - started < 10
+
+                    head = healthy.commit({"NEWS": "hooked\n"})
+                    assert hook(stack.port, "extensions", "Healthy").status == 202
+                    deadline = time.monotonic() + 10
+                    while stack.info("Healthy")["branches"]["master"]["commit"] != head:
+                        assert time.monotonic() < deadline, "the webhook's sync ran beside the silent ones"
+                        time.sleep(0.1)
+
+                    for _ in range(10):  # gunicorn keeps threads for the API while build waits are held
+                        started = time.monotonic()
+                        assert request(stack.port, "/status").status == 200
+                        assert time.monotonic() - started < 1
+                    assert sum(not f.done() for f in held) >= 2, "build waits for silent remotes are held"
+                    answers = [f.result() for f in held]
+                assert {a.status for a in answers} == {503}
+                assert all(a.headers["retry-after"] == "10" for a in answers)
+            finally:
+                hanging_remote.close()  # the worker then stops at once
