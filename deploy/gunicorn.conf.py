@@ -4,8 +4,9 @@ Command-line options override these (e.g. `--bind 127.0.0.1:8000`). nginx in
 front buffers slow clients; threads are there for on-demand builds: a request
 for a missing current-head tarball waits up to `build_wait` seconds (mostly
 asleep) for `tardist worker`, and with threads such waits hold one thread each,
-not a whole worker process. workers x threads waits can be in progress at once;
-beyond that, requests queue in gunicorn until one ends (at most build_wait later).
+not a whole worker process. At most `build_waiters` (4) such waits per worker process are
+in progress at once; beyond that the app answers 503 with Retry-After at once, so the other
+threads stay free for the API.
 """
 
 import multiprocessing

@@ -34,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     app.extensions["tardist.settings"] = settings
     app.extensions["tardist.reader"] = Reader(settings.database)
     app.extensions["tardist.queue"] = Queue(settings.queue_file)  # opened on first use, one connection per thread
+    app.extensions["tardist.build_waiters"] = dist.Waiters(settings.build_waiters)
     register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(gerrit.bp)

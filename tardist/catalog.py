@@ -8,6 +8,7 @@ full sync has listed them (the web app must not call Gerrit).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -88,3 +89,21 @@ def by_project(settings: Settings, conn: Executes | None, project: str) -> tuple
         return None
     kind, name = parts[-2], parts[-1]
     return (kind, name) if find(settings, conn, kind, name) else None
+
+
+SCP_HOST_RE = re.compile(r"^(?:[^@/:]+@)?(?P<host>[^@/:]+):")  # user@host:path, as git reads it
+
+
+def remote_host(url: str) -> str | None:
+    """The host (and port) a clone URL reaches over the network; None for a path on this machine."""
+    if "://" not in url:
+        match = SCP_HOST_RE.match(url)
+        return match["host"].lower() if match else None
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "file":
+        return None
+    try:
+        port = parts.port
+    except ValueError:  # git will say what is wrong with it; the whole netloc still names one place
+        return parts.netloc.lower()
+    return (parts.hostname or "").lower() + (f":{port}" if port else "")

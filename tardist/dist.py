@@ -10,8 +10,11 @@ for `tardist worker` (tardist/queue.py), and every cheap check comes first.
 from __future__ import annotations
 
 import re
+import threading
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, current_app, request, send_from_directory
 from werkzeug.exceptions import NotFound, ServiceUnavailable
@@ -54,31 +57,96 @@ def build_on_demand(settings: Settings, kind: str, file: str) -> None:
         raise NotFound(f"no tarball {kind}/{file[:100]}")
     name, branch, sha7 = match["name"], match["branch"], match["sha7"]
     conn = current_app.extensions["tardist.reader"].connection()
-    if catalog.find(settings, conn, kind, name) is None:
+    found = catalog.find(settings, conn, kind, name)
+    if found is None:
         raise NotFound(f"no {kind} named {name!r}")
     queue = current_app.extensions["tardist.queue"]
     if not queue.worker_running():  # cron-only deployments: nobody to build it
         raise NotFound(f"no tarball {kind}/{file} (and no tardist worker runs to build it)")
-    deadline = time.monotonic() + settings.build_wait
-    heads = queue.fresh_heads(kind, name)
-    if heads is None:
-        answered = queue.wait(queue.request(HEADS, kind, name, reason="build"), settings.build_wait)
-        if answered is None or answered.result is None:
-            raise _busy(f"could not check the branch heads of {kind}/{name} in time; try again shortly")
-        heads = answered.result
-    if "heads" not in heads:
-        raise _busy(f"could not check the branch heads of {kind}/{name}: {heads.get('error')}")
+    waiters: Waiters = current_app.extensions["tardist.build_waiters"]
+    host = catalog.remote_host(found[0])
+    if not waiters.enter(host):
+        raise _busy(f"too many requests are waiting for builds; try {file} again shortly")
+    try:
+        arrived = time.time()
+        deadline = time.monotonic() + settings.build_wait
+        cached = queue.fresh_heads(kind, name)
+        heads = _heads(cached, kind, name) if cached else _ask_heads(queue, kind, name, "build", deadline)
+        if not _names_head(heads, branch, sha7) and heads["looked_at"] < arrived and not heads["settled"]:
+            # Pushed since that answer, maybe: one fresh look, shared by every request of the repository.
+            heads = _ask_heads(queue, kind, name, "fresh", deadline)
+        if not _names_head(heads, branch, sha7):
+            raise NotFound(f"{sha7} is not the current head of {kind}/{name} {branch}")
+        _wait_for_build(queue, queue.request(SYNC, kind, name, reason="build"),
+                        settings.tarballs / kind / file, deadline, f"{kind}/{name}", branch, sha7)
+    finally:
+        waiters.leave(host)
+
+
+class Waiters:
+    """How many requests of this process wait for a build, in all and per remote host.
+
+    Each holds one of gunicorn's threads: past `limit` a request is answered 503 at once, so the
+    other threads stay free for the API, and one remote host (a slow or silent one) gets at most
+    half of them, so requests for the others still wait their turn.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.per_host = max(1, limit // 2)
+        self.counts: Counter[str | None] = Counter()  # None: all of them
+        self.guard = threading.Lock()
+
+    def enter(self, host: str | None) -> bool:
+        """Count one more waiting request for host (None: on this machine); False when there is no room."""
+        with self.guard:
+            if self.counts[None] >= self.limit or (host is not None and self.counts[host] >= self.per_host):
+                return False
+            self.counts[None] += 1
+            if host is not None:
+                self.counts[host] += 1
+            return True
+
+    def leave(self, host: str | None) -> None:
+        """Count one waiting request fewer."""
+        with self.guard:
+            self.counts[None] -= 1
+            if host is not None:
+                self.counts[host] -= 1
+
+
+def _ask_heads(queue: Queue, kind: str, name: str, reason: str, deadline: float) -> dict[str, Any]:
+    """The worker's answer to a heads request: 503 when it has none in time or the remote could not be asked."""
+    answered = queue.wait(queue.request(HEADS, kind, name, reason=reason), max(0.0, deadline - time.monotonic()))
+    if answered is None or answered.result is None:
+        raise _busy(f"could not check the branch heads of {kind}/{name} in time; try again shortly")
+    return _heads(answered.result, kind, name)
+
+
+def _heads(answer: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
+    """A heads answer with its heads, when and how it was looked at; 503 when the remote could not be asked."""
+    if "heads" not in answer:
+        raise _busy(f"could not check the branch heads of {kind}/{name}: {answer.get('error')}")
+    return {"looked_at": 0.0, "settled": False, **answer}
+
+
+def _names_head(heads: dict[str, Any], branch: str, sha7: str) -> bool:
     head = heads["heads"].get(branch)
-    if head is None or not head.startswith(sha7):
-        raise NotFound(f"{sha7} is not the current head of {kind}/{name} {branch}")
-    _wait_for_build(queue, queue.request(SYNC, kind, name, reason="build"),
-                    settings.tarballs / kind / file, deadline, f"{kind}/{name}")
+    return head is not None and head.startswith(sha7)
 
 
-def _wait_for_build(queue: Queue, request_id: int, path: Path, deadline: float, repo: str) -> None:
+def _wait_for_build(queue: Queue, request_id: int, path: Path, deadline: float, repo: str,
+                    branch: str, sha7: str) -> None:
     while not path.is_file():
         answered = queue.get(request_id)
         if answered is not None and answered.done_at is not None and not path.is_file():
+            result = answered.result or {}
+            built = result.get("heads", {}).get(branch)
+            if built and not built.startswith(sha7):  # pushed to between the head check and the sync
+                raise NotFound(f"{sha7} is no longer the head of {repo} {branch}: the branch moved to "
+                               f"{built[:7]} ({path.name.removesuffix(f'{sha7}.tar.gz')}{built[:7]}.tar.gz)")
+            if result.get("error"):
+                raise _busy(f"{path.name} could not be built just now: {result['error']}")
             raise _busy(f"{path.name} could not be built just now (see /info/{repo} for why)")
         if time.monotonic() >= deadline:
             raise _busy(f"{path.name} is being built; try again shortly")

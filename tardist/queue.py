@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS requests (
     action TEXT NOT NULL,            -- 'sync' or 'heads'
     kind TEXT NOT NULL,
     name TEXT NOT NULL,
-    reason TEXT NOT NULL,            -- 'hook', 'build' or 'cli'; 'hook' wins a merge
+    reason TEXT NOT NULL,            -- 'hook', 'build', 'fresh' (heads) or 'cli'; 'hook', 'fresh' win a merge
     force INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     started_at REAL,
@@ -102,7 +102,7 @@ class Queue:
         row = self._conn().execute(
             "INSERT INTO requests (action, kind, name, reason, force, created_at) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (action, kind, name) WHERE started_at IS NULL DO UPDATE SET "
-            "reason = CASE WHEN excluded.reason = 'hook' THEN 'hook' ELSE reason END, "
+            "reason = CASE WHEN excluded.reason IN ('hook', 'fresh') THEN excluded.reason ELSE reason END, "
             "force = max(force, excluded.force) RETURNING id",
             [action, kind, name, reason, int(force), time.time()]).fetchone()
         return row[0]
@@ -124,10 +124,13 @@ class Queue:
             time.sleep(poll)
 
     def fresh_heads(self, kind: str, name: str, ttl: float = HEADS_TTL) -> dict[str, Any] | None:
-        """The answer of a heads request for the repository finished less than ttl seconds ago."""
+        """The newest answer of a heads request for the repository, looked at (else finished) less than ttl
+        seconds ago."""
         row = self._conn().execute(
-            "SELECT result FROM requests WHERE action = 'heads' AND kind = ? AND name = ? AND done_at >= ? "
-            "ORDER BY done_at DESC LIMIT 1", [kind, name, time.time() - ttl]).fetchone()
+            "SELECT result FROM requests WHERE done_at >= :since AND action = 'heads' AND kind = :kind "
+            "AND name = :name AND coalesce(result ->> '$.looked_at', done_at) >= :since "
+            "ORDER BY coalesce(result ->> '$.looked_at', done_at) DESC LIMIT 1",
+            {"kind": kind, "name": name, "since": time.time() - ttl}).fetchone()
         return json.loads(row[0]) if row else None
 
     # The worker's side.

@@ -31,6 +31,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "retention_days": (7, "days a superseded tarball (or a removed repository) is kept"),
     "git_timeout": (300, "seconds one git network operation may take before it is killed"),
     "database_timeout": (60, "seconds a write waits for another process's write to the database to end"),
+    "heads_timeout": (20, "seconds one branch-head check (git ls-remote) may take; at most git_timeout"),
     "max_tarball_bytes": (512 * 1024 * 1024, "largest uncompressed tarball content built"),
     "max_files": (100_000, "most files one tarball may hold"),
     "max_manifest_bytes": (1024 * 1024, "largest extension.json/skin.json read"),
@@ -43,6 +44,8 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "git_config": ({}, "git settings (name = value) given to every git command tardist runs"),
     "hook_secret": ("", "shared secret of POST /hooks/push; empty: webhooks are off"),
     "build_wait": (30, "seconds a request for a missing current-head tarball waits for its build"),
+    "build_waiters": (4, "requests per web process that may wait for an on-demand build at once; "
+                         "more are 503 with Retry-After (keep it below gunicorn's threads)"),
     "composer": ("composer", "composer command for branches whose composer.json requires packages; \"\" turns it off"),
     "composer_home": ("", "COMPOSER_HOME (config.json with repositories, auth); \"\" means mirrors/_composer/home"),
     "composer_timeout": (300, "seconds one composer install may take before it is killed"),
@@ -113,6 +116,7 @@ class Settings:
     retention_days: int
     git_timeout: int
     database_timeout: int
+    heads_timeout: int
     max_tarball_bytes: int
     max_files: int
     max_manifest_bytes: int
@@ -123,6 +127,7 @@ class Settings:
     serve_tarballs: bool
     hook_secret: str
     build_wait: int
+    build_waiters: int
     composer: str
     composer_home: Path
     composer_timeout: int
@@ -209,13 +214,15 @@ def _build(raw: dict[str, Any], where: str) -> Settings:
                                 "separates the repository name, the branch and the commit)")
     if not values["branches"]:
         raise SettingsError(f"{where}: key 'branches': expected at least one branch")
-    for key in ("jobs", "git_timeout", "database_timeout", "max_tarball_bytes", "max_files", "max_manifest_bytes", "composer_timeout"):
+    for key in ("jobs", "git_timeout", "database_timeout", "heads_timeout", "build_waiters", "max_tarball_bytes",
+                "max_files", "max_manifest_bytes", "composer_timeout"):
         if values[key] < 1:
             raise SettingsError(f"{where}: key {key!r}: expected a whole number >= 1")
     for protocol in values["submodule_protocols"]:
         if protocol not in PROTOCOLS:
             raise SettingsError(f"{where}: key 'submodule_protocols': {protocol!r} is not one of "
                                 f"{', '.join(sorted(PROTOCOLS))}")
+    values["heads_timeout"] = min(values["heads_timeout"], values["git_timeout"])
     values["composer_home"] = Path(values["composer_home"] or values["mirrors"] / "_composer/home").absolute()
     if not values["build_sandbox"]:
         values["build_sandbox"] = "bwrap" if shutil.which("bwrap") else "none"

@@ -71,3 +71,20 @@ def test_one_worker_holds_the_queue(queue):
         with pytest.raises(WorkerRunning), queue.worker_lock():
             pass
     assert not queue.worker_running()
+
+
+def test_a_fresh_look_merged_into_a_waiting_heads_request_makes_it_fresh(queue):
+    waiting = queue.request(HEADS, "extensions", "Cite", reason="build")
+    assert queue.request(HEADS, "extensions", "Cite", reason="fresh") == waiting
+    assert queue.request(HEADS, "extensions", "Cite", reason="build") == waiting
+    assert queue.get(waiting).reason == "fresh"
+
+
+def test_fresh_heads_are_the_newest_looked_at_and_trusted_from_when_they_were_looked_at(queue):
+    for looked_at, head in ((time.time() - 1, "a"), (time.time() - 3, "b")):  # the older look finishes last
+        request = queue.request(HEADS, "extensions", "Cite")
+        queue.start(request)
+        queue.finish(request, {"heads": {"master": head * 40}, "looked_at": looked_at})
+    assert queue.fresh_heads("extensions", "Cite")["heads"] == {"master": "a" * 40}
+    assert queue.fresh_heads("extensions", "Cite", ttl=2)["heads"] == {"master": "a" * 40}
+    assert queue.fresh_heads("extensions", "Cite", ttl=0.5) is None

@@ -38,6 +38,8 @@ def test_file_then_environment_then_overrides(tmp_path):
     ("branches = ['../x']", "'../x' is not a plain branch name"),
     ("branches = []", "key 'branches': expected at least one branch"),
     ("git_timeout = 0", "key 'git_timeout': expected a whole number >= 1"),
+    ("heads_timeout = 0", "key 'heads_timeout': expected a whole number >= 1"),
+    ("build_waiters = 0", "key 'build_waiters': expected a whole number >= 1"),
     ("submodule_protocols = ['ext']", "'ext' is not one of file, git, http, https, ssh"),
     ("nope = 1", "unknown key 'nope'"),
     ("build_sandbox = 'docker'", "key 'build_sandbox': expected one of bwrap, none, got 'docker'"),
@@ -65,6 +67,12 @@ def test_composer_keys_default_to_composer_on_path_and_bwrap_when_installed(tmp_
     settings = load_settings(environ={"TARDIST_COMPOSER": "", "TARDIST_BUILD_SANDBOX": "none",
                                       "TARDIST_COMPOSER_HOME": "/etc/composer"})
     assert (settings.composer, settings.build_sandbox, settings.composer_home) == ("", "none", Path("/etc/composer"))
+
+
+def test_a_head_check_never_waits_longer_than_any_git_network_operation():
+    assert load_settings(environ={}).heads_timeout == 20
+    assert load_settings(environ={"TARDIST_GIT_TIMEOUT": "5"}).heads_timeout == 5
+    assert load_settings(environ={"TARDIST_GIT_TIMEOUT": "60", "TARDIST_HEADS_TIMEOUT": "7"}).heads_timeout == 7
 
 
 def test_environment_errors_name_the_variable():

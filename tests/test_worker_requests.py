@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import TARDIST, directory_source
 
-from tardist.queue import SYNC, Queue
+from tardist.queue import HEADS, SYNC, Queue
 from worker.dispatcher import Dispatcher
 from worker.lock import file_lock, repo_lock_path, sync_lock
 
@@ -72,7 +72,7 @@ def test_a_request_made_while_the_worker_is_down_is_served_once_even_across_a_si
         worker = Worker(deployment, log)
         try:
             assert wait_done(queue, cite_request).result == {"built": 1, "unchanged": 0, "failed": False,
-                                                             "error": None}
+                                                             "error": None, "heads": {"master": new_head}}
             assert hanging_remote.connected.wait(30), "the worker started on Aaa"
         finally:
             worker.stop(signal.SIGKILL)
@@ -168,3 +168,23 @@ def test_a_request_for_a_repository_in_hand_is_not_started_beside_it(deployment,
         stop.set()
         thread.join(60)
         queue.close()
+
+
+def test_a_remote_that_never_answers_costs_a_head_check_heads_timeout_not_git_timeout(
+        deployment, hanging_remote, tmp_path):
+    deployment.write_config(f'\n[[source]]\nkind = "skins"\ntype = "list"\n'
+                            f'repos = {{ Aaa = "{hanging_remote.url("Aaa")}" }}\n',
+                            git_timeout=120, heads_timeout=2, schedule="0 0 1 1 *")
+    queue = Queue(deployment.settings().queue_file)
+    # Held here, the sync lock keeps the worker's own full sync away: these are the requests' own checks.
+    with sync_lock(deployment.settings().lock_file):
+        worker = Worker(deployment, tmp_path / "worker.log")
+        try:
+            started = time.monotonic()
+            heads = queue.request(HEADS, "skins", "Aaa", reason="build")
+            sync = queue.request(SYNC, "skins", "Aaa", reason="hook")
+            assert "timed out after 2 seconds" in wait_done(queue, heads, 30).result["error"]
+            assert "timed out after 2 seconds" in wait_done(queue, sync, 30).result["error"]
+            assert time.monotonic() - started < 15
+        finally:
+            worker.stop()

@@ -61,7 +61,8 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
     record = RepoRecord(repo.kind, repo.name, repo.public_url, source=repo.source)
     mirror = mirror_path(settings, repo)
     try:
-        heads = remote_heads(repo.url, settings.branches, settings.git_timeout)
+        # A head check is one short round trip: a remote that never answers costs heads_timeout, not git_timeout.
+        heads = remote_heads(repo.url, settings.branches, settings.heads_timeout)
     except GitError as exc:
         record.error = str(exc)
         return record
