@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from worker.children import MissingTool, bounded_command, kill_group
 
 # The only variables a build tool gets from tardist's environment: proxies an operator set.
 PASSED_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
@@ -93,10 +94,11 @@ def run_sandboxed(argv: list[str], sandbox: Sandbox, cwd: Path, timeout: float) 
         command = bwrap_command(bwrap, argv, sandbox, cwd)
         env = {"PATH": SAFE_PATH}
     else:
-        setpriv = shutil.which("setpriv")
-        # Killed with tardist as far as it can be without bwrap: the tool itself, not what it starts.
-        command = [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
-        env = sandbox.env
+        command, env = list(argv), sandbox.env
+    try:  # ends with tardist, and what it started too (bwrap's sandbox dies with bwrap: --die-with-parent)
+        command = bounded_command(command, timeout)
+    except MissingTool as exc:
+        raise SandboxError(str(exc)) from None
     # Output goes to an unnamed file outside the sandbox: memory stays flat whatever a tool prints.
     with tempfile.TemporaryFile() as output:
         try:
@@ -119,8 +121,4 @@ def run_sandboxed(argv: list[str], sandbox: Sandbox, cwd: Path, timeout: float) 
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # bwrap's sandbox dies with it (--die-with-parent)
-    except ProcessLookupError:
-        pass
-    process.wait()
+    kill_group(process)  # bwrap's sandbox dies with it (--die-with-parent)
