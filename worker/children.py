@@ -19,6 +19,7 @@ import subprocess
 
 KILL_GRACE = 5  # seconds between the TERM (time up, or tardist gone) and the KILL of what still runs
 TIMED_OUT = 124  # timeout's exit status when the time limit ended the tool
+BACKSTOP = KILL_GRACE + 30  # seconds past its limit after which tardist kills a tool timeout failed to end
 
 
 class MissingTool(Exception):
@@ -32,6 +33,11 @@ def bounded_command(argv: list[str], timeout: float | None) -> list[str]:
         raise MissingTool("setpriv (util-linux) and timeout (coreutils) are needed to run external tools")
     seconds = f"{timeout:g}s" if timeout else "0"  # 0: no limit, but still ended with tardist
     return [setpriv, "--pdeathsig", "TERM", "--", limit, f"--kill-after={KILL_GRACE}s", seconds, *argv]
+
+
+def timed_out(returncode: int, seconds: float, timeout: float | None) -> bool:
+    """True when a bounded command ended because its time was up (TERM, or KILL after the grace)."""
+    return timeout is not None and returncode in (TIMED_OUT, -signal.SIGKILL) and seconds >= timeout
 
 
 def kill_group(process: subprocess.Popen) -> None:

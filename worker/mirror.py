@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from worker.children import KILL_GRACE, TIMED_OUT, MissingTool, bounded_command, kill_group
+from worker.children import BACKSTOP, MissingTool, bounded_command, kill_group, timed_out
 from worker.lock import file_lock, held_locks
 
 log = logging.getLogger("tardist.mirror")
@@ -86,13 +86,16 @@ def run_git(args: list[str], cwd: Path | None = None, timeout: float | None = No
     except (OSError, MissingTool) as exc:
         raise GitError(f"git {args[0]} failed: cannot run git: {exc}") from None
     try:  # the time limit is timeout's; this wait only guards against a timeout that never comes back
-        stdout, stderr = process.communicate(timeout=None if timeout is None else timeout + KILL_GRACE + 30)
+        stdout, stderr = process.communicate(timeout=None if timeout is None else timeout + BACKSTOP)
+    except subprocess.TimeoutExpired:
+        kill_group(process)
+        raise GitError(f"git {args[0]} failed: timed out after {timeout:g} seconds") from None
     except BaseException:
         kill_group(process)
         raise
     if process.returncode == 0:
         return stdout
-    if process.returncode in (TIMED_OUT, -9) and timeout is not None and time.monotonic() - started >= timeout:
+    if timed_out(process.returncode, time.monotonic() - started, timeout):
         raise GitError(f"git {args[0]} failed: timed out after {timeout:g} seconds")
     lines = [line.strip() for line in stderr.decode(errors="replace").strip().splitlines()]
     lines = [line for line in lines if line]
