@@ -11,7 +11,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
 from conftest import git
 from gitservers import processes_naming
 
@@ -170,3 +169,18 @@ def test_the_mirror_lock_is_free_only_once_every_git_of_a_dead_tardist_has_ended
     finally:
         child.kill()
         child.wait()
+
+
+def test_git_variables_of_tardists_environment_never_reach_git(tmp_path, upstream, monkeypatch):
+    """GIT_CONFIG_PARAMETERS (what `git -c` passes on) would outvote the safety settings; GIT_TEMPLATE_DIR
+    would fill a new mirror."""
+    repo = upstream("Cite")
+    marker = tmp_path / "MARKER"
+    hook(tmp_path / "hooks", "reference-transaction", marker)
+    hook(tmp_path / "template/hooks", "reference-transaction", marker)
+    monkeypatch.setenv("GIT_CONFIG_PARAMETERS", f"'core.hookspath'='{tmp_path / 'hooks'}'")
+    monkeypatch.setenv("GIT_TEMPLATE_DIR", str(tmp_path / "template"))
+    mirror = tmp_path / "mirrors/Cite.git"
+    fetch_branches(mirror, str(repo.path), ["master"], timeout=30)
+    assert not marker.exists(), "a hook ran"
+    assert git(mirror, "rev-parse", "refs/heads/master") == repo.head()
