@@ -166,6 +166,7 @@ def load_settings(config_file: str | os.PathLike | None = None,
     elif config_file is not None or "TARDIST_CONFIG" in environ:
         raise SettingsError(f"{path}: no such configuration file")
     where = str(path)
+    origins: dict[str, str] = {}  # setting -> the environment variable it came from
     for key, text in environ.items():
         if key.startswith("TARDIST_") and key != "TARDIST_CONFIG":
             name = key[len("TARDIST_"):].lower()
@@ -173,8 +174,11 @@ def load_settings(config_file: str | os.PathLike | None = None,
                 raise SettingsError(f"environment {key}: unknown setting (known: {', '.join(SETTINGS)})")
             raw[name] = _check_type(f"environment {key}", name, _from_environment(key, text, SETTINGS[name][0]),
                                     SETTINGS[name][0])
+            origins[name] = f"environment {key}"
     raw.update(overrides or {})
-    return _build(raw, where)
+    for name in overrides or {}:
+        origins.pop(name, None)
+    return _build(raw, where, origins)
 
 
 def _from_environment(key: str, text: str, default: Any) -> Any:
@@ -197,7 +201,7 @@ def _from_environment(key: str, text: str, default: Any) -> Any:
     return text
 
 
-def _build(raw: dict[str, Any], where: str) -> Settings:
+def _build(raw: dict[str, Any], where: str, origins: dict[str, str] | None = None) -> Settings:
     values: dict[str, Any] = {}
     for key in raw:
         if key not in SETTINGS and key != "source":
@@ -232,7 +236,7 @@ def _build(raw: dict[str, Any], where: str) -> Settings:
     values["tarball_url"] = values["tarball_url"].rstrip("/")
     values["branches"] = tuple(values["branches"])
     values["submodule_protocols"] = tuple(values["submodule_protocols"])
-    values["git_config"] = git_config_pairs(where, values["git_config"])
+    values["git_config"] = git_config_pairs((origins or {}).get("git_config", where), values["git_config"])
     sources = raw.get("source", [])
     if not isinstance(sources, list):
         raise SettingsError(f"{where}: key 'source': expected [[source]] tables")
@@ -262,27 +266,52 @@ def _check_type(where: str, key: str, value: Any, default: Any) -> Any:
 
 # section[.subsection].name, as git spells a configuration key (the subsection may hold anything but a newline)
 GIT_KEY_RE = re.compile(r"^([A-Za-z0-9-]+)(?:\.([^\n\x00]*))?\.([A-Za-z][A-Za-z0-9-]*)$")
-# Settings that make git run a program, read another file, or undo what tardist relies on: tardist runs
-# no program named in its configuration, and its transport allow-list and crash-safety settings stand.
-REFUSED_GIT_SECTIONS = {"alias", "include", "includeif", "credential", "protocol", "filter", "diff", "merge",
-                        "gpg", "sequence", "difftool", "mergetool", "uploadpack", "receive"}
-REFUSED_GIT_NAMES = {"sshcommand", "gitproxy", "askpass", "fsmonitor", "hookspath", "pager", "editor", "helper",
-                     "program", "command", "uploadpack", "receivepack", "packobjectshook", "alternaterefscommand",
-                     "proxycommand", "worktree", "unpacklimit", "autodetach"}
+# The git settings an operator may give (an allow-list: anything else is refused). None runs a program,
+# none sends or rewrites a file: URL rewriting, proxies, TLS trust (a CA file only decides which servers
+# git believes; a client certificate, key or cookie file would be sent, and is refused), protocol and
+# transfer tuning, memory limits. Section and name are matched ignoring case, as git does.
+GIT_SETTINGS_ALLOWED = {
+    "url": {"insteadof", "pushinsteadof"},  # url.<base>.insteadOf
+    "http": {"proxy", "proxyauthmethod", "sslverify", "sslcainfo", "sslcapath", "sslversion", "sslcipherlist",
+             "sslbackend", "version", "postbuffer", "lowspeedlimit", "lowspeedtime", "maxrequests", "useragent"},
+    "protocol": {"version"},  # never protocol.allow or protocol.<name>.allow: submodule_protocols stays tardist's
+    "core": {"compression", "packedgitlimit", "packedgitwindowsize", "deltabasecachelimit", "bigfilethreshold"},
+    "pack": {"compression", "threads", "window", "depth", "windowmemory", "deltacachesize", "deltacachelimit",
+             "packsizelimit"},
+}
+SUBSECTIONS_ALLOWED = {"url": True, "http": True}  # url.<base>.insteadOf; http.<url>.proxy: for one site
+GIT_SETTINGS_SHOWN = ("url.<base>.insteadOf, url.<base>.pushInsteadOf, http[.<url>].proxy, proxyAuthMethod, "
+                      "sslVerify, sslCAInfo, sslCAPath, sslVersion, sslCipherList, sslBackend, version, postBuffer, "
+                      "lowSpeedLimit, lowSpeedTime, maxRequests, userAgent, protocol.version, core.compression, "
+                      "core.packedGitLimit, core.packedGitWindowSize, core.deltaBaseCacheLimit, "
+                      "core.bigFileThreshold, pack.compression, pack.threads, pack.window, pack.depth, "
+                      "pack.windowMemory, pack.deltaCacheSize, pack.deltaCacheLimit, pack.packSizeLimit")
+
+
+def git_setting_allowed(key: str) -> bool:
+    """True when key (a git setting name) is one an operator may give in git_config."""
+    match = GIT_KEY_RE.fullmatch(key)
+    if not match:
+        return False
+    section, subsection, name = match.group(1).lower(), match.group(2), match.group(3).lower()
+    if subsection is not None and not SUBSECTIONS_ALLOWED.get(section, False):
+        return False
+    if section == "url" and subsection is None:
+        return False
+    return name in GIT_SETTINGS_ALLOWED.get(section, set())
 
 
 def git_config_pairs(where: str, table: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    """The git_config table as (name, value) pairs, refusing names git does not know how to read or that run programs."""
+    """The git_config table as (name, value) pairs, accepting only the settings of GIT_SETTINGS_ALLOWED."""
     pairs = []
     for key, value in table.items():
-        match = GIT_KEY_RE.fullmatch(key)
-        if not match:
+        if not GIT_KEY_RE.fullmatch(key):
             raise SettingsError(f"{where}: key 'git_config': {key!r} is not a git setting name "
                                 "(section.name or section.subsection.name)")
-        section, name = match.group(1).lower(), match.group(3).lower()
-        if section in REFUSED_GIT_SECTIONS or name in REFUSED_GIT_NAMES:
-            raise SettingsError(f"{where}: key 'git_config': {key!r} is refused: it would make git run a program, "
-                                "read another file or undo a setting tardist relies on")
+        if not git_setting_allowed(key):
+            raise SettingsError(f"{where}: key 'git_config': {key!r} is refused: git_config accepts only URL "
+                                "rewriting, proxies, TLS trust and transfer tuning, none of which runs a program "
+                                f"or reads a file it sends ({GIT_SETTINGS_SHOWN})")
         if isinstance(value, bool):
             value = "true" if value else "false"
         elif isinstance(value, int):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 from typing import Iterator
@@ -61,3 +62,81 @@ def silent_server() -> Iterator[int]:
         yield server.port
     finally:
         server.close()
+
+
+class HangingFetchServer:
+    """A git:// proxy to a real git daemon that passes on the first `answered` connections
+    (an `ls-remote`) and holds every later one (the fetch) silent until released."""
+
+    def __init__(self, daemon_url: str, answered: int = 1) -> None:
+        self.target = ("127.0.0.1", int(daemon_url.rsplit(":", 1)[1]))
+        self.answered = answered
+        self.held: list[socket.socket] = []
+        self.fetching = threading.Event()
+        self.listener = socket.create_server((HOST, 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, name="hanging-fetch", daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        """The URL of a repository of the daemon, through this proxy."""
+        return f"git://{HOST}:{self.port}/{path}"
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn = self.listener.accept()[0]
+            except (TimeoutError, OSError):
+                continue
+            if self.answered > 0:
+                self.answered -= 1
+                threading.Thread(target=self._forward, args=(conn,), daemon=True).start()
+            else:
+                self.held.append(conn)
+                self.fetching.set()
+
+    def _forward(self, conn: socket.socket) -> None:
+        with conn, socket.create_connection(self.target) as upstream:
+            def pump(src: socket.socket, dst: socket.socket) -> None:
+                try:
+                    while data := src.recv(65536):
+                        dst.sendall(data)
+                    dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+            back = threading.Thread(target=pump, args=(upstream, conn), daemon=True)
+            back.start()
+            pump(conn, upstream)
+            back.join(10)
+
+    def close(self) -> None:
+        """Stop accepting; drop the held connections."""
+        self.stopped.set()
+        self.thread.join(5)
+        self.listener.close()
+        for conn in self.held:
+            conn.close()
+
+
+def processes_naming(token: str) -> list[str]:
+    """Command lines of live processes (not zombies) whose command line, working folder or environment names token."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                if stat.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as file:
+                cmdline = file.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/environ", "rb") as file:
+                environ = file.read().decode(errors="replace")
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if token in cmdline or token in cwd or token in environ:
+            found.append(f"{entry}: {cmdline}")
+    return found

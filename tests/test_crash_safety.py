@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TARDIST, Deployment, Repo, directory_source, extension_files, git
+from gitservers import HangingFetchServer, git_daemon, processes_naming
 from test_publish import assert_published_is_the_app
 
 from tardist.answers import GERRIT_XSSI_PREFIX
@@ -72,7 +73,8 @@ def reset(deployment: Deployment) -> None:
 
 
 def start_sync(deployment: Deployment) -> subprocess.Popen:
-    """`tardist sync` in its own process group, so a kill takes its git children too."""
+    """`tardist sync` in its own process group (git and composer run in sessions of their own: a group
+    kill reaches tardist alone, and they end because tardist did; see worker/children.py)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")}
     env["TARDIST_CONFIG"] = str(deployment.config)
     return subprocess.Popen([TARDIST, "sync"], cwd=deployment.root, env=env, stdin=subprocess.DEVNULL,
@@ -80,7 +82,7 @@ def start_sync(deployment: Deployment) -> subprocess.Popen:
 
 
 def kill_after(deployment: Deployment, seconds: float) -> bool:
-    """Start a sync and SIGKILL it (and its children) after seconds; True when it was still running."""
+    """Start a sync and SIGKILL its process group after seconds; True when it was still running."""
     process = start_sync(deployment)
     time.sleep(seconds)
     running = process.poll() is None
@@ -202,6 +204,40 @@ def test_a_killed_git_fetch_does_not_wedge_the_mirror(tmp_path, corpus):
     assert result.returncode == 0, result.stderr
     facts = deployment.app().test_client().get("/info/extensions/Corpus00").get_json()
     assert facts["branches"]["master"]["commit"] == head
+
+
+def test_sigkill_during_a_hanging_fetch_leaves_no_git_and_the_next_fetch_is_safe(tmp_path, upstream):
+    """ls-remote answers, the fetch hangs; SIGKILL the sync: its git ends, and the next run fetches whole."""
+    repo = upstream("Cite")
+    bare = tmp_path / "served/Cite.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(repo.path), str(bare))
+    deployment = Deployment(tmp_path / "deploy", tmp_path / "deploy/tardist.toml")
+    deployment.root.mkdir()
+    with git_daemon(tmp_path / "served") as daemon:
+        proxy = HangingFetchServer(daemon)
+        try:
+            url = proxy.url("Cite.git")
+            deployment.write_config(f'[[source]]\nkind = "extensions"\ntype = "list"\nrepos = {{ Cite = "{url}" }}\n',
+                                    git_timeout=300)
+            process = start_sync(deployment)
+            assert proxy.fetching.wait(60), "the sync reached its fetch"
+            time.sleep(0.5)
+            assert any("fetch" in p for p in processes_naming(url)), processes_naming(url)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+            deadline = time.monotonic() + 10
+            while processes_naming(url) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert processes_naming(url) == [], "git outlived the killed sync"
+        finally:
+            proxy.close()
+        deployment.write_config(f'[[source]]\nkind = "extensions"\ntype = "list"\n'
+                                f'repos = {{ Cite = "{daemon}/Cite.git" }}\n')
+        deployment.sync()
+    mirror = deployment.root / "mirrors/extensions/Cite.git"
+    subprocess.run(["git", "fsck", "--no-progress", "--strict"], cwd=mirror, check=True, capture_output=True)
+    assert git(mirror, "rev-parse", "refs/heads/master") == repo.head()
+    assert processes_naming(str(deployment.root)) == []
 
 
 @pytest.fixture

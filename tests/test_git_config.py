@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 import tarfile
 
 import pytest
-from conftest import directory_source
+from conftest import TARDIST, directory_source
 from gitservers import closed_port, git_daemon
 
 from tardist.settings import SettingsError, load_settings
@@ -30,14 +33,66 @@ def test_git_config_is_read_in_order_with_booleans_and_numbers_as_git_spells_the
     assert settings_from(tmp_path, "").git_config == ()
 
 
-@pytest.mark.parametrize("key", [
+REFUSED = [
+    # run a program
     "core.sshCommand", "core.fsmonitor", "credential.helper", "credential.https://x.org.helper", "alias.fetch",
-    "include.path", "includeIf.gitdir:/x.path", "protocol.ext.allow", "protocol.allow", "core.hooksPath",
-    "filter.lfs.smudge", "core.gitProxy", "fetch.unpackLimit", "gc.autoDetach", "core.askPass",
-])
-def test_settings_that_run_programs_or_undo_safety_are_refused(tmp_path, key):
-    with pytest.raises(SettingsError, match=rf"tardist.toml: key 'git_config': '{key}' is refused"):
+    "filter.lfs.smudge", "core.gitProxy", "core.askPass", "core.pager", "pager.log", "sendemail.smtpServer",
+    "imap.tunnel", "browser.firefox.cmd", "man.viewer.cmd", "guitool.x.cmd", "submodule.lib.update",
+    "remote.https://x.org/r.vcs", "remote.https://x.org/r.url", "uploadpack.packObjectsHook",
+    # read another file, or copy one into a mirror
+    "include.path", "includeIf.gitdir:/x.path", "init.templateDir", "http.cookieFile", "http.saveCookies",
+    "http.sslCert", "http.sslKey", "http.https://x.org.sslKey", "http.proxySSLCert", "fetch.bundleURI",
+    "fetch.fsck.skipList", "core.attributesFile", "core.excludesFile", "mailmap.file", "commit.template",
+    "http.extraHeader",
+    # undo what tardist relies on
+    "protocol.ext.allow", "protocol.allow", "core.hooksPath", "fetch.unpackLimit", "gc.autoDetach",
+    "url.insteadOf", "HTTP.SSLKEY",
+]
+
+
+@pytest.mark.parametrize("key", REFUSED)
+def test_settings_not_on_the_allow_list_are_refused_with_what_is_accepted(tmp_path, key):
+    with pytest.raises(SettingsError, match=rf"tardist.toml: key 'git_config': '{re.escape(key)}' is refused") as err:
         settings_from(tmp_path, f'git_config = {{ "{key}" = "x" }}\n')
+    assert "url.<base>.insteadOf" in str(err.value) and "http[.<url>].proxy" in str(err.value)
+
+
+@pytest.mark.parametrize("key", [
+    "url.https://mirror.example.org/.insteadOf", "URL.git://x/.pushInsteadOf", "http.proxy",
+    "http.https://gerrit.example.org/.proxy", "http.sslCAInfo", "http.https://x.org/.sslVerify", "http.sslVerify",
+    "http.version", "http.postBuffer", "http.lowSpeedLimit", "http.lowSpeedTime", "protocol.version",
+    "core.compression", "pack.windowMemory", "pack.threads", "core.packedGitLimit",
+])
+def test_the_settings_operators_need_are_accepted(tmp_path, key):
+    assert settings_from(tmp_path, f'git_config = {{ "{key}" = "1" }}\n').git_config == ((key, "1"),)
+
+
+def test_a_refused_setting_from_the_environment_names_the_variable(tmp_path):
+    environ = {"TARDIST_GIT_CONFIG": '{"init.templateDir": "/tmp/evil"}'}
+    with pytest.raises(SettingsError) as err:
+        settings_from(tmp_path, 'git_config = { "http.proxy" = "http://127.0.0.1:3128" }\n', environ)
+    assert str(err.value).startswith("environment TARDIST_GIT_CONFIG: key 'git_config': 'init.templateDir' is "
+                                     "refused"), err.value
+    assert "tardist.toml" not in str(err.value)
+
+
+def test_a_refused_vcs_helper_never_runs(deployment, upstream, tmp_path):
+    """remote.<url>.vcs makes git run git-remote-<vcs> from PATH: refused at load, before any git runs."""
+    upstream("Cite")
+    helpers = tmp_path / "bin"
+    helpers.mkdir()
+    marker = tmp_path / "MARKER"
+    (helpers / "git-remote-evil").write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    (helpers / "git-remote-evil").chmod(0o755)
+    url = "https://127.0.0.1:9/r"
+    deployment.write_config(
+        f'git_config = {{ "remote.{url}.vcs" = "evil", "remote.{url}.url" = "{url}" }}\n'
+        f'[[source]]\nkind = "extensions"\ntype = "list"\nrepos = {{ Cite = "{url}" }}\n')
+    env = {**os.environ, "PATH": f"{helpers}:{os.environ['PATH']}"}
+    result = subprocess.run([TARDIST, "sync"], cwd=deployment.root, env={**env, "TARDIST_CONFIG": str(
+        deployment.config)}, capture_output=True, text=True, timeout=60)
+    assert not marker.exists(), "git ran the helper"
+    assert result.returncode == 2 and f"'remote.{url}.vcs' is refused" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("text, message", [

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from tardist.settings import Settings
+
+
+_held = threading.local()  # the file_lock descriptors the current thread holds
 
 
 class AlreadyRunning(Exception):
@@ -47,14 +51,25 @@ def file_lock(path: Path) -> Iterator[None]:
     fetch per submodule mirror, one publish at a time).
 
     flock locks belong to an open file, so threads of one process exclude each other too.
+    The git processes the thread starts meanwhile share the open file (``held_locks``): the
+    lock is free again only when tardist *and* every git it started under it are gone.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    held = _held.__dict__.setdefault("fds", [])
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        held.append(fd)
         yield
     finally:
+        if fd in held:
+            held.remove(fd)
         os.close(fd)
+
+
+def held_locks() -> tuple[int, ...]:
+    """The descriptors of the file locks the current thread holds, for the processes it starts to share."""
+    return tuple(getattr(_held, "fds", ()))
 
 
 def process_alive(pid: int) -> bool:

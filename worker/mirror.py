@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import os
 import re
 import shutil
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
-import git
+from worker.children import BACKSTOP, MissingTool, bounded_command, kill_group, timed_out
+from worker.lock import file_lock, held_locks
 
-from worker.lock import file_lock
-
+log = logging.getLogger("tardist.mirror")
 TEMP_PREFIX = ".tmp-"  # what is being made or removed; never a final name
 MODULES_FOLDER = "_modules"  # mirrors/_modules/: submodule mirrors, shared by every repository
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -29,7 +33,8 @@ BASE_ENV = {
 # not at all (a small fetch would otherwise write loose objects one by one, and a
 # killed one leaves a commit without its tree). The automatic `git gc` a fetch may
 # start runs inside it, not detached, outliving and racing the sync that started it.
-SAFETY_CONFIG = (("fetch.unpackLimit", "1"), ("gc.autoDetach", "false"))
+# No hook ever runs: git looks for hooks under /dev/null, where nothing can be put.
+SAFETY_CONFIG = (("fetch.unpackLimit", "1"), ("gc.autoDetach", "false"), ("core.hooksPath", os.devnull))
 _operator_config: tuple[tuple[str, str], ...] = ()
 
 
@@ -46,10 +51,13 @@ class GitError(Exception):
 def git_env(protocols: tuple[str, ...] | None = None) -> dict[str, str]:
     """The environment of every git process tardist starts.
 
+    tardist's own environment (PATH, HOME, an ssh agent, proxies) less every GIT_* variable,
+    which could name a template, a config or a program, or outvote the settings below.
     ``protocols`` limits the transports git may use (GIT_ALLOW_PROTOCOL), for URLs
     that come from repository contents rather than from the operator.
     """
-    env = dict(BASE_ENV)
+    env = {key: value for key, value in os.environ.items() if not key.upper().startswith("GIT_")}
+    env.update(BASE_ENV)
     # GIT_CONFIG_* entries act as if given with `git -c`, in order: the safety settings come last and win.
     pairs = (*_operator_config, *SAFETY_CONFIG)
     env["GIT_CONFIG_COUNT"] = str(len(pairs))
@@ -62,23 +70,39 @@ def git_env(protocols: tuple[str, ...] | None = None) -> dict[str, str]:
 
 def run_git(args: list[str], cwd: Path | None = None, timeout: float | None = None,
             protocols: tuple[str, ...] | None = None) -> bytes:
-    """Run one git command and return its standard output."""
+    """Run one git command and return its standard output.
+
+    git runs in a session of its own (a Ctrl-C or SIGTERM meant for tardist must not kill the
+    git of a repository in hand, which tardist finishes before it stops), ends by itself at
+    its timeout or when tardist dies (worker.children), and shares the file locks the calling
+    thread holds, so that nobody takes over a mirror while a git of a dead tardist still writes.
+    """
     try:
-        # A session of its own: a Ctrl-C or SIGTERM meant for tardist must not kill the git
-        # of a repository in hand, which tardist finishes before it stops.
-        return git.Git(str(cwd) if cwd else None).execute(
-            ["git", *args], env=git_env(protocols), kill_after_timeout=timeout, stdout_as_string=False,
-            start_new_session=True)
-    except git.GitCommandError as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr)
-        lines = [line.strip().removeprefix("stderr: ").strip("' ") for line in stderr.strip().splitlines()]
-        lines = [line for line in lines if line]
-        # git's own verdict ("fatal: ...", "error: ...") says why; progress and hints do not.
-        verdicts = [line for line in lines if line.startswith(("fatal:", "error:"))]
-        detail = " ".join((verdicts or lines)[-3:])
-        if "did not complete in" in stderr:  # GitPython's word for a process it killed at the timeout
-            detail = f"timed out after {timeout:g} seconds"
-        raise GitError(f"git {args[0]} failed: {detail or f'exit status {exc.status}'}") from None
+        command = bounded_command(["git", *args], timeout)
+        started = time.monotonic()
+        process = subprocess.Popen(command, cwd=cwd, env=git_env(protocols), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                   pass_fds=held_locks())
+    except (OSError, MissingTool) as exc:
+        raise GitError(f"git {args[0]} failed: cannot run git: {exc}") from None
+    try:  # the time limit is timeout's; this wait only guards against a timeout that never comes back
+        stdout, stderr = process.communicate(timeout=None if timeout is None else timeout + BACKSTOP)
+    except subprocess.TimeoutExpired:
+        kill_group(process)
+        raise GitError(f"git {args[0]} failed: timed out after {timeout:g} seconds") from None
+    except BaseException:
+        kill_group(process)
+        raise
+    if process.returncode == 0:
+        return stdout
+    if timed_out(process.returncode, time.monotonic() - started, timeout):
+        raise GitError(f"git {args[0]} failed: timed out after {timeout:g} seconds")
+    lines = [line.strip() for line in stderr.decode(errors="replace").strip().splitlines()]
+    lines = [line for line in lines if line]
+    # git's own verdict ("fatal: ...", "error: ...") says why; progress and hints do not.
+    verdicts = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    detail = " ".join((verdicts or lines)[-3:])
+    raise GitError(f"git {args[0]} failed: {detail or f'exit status {process.returncode}'}")
 
 
 def check_url(url: str) -> None:
@@ -101,16 +125,63 @@ def remote_heads(url: str, branches: tuple[str, ...], timeout: float) -> dict[st
 
 
 def ensure_mirror(path: Path) -> None:
-    """Make path a bare repository; a new one appears whole (made aside, then renamed) or not at all."""
+    """Make path a bare repository holding only what tardist writes; a new one appears whole
+    (made aside, then renamed) or not at all."""
     if (path / "HEAD").exists():
-        remove_stale_locks(path)
-        return
+        repair_mirror(path)
+        if (path / "HEAD").exists():
+            return
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f"{TEMP_PREFIX}{path.name}")  # one sync at a time, one thread per mirror
     shutil.rmtree(temp, ignore_errors=True)
-    run_git(["init", "--quiet", "--bare", str(temp)])
+    _init_bare(temp)
     shutil.rmtree(path, ignore_errors=True)  # what a killed run left of a mirror never made
     os.rename(temp, path)
+
+
+def _init_bare(path: Path) -> None:
+    # An empty template: nothing (hooks, config, info/) is copied from any template folder.
+    run_git(["init", "--quiet", "--bare", "--template=", str(path)])
+
+
+@functools.cache
+def _tardist_config() -> bytes:
+    """The config file of a mirror as tardist makes it (`git init --bare` with an empty template)."""
+    with tempfile.TemporaryDirectory(prefix="tardist-config-") as folder:
+        _init_bare(Path(folder) / "m.git")
+        return (Path(folder) / "m.git/config").read_bytes()
+
+
+def repair_mirror(path: Path) -> None:
+    """Bring an existing mirror back to what tardist writes, before any git runs in it.
+
+    Hooks are removed (none would run: core.hooksPath points nowhere, but a mirror keeps
+    no program). A config file tardist did not write (one a template or a hand copied in:
+    core.sshCommand, include.path, ...) would be read by every git in the mirror: the
+    mirror is removed, to be fetched anew. Lock files of dead git processes are removed
+    (remove_stale_locks). Call under the mirror's lock.
+    """
+    repaired = []
+    hooks = path / "hooks"
+    if hooks.is_symlink() or hooks.is_file():
+        hooks.unlink()
+        repaired.append("hooks removed")
+    elif hooks.is_dir():  # git's *.sample files (mirrors made before the empty template) never run: no word
+        runnable = sorted(hook.name for hook in hooks.iterdir() if not hook.name.endswith(".sample"))
+        shutil.rmtree(hooks)
+        if runnable:
+            repaired.append(f"hooks removed ({', '.join(runnable)})")
+    config = path / "config"
+    if not config.is_file() or config.is_symlink() or config.read_bytes() != _tardist_config():
+        aside = path.with_name(f"{TEMP_PREFIX}{path.name}")
+        shutil.rmtree(aside, ignore_errors=True)
+        os.rename(path, aside)
+        shutil.rmtree(aside)
+        repaired.append("config tardist did not write: mirror removed, to be fetched anew")
+    else:
+        remove_stale_locks(path)
+    if repaired:
+        log.warning("repaired mirror %s: %s", path, "; ".join(repaired))
 
 
 # Lock files git takes while updating a repository: a git process killed with its
@@ -121,8 +192,9 @@ LOCK_FILES = ("HEAD.lock", "config.lock", "packed-refs.lock", "shallow.lock", "i
 def remove_stale_locks(path: Path) -> None:
     """Delete the lock files killed git processes left in a mirror.
 
-    Only tardist runs git in its mirrors, each under its lock file (the repository's,
-    or the submodule mirror's), so any lock file found here belongs to a dead process.
+    Only tardist runs git in its mirrors, each under its lock file (the repository's, or
+    the submodule mirror's), which every git it starts shares until it ends (run_git):
+    whoever holds that lock knows no git still works here, so any lock file is a dead one's.
     """
     for name in LOCK_FILES:
         (path / name).unlink(missing_ok=True)
@@ -148,7 +220,7 @@ def branch_head(path: Path, branch: str) -> str:
 def delete_branches(path: Path, branches: list[str]) -> None:
     """Forget mirror branches the remote no longer has."""
     if branches and (path / "HEAD").exists():
-        remove_stale_locks(path)
+        repair_mirror(path)
     for branch in branches:
         if (path / "HEAD").exists():
             try:
@@ -173,6 +245,8 @@ def fetch_commit(path: Path, url: str, sha: str, timeout: float, protocols: tupl
     check_url(url)
     # Submodule mirrors are shared by repositories, which other processes may sync at the same time.
     with file_lock(module_lock_path(path)):
+        if (path / "HEAD").exists():
+            repair_mirror(path)
         if has_commit(path, sha):
             os.utime(path)  # in use: gc keeps module mirrors used within the retention period
             return
@@ -208,8 +282,10 @@ def module_mirror_path(mirrors: Path, url: str) -> Path:
 class ObjectReader:
     """Reads objects from one or more mirrors through persistent `git cat-file --batch` processes.
 
-    Started like every other git process (run_git): the same scrubbed environment and a
-    session of their own, so a Ctrl-C meant for tardist does not break the branch in hand.
+    Started like every other git process (run_git): the same scrubbed environment, a
+    session of their own, so a Ctrl-C meant for tardist does not break the branch in hand,
+    and ended with tardist (worker.children; they end on their own when their input closes
+    too). Use a reader in the one thread that made it: its processes end with that thread.
     """
 
     def __init__(self) -> None:
@@ -220,7 +296,7 @@ class ObjectReader:
         process = self._processes.get(mirror)
         if process is None:
             process = self._processes[mirror] = subprocess.Popen(
-                ["git", "cat-file", "--batch"], cwd=mirror, env=git_env(), stdin=subprocess.PIPE,
+                bounded_command(["git", "cat-file", "--batch"], None), cwd=mirror, env=git_env(), stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
         assert process.stdin is not None and process.stdout is not None
         try:

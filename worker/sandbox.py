@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from worker.children import BACKSTOP, MissingTool, bounded_command, kill_group, timed_out
 
 # The only variables a build tool gets from tardist's environment: proxies an operator set.
 PASSED_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
@@ -93,34 +95,34 @@ def run_sandboxed(argv: list[str], sandbox: Sandbox, cwd: Path, timeout: float) 
         command = bwrap_command(bwrap, argv, sandbox, cwd)
         env = {"PATH": SAFE_PATH}
     else:
-        setpriv = shutil.which("setpriv")
-        # Killed with tardist as far as it can be without bwrap: the tool itself, not what it starts.
-        command = [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
-        env = sandbox.env
+        command, env = list(argv), sandbox.env
+    try:  # ends with tardist, and what it started too (bwrap's sandbox dies with bwrap: --die-with-parent)
+        command = bounded_command(command, timeout)
+    except MissingTool as exc:
+        raise SandboxError(str(exc)) from None
     # Output goes to an unnamed file outside the sandbox: memory stays flat whatever a tool prints.
     with tempfile.TemporaryFile() as output:
         try:
             # A session of its own: a Ctrl-C meant for tardist must not kill the build in hand,
             # and the whole group can be killed at the timeout.
+            started = time.monotonic()
             process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output,
                                        stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
             raise SandboxError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-        try:
-            returncode = process.wait(timeout)
+        try:  # the time limit is timeout's (worker.children); this wait only guards against one that fails
+            returncode = process.wait(timeout + BACKSTOP)
         except subprocess.TimeoutExpired:
             _kill_group(process)
             raise SandboxError(f"timed out after {timeout:g} seconds") from None
         except BaseException:
             _kill_group(process)
             raise
+        if timed_out(returncode, time.monotonic() - started, timeout):
+            raise SandboxError(f"timed out after {timeout:g} seconds")
         output.seek(max(0, output.seek(0, os.SEEK_END) - OUTPUT_KEPT))
         return Finished(returncode, output.read().decode(errors="replace"))
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # bwrap's sandbox dies with it (--die-with-parent)
-    except ProcessLookupError:
-        pass
-    process.wait()
+    kill_group(process)  # bwrap's sandbox dies with it (--die-with-parent)

@@ -22,7 +22,7 @@ from worker import composer
 from worker.lock import file_lock, repo_lock_path
 from worker.manifest import read_manifest
 from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
-                           remote_heads, run_git, use_git_config)
+                           remote_heads, repair_mirror, run_git, use_git_config)
 from worker.publish import publish
 from worker.sources import Listing, Repo, list_repos
 from worker.tarball import (Built, PublishError, build_tarball, extra_files, place_extras, remove_stale_temporaries,
@@ -84,6 +84,8 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
         return record
     missing = []
     try:
+        if (mirror / "HEAD").exists():
+            repair_mirror(mirror)  # before any git reads its config
         missing = [branch for branch in todo if not has_commit(mirror, heads[branch])]
         if missing and not retry and _fetch_backing_off(repo_row, {b: heads[b] for b in missing}, now):
             assert repo_row is not None
