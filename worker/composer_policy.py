@@ -101,8 +101,6 @@ def _refused_package(package: Any, folders: list[Path]) -> Iterator[str]:
         yield "expected an object"
         return
     dist, source = package.get("dist"), package.get("source")
-    if dist is None and source is None:
-        yield "neither a dist nor a source"
     if dist is not None:
         if not isinstance(dist, dict):
             yield "dist: expected an object"
