@@ -124,8 +124,8 @@ def test_composer_gets_the_operators_credentials_in_its_environment_alone(kept, 
         "github.com": "p2"}}, "repositories": [{"packagist.org": False}]}))
     scratch = scratch_of(settings)
     sandbox = composer_sandbox(settings, "/bin/sh", scratch)
-    assert json.loads(sandbox.env["COMPOSER_AUTH"]) == {"http-basic": {"a.example": {"username": "u", "password": "p1"}},
-                                                        "github-oauth": {"github.com": "p2"}}
+    assert json.loads(sandbox.env["COMPOSER_AUTH"]) == {
+        "http-basic": {"a.example": {"username": "u", "password": "p1"}}, "github-oauth": {"github.com": "p2"}}
     assert sandbox.env["COMPOSER_HOME"] == str(scratch / "composer-home")
     assert json.loads((scratch / "composer-home" / "config.json").read_text()) == {
         "config": {"secure-http": False}, "repositories": [{"packagist.org": False}]}

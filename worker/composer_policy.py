@@ -1,4 +1,4 @@
-"""What a branch's composer files may ask composer for: packages from registries on the network, nothing of the build host.
+"""What a branch's composer files may ask composer for: packages from network registries, nothing of the build host.
 
 An allow-list, checked twice: on the branch's composer.json and composer.lock before composer runs,
 and on the composer.lock and vendor/composer/installed.json composer wrote before anything is packed
