@@ -14,6 +14,7 @@ import signal
 import subprocess
 import tarfile
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -312,9 +313,11 @@ def test_no_network_fails_the_branch_with_composers_own_words(deployment, upstre
     configure(deployment, home)
     needing(upstream, "Needy", {"acme/hello": "^1"})
     assert deployment.sync(check=False).returncode == 1
+    # composer's own words differ with and without php-curl ("curl error 7 while downloading ..."):
+    # what tardist promises is composer's line, naming the URL it could not reach.
     error = info(deployment, "Needy")["errors"]["master"]
-    assert error.startswith(f'composer: The "http://127.0.0.1:{port}/packages.json" file could not be downloaded: ')
-    assert "Connection refused" in error
+    assert error.startswith("composer: ") and f"http://127.0.0.1:{port}/packages.json" in error, error
+    assert "\n" not in error and not error.startswith("composer: refused "), error
 
 
 def test_a_timeout_kills_composer_and_fails_the_branch(deployment, upstream, tmp_path, hanging_remote):
@@ -350,3 +353,235 @@ def test_a_sigkilled_sync_leaves_no_scratch_folder_after_the_next_start(deployme
     assert leftover.is_dir()
     deployment.sync("--only", "Other")
     assert not leftover.exists()
+
+
+# --- A branch's composer files may not publish the build host (issue: nothing of the build host in a tarball) ---
+
+MARKER = "SECRET-MARKER-4f1c9e2b"
+
+
+def every_byte_published(deployment: Deployment) -> bytes:
+    """Everything tardist keeps or serves: tarballs (unpacked), published/, the database and its journal."""
+    found = []
+    for folder, pattern in (("tarballs", "*"), ("published", "*"), ("instance", "tardist.sqlite3*")):
+        for path in sorted((deployment.root / folder).rglob(pattern)):
+            if path.is_file():
+                data = path.read_bytes()
+                if path.name.endswith(".tar.gz"):
+                    with tarfile.open(path) as tar:
+                        data = b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
+                found.append(data)
+    return b"\n".join(found)
+
+
+def host_secrets(tmp_path: Path, deployment: Deployment, composer_home: Path) -> dict[str, Path]:
+    """Places on the build host that hold MARKER: a folder, a file, the operator's auth.json, the deployment."""
+    secret = tmp_path / "host-secret"
+    secret.mkdir()
+    (secret / "secret.txt").write_text(f"{MARKER}\n")
+    (secret / "Secret.php").write_text(f"<?php\nclass Secret_{MARKER.replace('-', '_')} {{}}\n")
+    (composer_home / "auth.json").write_text(json.dumps({"http-basic": {"example.org": {
+        "username": "operator", "password": MARKER}}}))
+    cache = deployment.root / "mirrors/_composer/cache"  # what every build downloaded: composer sees it
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in ("secret.txt", "Secret.php"):
+        (cache / name).write_bytes((secret / name).read_bytes())
+    (deployment.root / "instance").mkdir(exist_ok=True)
+    (deployment.root / "instance" / "secret.txt").write_text(f"{MARKER}\n")
+    return {"folder": secret, "file": secret / "secret.txt", "home": composer_home,
+            "cache": deployment.root / "mirrors/_composer/cache", "instance": deployment.root / "instance"}
+
+
+def package_repository(name: str, dist: dict, **fields) -> dict:
+    return {"type": "package", "package": {"name": name, "version": "1.0.0", "dist": dist, **fields}}
+
+
+def local_lock(dist: dict) -> str:
+    return json.dumps({"content-hash": "0" * 32, "packages": [
+        {"name": "evil/lock", "version": "1.0.0", "dist": dist, "type": "library"}], "packages-dev": []})
+
+
+# Each: (what the branch commits, given the places holding the marker; words the reason must hold)
+VECTORS = {
+    "package-path-dist-at-composer-home": (lambda at: {"composer.json": composer_json(
+        repositories=[package_repository("evil/home", {"type": "path", "url": str(at["home"])})],
+        require={"evil/home": "1.0.0"})}, "'path' dist at"),
+    "file-dist-host-file": (lambda at: {"composer.json": composer_json(
+        repositories=[package_repository("evil/file", {"type": "file", "url": f"file://{at['file']}"})],
+        require={"evil/file": "1.0.0"})}, "'file' dist at 'file://"),
+    "file-dist-proc-environ": (lambda at: {"composer.json": composer_json(
+        repositories=[package_repository("evil/env", {"type": "file", "url": "file:///proc/self/environ"})],
+        require={"evil/env": "1.0.0"})}, "'file:///proc/self/environ'"),
+    "path-dist-at-composer-cache": (lambda at: {"composer.json": composer_json(
+        repositories=[package_repository("evil/cache", {"type": "path", "url": str(at["cache"])})],
+        require={"evil/cache": "1.0.0"})}, "'path' dist at"),
+    "path-dist-at-instance": (lambda at: {"composer.json": composer_json(
+        repositories=[package_repository("evil/instance", {"type": "path", "url": str(at["instance"])})],
+        require={"evil/instance": "1.0.0"})}, "'path' dist at"),
+    "zip-dist-local-file": (lambda at: {"composer.json": composer_json(
+        repositories=[package_repository("evil/zip", {"type": "zip", "url": str(at["file"])})],
+        require={"evil/zip": "1.0.0"})}, "'zip' dist at"),
+    "path-repository": (lambda at: {"composer.json": composer_json(
+        repositories=[{"type": "path", "url": str(at["folder"])}], require={"evil/home": "*"})},
+        "a 'path' repository at"),
+    "artifact-repository": (lambda at: {"composer.json": composer_json(
+        repositories=[{"type": "artifact", "url": str(at["folder"])}], require={"evil/home": "*"})},
+        "a 'artifact' repository at"),
+    "local-vcs-repository": (lambda at: {"composer.json": composer_json(
+        repositories=[{"type": "vcs", "url": str(at["folder"])}], require={"evil/home": "*"})},
+        "a 'vcs' repository at"),
+    "file-git-repository": (lambda at: {"composer.json": composer_json(
+        repositories=[{"type": "git", "url": f"file://{at['folder']}"}], require={"evil/home": "*"})},
+        "a 'git' repository at"),
+    "composer-repository-on-disk": (lambda at: {"composer.json": composer_json(
+        repositories=[{"type": "composer", "url": f"file://{at['folder']}"}], require={"evil/home": "*"})},
+        "a composer repository at 'file://"),
+    "composer-repository-options": (lambda at: {"composer.json": composer_json(
+        repositories=[{"type": "composer", "url": "https://example.org",
+                       "options": {"ssl": {"local_cert": str(at["file"])}}}], require={"acme/hello": "^1"})},
+        "the composer repository's 'options'"),
+    "lock-path-dist-no-repositories": (lambda at: {
+        "composer.json": composer_json(require={"evil/lock": "1.0.0"}),
+        "composer.lock": local_lock({"type": "path", "url": str(at["folder"]), "reference": "x"})},
+        "composer.lock: package evil/lock: a 'path' dist at"),
+    "lock-path-dist-outside-operator-folder": (lambda at: {
+        "composer.json": composer_json(require={"evil/lock": "1.0.0"}),
+        # Inside the operator's packages folder by its words, outside it once resolved.
+        "composer.lock": local_lock({"type": "path", "url": f"{at['folder'].parent}/packages/../host-secret"})},
+        "composer.lock: package evil/lock: a 'path' dist at"),
+    "autoload-classmap-leaves": (lambda at: {"composer.json": composer_json(
+        require={"acme/hello": "^1"}, autoload={"classmap": ["../" * 30 + str(at["folder"]).lstrip("/")]})},
+        "autoload.classmap: the path '../"),
+    "autoload-classmap-absolute": (lambda at: {"composer.json": composer_json(
+        require={"acme/hello": "^1"}, autoload={"classmap": [str(at["folder"])]})}, "autoload.classmap: the path '/"),
+    "autoload-psr4-leaves": (lambda at: {"composer.json": composer_json(
+        require={"acme/hello": "^1"}, autoload={"psr-4": {"Evil\\": ["src/", "../" * 30 + str(at["folder"])[1:]]}})},
+        "autoload.psr-4: the path '../"),
+    "autoload-files-absolute": (lambda at: {"composer.json": composer_json(
+        require={"acme/hello": "^1"}, autoload={"files": [str(at["file"])]})}, "autoload.files: the path '/"),
+}
+
+
+@pytest.mark.parametrize("sandbox", sandboxes())
+@pytest.mark.parametrize("vector", sorted(VECTORS))
+def test_a_branch_asking_for_the_build_host_fails_and_publishes_none_of_it(deployment, upstream, composer_home,
+                                                                           tmp_path, monkeypatch, vector, sandbox):
+    # Proxy credentials in tardist's environment: what /proc/self/environ would show composer.
+    monkeypatch.setenv("http_proxy", f"http://user:{MARKER}@127.0.0.1:9")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    configure(deployment, composer_home, build_sandbox=sandbox, hook_secret=MARKER)
+    at = host_secrets(tmp_path, deployment, composer_home)
+    needy = needing(upstream, "Needy", {"acme/hello": "^1"})
+    deployment.sync()
+    good = info(deployment, "Needy")["branches"]["master"]
+    files, words = VECTORS[vector]
+    needy.commit(files(at))
+    result = deployment.sync(check=False)
+    assert result.returncode == 1, result.stderr
+    facts = info(deployment, "Needy")
+    assert facts["branches"]["master"] == good  # the last good tarball stays
+    assert facts["errors"]["master"].startswith("composer: refused ") and words in facts["errors"]["master"]
+    assert facts["errors"]["master"].endswith(": nothing of the build host may reach a tarball")
+    assert MARKER.encode() not in every_byte_published(deployment)
+    assert MARKER not in result.stdout + result.stderr + json.dumps(facts)
+
+
+class Registry:
+    """A composer repository over HTTP on loopback, serving packages.json from a folder."""
+
+    def __init__(self, root: Path):
+        import functools
+        import http.server
+        import threading
+
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+        self.root = root
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=root))
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def offer(self, *versions: dict) -> None:
+        packages: dict = {}
+        for version in versions:
+            packages.setdefault(version["name"], {})[version["version"]] = version
+        (self.root / "packages.json").write_text(json.dumps({"packages": packages}))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def zip_package(archive: Path, folder: Path) -> None:
+    """A dist archive of a package folder, as a registry serves it."""
+    with zipfile.ZipFile(archive, "w") as packed:
+        for path in sorted(folder.rglob("*")):
+            packed.write(path, path.relative_to(folder).as_posix())
+
+
+@pytest.fixture
+def registry(tmp_path: Path):
+    (tmp_path / "registry").mkdir()
+    served = Registry(tmp_path / "registry")
+    yield served
+    served.close()
+
+
+@pytest.mark.parametrize("sandbox", sandboxes())
+@pytest.mark.parametrize("offered, words", [
+    ("path", "package evil/offered: a 'path' dist at"),
+    ("environ", "package evil/offered: a 'file' dist at 'file:///proc/self/environ'"),
+    ("classmap", "package evil/offered: autoload.classmap: the path '../"),
+])
+def test_a_registry_the_branch_names_cannot_offer_the_build_host(deployment, upstream, composer_home, tmp_path,
+                                                                 monkeypatch, registry, offered, words, sandbox):
+    monkeypatch.setenv("http_proxy", f"http://user:{MARKER}@127.0.0.1:9")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    config = json.loads((composer_home / "config.json").read_text())
+    (composer_home / "config.json").write_text(json.dumps({**config, "config": {"secure-http": False}}))
+    configure(deployment, composer_home, build_sandbox=sandbox)
+    at = host_secrets(tmp_path, deployment, composer_home)
+    # A package on the network whose dist (or autoload) names the build host: only composer's own
+    # record of what it installed shows it, so it is checked before anything is packed.
+    zip_package(registry.root / "evil.zip", make_package(tmp_path / "zipped", "x/y", "1.0.0"))
+    dist = {"path": {"type": "path", "url": str(at["cache"])},
+            "environ": {"type": "file", "url": "file:///proc/self/environ"},
+            "classmap": {"type": "zip", "url": f"{registry.url}/evil.zip"}}[offered]
+    autoload = {"classmap": ["../" * 30 + str(at["cache"])[1:]]} if offered == "classmap" else {}
+    registry.offer({"name": "evil/offered", "version": "1.0.0", "dist": dist, "autoload": autoload})
+    upstream("Needy", files={**extension_files("Needy"), "composer.json": composer_json(
+        repositories=[{"type": "composer", "url": registry.url}], require={"evil/offered": "1.0.0"})})
+    result = deployment.sync(check=False)
+    assert result.returncode == 1, result.stderr
+    facts = info(deployment, "Needy")
+    assert "master" not in facts["branches"]
+    assert facts["errors"]["master"].startswith("composer: refused ") and words in facts["errors"]["master"], \
+        facts["errors"]["master"]
+    assert MARKER.encode() not in every_byte_published(deployment)
+    assert MARKER not in result.stdout + result.stderr + json.dumps(facts)
+
+
+def test_registries_the_branch_names_on_the_network_still_work(deployment, upstream, composer_home, tmp_path,
+                                                               registry):
+    config = json.loads((composer_home / "config.json").read_text())
+    (composer_home / "config.json").write_text(json.dumps({**config, "config": {"secure-http": False}}))
+    (composer_home / "auth.json").write_text(json.dumps({"http-basic": {"example.org": {
+        "username": "operator", "password": MARKER}}}))
+    configure(deployment, composer_home)
+    zip_package(registry.root / "good.zip", make_package(tmp_path / "zipped", "x/y", "1.0.0"))
+    registry.offer({"name": "good/zip", "version": "1.0.0", "dist": {"type": "zip", "url": f"{registry.url}/good.zip"},
+                    "autoload": {"classmap": ["src/"]}})
+    upstream("Needy", files={**extension_files("Needy"), "composer.json": composer_json(
+        repositories=[{"type": "composer", "url": registry.url}, package_repository(
+            "good/inline", {"type": "zip", "url": f"{registry.url}/good.zip"})],
+        require={"good/zip": "1.0.0", "good/inline": "1.0.0", "acme/hello": "^1"},
+        autoload={"psr-4": {"Needy\\": "includes/"}, "classmap": ["includes/"]})})
+    deployment.sync()
+    assert [p["name"] for p in info(deployment, "Needy")["branches"]["master"]["vendor"]] == [
+        "acme/hello", "good/inline", "good/zip"]
+    files = tar_files(tarball(deployment, "Needy"))
+    assert "Needy/vendor/good/zip/src/Hello.php" in files and "Needy/vendor/acme/hello/src/Hello.php" in files
+    assert MARKER.encode() not in every_byte_published(deployment)

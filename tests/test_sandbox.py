@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import json
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -36,13 +39,21 @@ def bwrap_works() -> str | None:
 
 
 @pytest.fixture
-def kept(deployment, tmp_path, monkeypatch):
-    """The deployment's mirrors, tarballs, database and an operator home, each holding a secret."""
-    settings = deployment.settings()
+def kept(deployment, tmp_path, monkeypatch, request):
+    """Each folder a build must not see, holding a secret: the deployment's mirrors, tarballs, database,
+    configuration, COMPOSER_HOME, an operator home and another build's scratch folder."""
+    # Outside /tmp, which bwrap covers anyway: the temp folder (TMPDIR=/var/tmp), the configuration, COMPOSER_HOME.
+    outside = Path(tempfile.mkdtemp(prefix="tardist-sandbox-test-", dir="/var/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(outside))
+    monkeypatch.setattr(tempfile, "tempdir", str(outside / "var-tmp"))
+    (outside / "var-tmp").mkdir()
+    settings = dataclasses.replace(deployment.settings(), config_file=outside / "etc-tardist" / "tardist.toml",
+                                   composer_home=outside / "operator-composer-home")
     home = tmp_path / "operator-home"
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("SECRET_TOKEN", "hunter2")
-    folders = [settings.mirrors, settings.tarballs, settings.database.parent, home]
+    folders = [settings.mirrors, settings.tarballs, settings.database.parent, home, settings.config_file.parent,
+               settings.composer_home, scratch_root(settings) / "other-build"]
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "secret").write_text("do not read\n")
@@ -81,11 +92,44 @@ def test_in_the_bwrap_sandbox_nothing_tardist_keeps_is_visible_or_writable(kept,
     scratch = scratch_of(settings)
     lines = probe(settings, folders, scratch)
     assert lines == ["wrote scratch", "wrote tmp", "env scrubbed"]
+    sandbox = composer_sandbox(settings, "/bin/sh", scratch)
+    assert os.listdir("/var/log")  # the host's logs, empty in the sandbox
+    assert run_sandboxed(["/bin/ls", "-A", "/var/log"], sandbox, scratch / "src", 30).output == ""
     assert (scratch / "src/written-in-scratch").read_text() == "done\n"
     assert not Path("/tmp/private-tmp").exists()
     assert all((folder / "secret").read_text() == "do not read\n" for folder in folders)
     assert settings.database.read_bytes() == b"SQLite format 3\0"
     assert not any((folder / "pwned").exists() for folder in folders)
+
+
+def test_in_the_bwrap_sandbox_no_process_of_the_host_is_visible(kept, scratch_of):
+    """A new PID namespace (--unshare-all): tardist's own environment is not in /proc/<pid>/environ."""
+    reason = bwrap_works()
+    if reason:
+        pytest.skip(reason)
+    settings = dataclasses.replace(kept[0], build_sandbox="bwrap")
+    scratch = scratch_of(settings)
+    sandbox = composer_sandbox(settings, "/bin/sh", scratch)
+    script = f'cat /proc/{os.getpid()}/environ; cat /proc/1/environ; echo; ls /proc | grep -c "^[0-9]"'
+    finished = run_sandboxed(["/bin/sh", "-c", script], sandbox, scratch / "src", 30)
+    assert "hunter2" not in finished.output and "SECRET_TOKEN" not in finished.output
+    assert int(finished.output.split()[-1]) <= 4, finished.output  # bwrap, sh, ls, grep: none of the host's
+
+
+def test_composer_gets_the_operators_credentials_in_its_environment_alone(kept, scratch_of):
+    settings = kept[0]
+    home = settings.composer_home
+    (home / "auth.json").write_text(json.dumps({"http-basic": {"a.example": {"username": "u", "password": "p1"}}}))
+    (home / "config.json").write_text(json.dumps({"config": {"secure-http": False, "github-oauth": {
+        "github.com": "p2"}}, "repositories": [{"packagist.org": False}]}))
+    scratch = scratch_of(settings)
+    sandbox = composer_sandbox(settings, "/bin/sh", scratch)
+    assert json.loads(sandbox.env["COMPOSER_AUTH"]) == {
+        "http-basic": {"a.example": {"username": "u", "password": "p1"}}, "github-oauth": {"github.com": "p2"}}
+    assert sandbox.env["COMPOSER_HOME"] == str(scratch / "composer-home")
+    assert json.loads((scratch / "composer-home" / "config.json").read_text()) == {
+        "config": {"secure-http": False}, "repositories": [{"packagist.org": False}]}
+    assert settings.composer_home in sandbox.hidden and Path("/var/log") in sandbox.hidden
 
 
 def test_without_a_sandbox_the_environment_is_still_scrubbed(kept, scratch_of):

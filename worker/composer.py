@@ -2,7 +2,8 @@
 
 composer runs on a copy of the branch's files in a scratch folder of its own, in the
 build sandbox (`worker.sandbox`), with scripts and plugins off; only vendor/ and
-composer.lock come back into the tarball.
+composer.lock come back into the tarball. What the branch's composer files may ask for is
+checked before composer runs and again before anything is packed (`worker.composer_policy`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from tardist.settings import Settings
+from worker.composer_policy import operator_folders, refused_in_json, refused_in_lock
 from worker.lock import process_alive
 from worker.manifest import load_json
 from worker.mirror import ObjectReader
@@ -33,8 +35,10 @@ INSTALL = ["install", "--no-dev", "--no-scripts", "--no-plugins", "--no-interact
 # cache-dir, ...) that would let a repository make composer write outside its scratch folder.
 KEPT_CONFIG = ("platform", "optimize-autoloader", "classmap-authoritative", "apcu-autoloader",
                "prepend-autoloader", "platform-check", "preferred-install", "sort-packages")
-LOCAL_REPOSITORIES = ("path", "artifact")  # a repository may not pack the build host's folders
-GLOB_RE = re.compile(r"[*?\[{]")
+# Where the operator's credentials live in COMPOSER_HOME: composer gets them in COMPOSER_AUTH, never as a file.
+AUTH_FILE, AUTH_KEYS = "auth.json", ("http-basic", "github-oauth", "gitlab-oauth", "gitlab-token", "bitbucket-oauth",
+                                     "bearer", "forgejo-token", "client-certificate")
+HIDDEN_SYSTEM = (Path("/var/log"),)
 
 
 class ComposerError(Exception):
@@ -137,17 +141,54 @@ def vendor_tree(settings: Settings, reader: ObjectReader, tree: Tree, document: 
         yield Vendored(tree, warnings=[f"{COMPOSER_JSON} requires packages, but composer is off or "
                                        "not installed: built without vendor/"])
         return
+    folders = operator_folders(settings.composer_home)
+    _refuse(refused_in_json(document) + refused_in_lock(_committed_lock(reader, tree, settings), COMPOSER_LOCK,
+                                                         folders))
     root = scratch_root(settings)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=root, prefix=f"{os.getpid()}-{commit[:12]}-"))  # pid: see remove_stale_scratch
     try:
         source = scratch / "src"
         _write_files(reader, tree, source)
-        warnings = _write_composer_json(source / COMPOSER_JSON, document, commit)
+        _write_composer_json(source / COMPOSER_JSON, document, commit)
         _install(settings, command, scratch)
-        yield _collect(settings, tree, source, warnings)
+        _refuse_installed(settings, source, folders)
+        yield _collect(settings, tree, source, [])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _refuse(refused: list[str]) -> None:
+    """Fail the branch with what was refused, when anything was."""
+    if refused:
+        more = f" (and {len(refused) - 3} more)" if len(refused) > 3 else ""
+        raise ComposerError(f"composer: refused {'; '.join(refused[:3])}{more}: nothing of the build host "
+                            "may reach a tarball")
+
+
+def _committed_lock(reader: ObjectReader, tree: Tree, settings: Settings) -> Any:
+    """The branch's own composer.lock, which composer installs from whatever composer.json says."""
+    blob = tree.files.get(COMPOSER_LOCK)
+    if blob is None:
+        return None
+    document, error = load_json(COMPOSER_LOCK, lambda path: blob.size, lambda path: reader.read(blob.mirror, blob.sha),
+                                settings.max_manifest_bytes * 16)
+    if error:
+        raise ComposerError(f"composer: {error}")
+    return document
+
+
+def _refuse_installed(settings: Settings, source: Path, folders: list[Path]) -> None:
+    """Check what composer installed, as it wrote it down: a registry the branch names can offer any dist."""
+    for name, path in ((COMPOSER_LOCK, source / COMPOSER_LOCK),
+                       ("vendor/composer/installed.json", source / VENDOR / "composer" / "installed.json")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        document, error = load_json(name, lambda _: path.stat().st_size, lambda _: path.read_bytes(),
+                                    settings.max_manifest_bytes * 16)
+        if error:
+            raise ComposerError(f"composer: {error}")
+        _refuse(refused_in_lock(document, name, folders))
 
 
 def _write_files(reader: ObjectReader, tree: Tree, source: Path) -> None:
@@ -160,60 +201,70 @@ def _write_files(reader: ObjectReader, tree: Tree, source: Path) -> None:
             target.chmod(0o755)
 
 
-def _write_composer_json(path: Path, document: dict[str, Any], commit: str) -> list[str]:
+def _write_composer_json(path: Path, document: dict[str, Any], commit: str) -> None:
     """The scratch copy of composer.json: no require-dev, no folder settings, a fixed autoloader suffix."""
-    copy = {key: value for key, value in document.items() if key not in ("require-dev", "scripts")}
+    copy = {key: value for key, value in document.items() if key not in ("require-dev", "autoload-dev", "scripts")}
     config = document.get("config") if isinstance(document.get("config"), dict) else {}
     # The suffix names the autoloader's classes; composer picks a random one otherwise.
     copy["config"] = {**{key: config[key] for key in KEPT_CONFIG if key in config}, "autoloader-suffix": commit}
-    warnings = []
-    repositories = document.get("repositories")
-    if isinstance(repositories, (list, dict)):
-        entries = list(repositories.items() if isinstance(repositories, dict) else enumerate(repositories))
-        local = {key for key, entry in entries if isinstance(entry, dict) and entry.get("type") in LOCAL_REPOSITORIES}
-        for key, entry in entries:
-            if key in local:
-                warnings.append(f"{COMPOSER_JSON}: repositories: left out the {entry['type']} repository "
-                                f"{str(entry.get('url'))[:200]!r} (a folder of the build host)")
-        kept = [(key, entry) for key, entry in entries if key not in local]
-        copy["repositories"] = dict(kept) if isinstance(repositories, dict) else [entry for _key, entry in kept]
     path.write_text(json.dumps(copy, indent=4))
-    return warnings
 
 
 def composer_sandbox(settings: Settings, command: str, scratch: Path) -> Sandbox:
-    """The sandbox composer runs in for one build: scratch and the download cache writable."""
+    """The sandbox composer runs in for one build: scratch and the download cache writable.
+
+    composer's home is a copy of the operator's config.json in scratch, without credentials: those reach
+    composer in COMPOSER_AUTH alone, so no file of them can be named by a package (and no dist may name
+    /proc, see worker.composer_policy). The operator's COMPOSER_HOME itself is hidden.
+    """
     cache = settings.mirrors / "_composer" / "cache"
     cache.mkdir(parents=True, exist_ok=True)
-    settings.composer_home.mkdir(parents=True, exist_ok=True)
+    home, auth = _composer_home(settings.composer_home, scratch / "composer-home")
     env = scrubbed_env({
-        "HOME": str(scratch / "home"), "COMPOSER_HOME": str(settings.composer_home),
+        "HOME": str(scratch / "home"), "COMPOSER_HOME": str(home),
         "COMPOSER_CACHE_DIR": str(cache), "COMPOSER_NO_INTERACTION": "1",
         "COMPOSER_MIRROR_PATH_REPOS": "1",  # copies, not symlinks to the operator's local packages
         "COMPOSER_ALLOW_SUPERUSER": "1", "COMPOSER_DISABLE_XDEBUG_WARN": "1",
+        **({"COMPOSER_AUTH": json.dumps(auth)} if auth else {}),
     })
     hidden = (settings.mirrors, settings.tarballs, settings.database.parent, settings.config_file.parent,
-              Path.home(), scratch_root(settings))
-    readable = (settings.composer_home, Path(command).resolve(), *_local_repositories(settings.composer_home))
+              settings.composer_home, Path.home(), scratch_root(settings), *HIDDEN_SYSTEM,
+              *_source_folders(settings))
+    readable = (Path(command).resolve(), *operator_folders(settings.composer_home))
     return Sandbox(settings.build_sandbox, writable=(scratch, cache), readable=readable, hidden=hidden, env=env)
 
 
-def _local_repositories(home: Path) -> list[Path]:
-    """The folders of the operator's path and artifact repositories (COMPOSER_HOME/config.json)."""
+def _composer_home(operator: Path, home: Path) -> tuple[Path, dict[str, Any]]:
+    """home made from the operator's COMPOSER_HOME: config.json without credentials; and the credentials."""
+    home.mkdir(exist_ok=True)
     try:
-        config = json.loads((home / "config.json").read_text())
+        auth = json.loads((operator / AUTH_FILE).read_text())
     except (OSError, ValueError):
-        return []
-    repositories = config.get("repositories") if isinstance(config, dict) else None
-    items = repositories.values() if isinstance(repositories, dict) else repositories or []
-    folders = []
-    for entry in items:
-        if isinstance(entry, dict) and entry.get("type") in LOCAL_REPOSITORIES and isinstance(entry.get("url"), str):
-            url = entry["url"].removeprefix("file://")
-            parts = Path(url).parts
-            plain = next((index for index, part in enumerate(parts) if GLOB_RE.search(part)), len(parts))
-            if url.startswith("/") and plain > 1:
-                folders.append(Path(*parts[:plain]))
+        auth = {}
+    auth = auth if isinstance(auth, dict) else {}
+    try:
+        config = json.loads((operator / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    if isinstance(config, dict):
+        settings = config.get("config")
+        if isinstance(settings, dict):
+            for key in AUTH_KEYS:
+                value = settings.pop(key, None)
+                if isinstance(value, dict) and isinstance(auth.get(key, {}), dict):
+                    auth[key] = {**value, **auth.get(key, {})}  # auth.json wins, as in composer
+        (home / "config.json").write_text(json.dumps(config))
+    return home, auth
+
+
+def _source_folders(settings: Settings) -> list[Path]:
+    """The folders of directory sources and local repositories of list sources: never composer's business."""
+    folders = [source.path for source in settings.sources if source.path is not None]
+    for source in settings.sources:
+        for url in source.repos.values():
+            local = url.removeprefix("file://")
+            if local.startswith("/"):
+                folders.append(Path(local))
     return folders
 
 
