@@ -20,13 +20,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     from flask import Flask
 
     from tardist import api, dist, downloads, gerrit, hooks, openapi, pages
-    from tardist.errors import register_error_handlers
+    from tardist.errors import register_error_handlers, register_security_headers
     from tardist.queue import Queue
     from tardist.reader import Reader
 
     test_config = test_config or {}
     settings = load_settings(overrides={k: v for k, v in test_config.items() if k.islower()})
-    app = Flask(__name__, static_folder=None)  # no static files: no /static/ route (the pages inline their CSS)
+    app = Flask(__name__, static_folder=None)  # no /static/ route: the pages inline their CSS, allowed by its hash
     app.config.update({k: v for k, v in test_config.items() if k.isupper()})
     # Answers are encoded by tardist.answers.encode; this is for anything that uses Flask's own.
     app.json.sort_keys = False
@@ -36,6 +36,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
     app.extensions["tardist.queue"] = Queue(settings.queue_file)  # opened on first use, one connection per thread
     app.extensions["tardist.build_waiters"] = dist.Waiters(settings.build_waiters)
     register_error_handlers(app)
+    register_security_headers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(gerrit.bp)
     app.register_blueprint(openapi.bp)

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import BadRequest, NotFound, Unauthorized
+from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge, Unauthorized
 
 from tardist import catalog
 from tardist.queue import SYNC
@@ -31,8 +31,12 @@ def push() -> Response:
     settings: Settings = current_app.extensions["tardist.settings"]
     if not settings.hook_secret:
         raise NotFound("webhooks are not enabled")
-    request.max_content_length = MAX_BODY  # werkzeug answers 413 past it, with or without Content-Length
+    # werkzeug answers 413 past the limit when Content-Length says so, but silently cuts a chunked
+    # body at it: read one byte more than allowed, and a body that reaches it is too large either way.
+    request.max_content_length = MAX_BODY + 1
     body = request.get_data(cache=True)
+    if len(body) > MAX_BODY:
+        raise RequestEntityTooLarge(f"the body is larger than {MAX_BODY} bytes")
     secret = settings.hook_secret.encode()
     flavour = _authenticate(body, secret)
     event = _decode(body)
@@ -45,11 +49,16 @@ def push() -> Response:
         what, ref = _gerrit(event)
     else:
         what, ref = _own(event)
-    if what is None or (ref is not None and ref.removeprefix("refs/heads/") not in settings.branches):
+    if what is None or (ref is not None and not _builds(settings, ref)):
         return jsonify(queued=[])  # a ping, or a push to a branch tardist does not build: acknowledged, ignored
     found = _match(settings, conn, what)
     current_app.extensions["tardist.queue"].request(SYNC, *found, reason="hook")
     return jsonify(queued=[{"kind": found[0], "name": found[1]}]), 202
+
+
+def _builds(settings: Settings, ref: str) -> bool:
+    """True when ref is refs/heads/<a branch tardist builds>: not a tag, not refs/heads/x/master."""
+    return ref.startswith("refs/heads/") and ref.removeprefix("refs/heads/") in settings.branches
 
 
 def _authenticate(body: bytes, secret: bytes) -> str:
@@ -78,6 +87,8 @@ def _decode(body: bytes) -> dict[str, Any]:
         event = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("the body is not JSON") from None
+    except RecursionError:  # a correctly signed body can still be hostile: [[[[...]]]] 200,000 deep
+        raise BadRequest("the body is nested too deeply") from None
     if not isinstance(event, dict):
         raise BadRequest("the body is not a push event (expected a JSON object)")
     return event

@@ -31,7 +31,20 @@ class InfoView:
         return json.dumps([list(self.branches), self.tarball_url, SHAPE])
 
 
-SHAPE = 4  # bump when render_info's answer changes shape: stored answers are rendered again
+def web_url(value: Any) -> str | None:
+    """value when it is an http: or https: URL with a host and nothing a browser would strip or fold, else None.
+
+    Allowed, not denied: " JaVaScRiPt:", "java<TAB>script:" and every other scheme are refused alike.
+    """
+    if not isinstance(value, str) or any(ord(c) <= 0x20 or ord(c) == 0x7f for c in value):
+        return None
+    scheme, _, rest = value.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest or rest[0] in "/?#\\":
+        return None
+    return value
+
+
+SHAPE = 5  # bump when render_info's answer changes shape: stored answers are rendered again
 
 
 def group_errors(errors: Iterable[tuple[str, str]]) -> list[tuple[list[str], str]]:
@@ -78,7 +91,7 @@ def render_info(view: InfoView, repo: Mapping[str, Any], branch_rows: Sequence[M
                  for branches, reason in group_errors(errors.items())]
     return {
         "name": repo["name"], "kind": repo["kind"], "repository": repo["repository"],
-        "description": facts.get("description"), "license": facts.get("license"), "url": facts.get("url"),
+        "description": facts.get("description"), "license": facts.get("license"), "url": web_url(facts.get("url")),
         "authors": facts.get("authors", []), "type": facts.get("type"),
         "branches": branches, "errors": errors, "error": repo["error"],
         "failures": failures,

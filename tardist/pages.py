@@ -6,6 +6,8 @@ Every page is made from the database, cached and ETagged like the API's answers
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,7 +18,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import BadRequest, NotFound
 
 from tardist import api, queries
-from tardist.info import localize
+from tardist.info import localize, web_url
 from tardist.languages import accepted, fallbacks
 from tardist.settings import is_plain_name
 
@@ -36,7 +38,14 @@ def _setup(state) -> None:
     state.app.jinja_env.trim_blocks = state.app.jinja_env.lstrip_blocks = True
     css = (Path(__file__).parent / "templates" / "style.css").read_text(encoding="utf-8")
     style = " ".join(css.split()).replace("; ", ";").replace(" { ", "{").replace(" }", "}").replace(": ", ":")
+    style += "".join(f".swatch.c{index}{{background:{colour}}}" for index, colour in enumerate(COLOURS))
     state.app.jinja_env.globals["inline_style"] = Markup(style)
+    # The one stylesheet is allowed by its hash: no inline script or style attribute runs on a page.
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    state.app.extensions["tardist.page_policy"] = (
+        f"default-src 'none'; style-src 'sha256-{digest}'; img-src 'self'; form-action 'self'; "
+        "base-uri 'none'; frame-ancestors 'none'")
+    state.app.jinja_env.filters["web_url"] = web_url
 
 
 def language_chain() -> tuple[list[str], str]:
@@ -141,7 +150,8 @@ def downloads_chart(days: dict[str, dict[str, int]], branches: list[str], end: d
         counts = [days[branch].get(d, 0) for d in dates]
         points = " ".join(f"{CHART_PAD + inner_w * i / (CHART_DAYS - 1):.1f},"
                           f"{CHART_PAD + inner_h * (1 - c / top):.1f}" for i, c in enumerate(counts))
-        series.append({"branch": branch, "colour": COLOURS[index % len(COLOURS)], "points": points,
+        series.append({"branch": branch, "colour": COLOURS[index % len(COLOURS)], "swatch": index % len(COLOURS),
+                       "points": points,
                        "total": sum(counts), "last_7": sum(counts[-7:]), "last_30": sum(counts[-30:]),
                        "best_day": max(zip(counts, dates))[1] if any(counts) else None})
     return {"series": series, "width": CHART_WIDTH, "height": CHART_HEIGHT, "pad": CHART_PAD, "peak": peak,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 
 import pytest
+import test_serving as serving
+from bench.gitdaemon import stop
 from conftest import directory_source
 
 from tardist.queue import Queue
@@ -169,6 +172,82 @@ def test_bodies_over_one_mib_are_413(app):
     body = b'{"kind": "extensions", "name": "Cite", "pad": "' + b"x" * (1024 * 1024) + b'"}'
     response = app.test_client().post("/hooks/push", data=body, headers={"Authorization": f"Bearer {SECRET}"})
     assert response.status_code == 413 and response.get_json()["error"]["status"] == 413
+
+
+def test_a_signed_body_nested_200000_deep_is_400_not_500(app, deployment):
+    client = app.test_client()
+    for body in (b"[" * 200_000 + b"]" * 200_000, b'{"":' * 200_000 + b"1" + b"}" * 200_000):
+        for headers in ({"X-Hub-Signature-256": sign(body), "X-GitHub-Event": "push"}, {"X-Gitlab-Token": SECRET},
+                        {"Authorization": f"Bearer {SECRET}"}):
+            response = client.post("/hooks/push", data=body, headers=headers)
+            assert response.status_code == 400, (headers, response.get_json())
+            assert response.get_json()["error"] == {"status": 400, "message": "the body is nested too deeply"}
+    assert queued(deployment) == []
+
+
+def test_a_chunked_body_over_one_mib_is_413_through_gunicorn(deployment, upstream):
+    """The Flask test client always sends a length; gunicorn passes a chunked body as a stream of unknown length."""
+    upstream("Cite")
+    deployment.write_config(hook_secret=SECRET)
+    deployment.sync()
+    port = serving.free_port()
+    server = serving.start_gunicorn(deployment, port, deployment.root / "gunicorn.log")
+    try:
+        def post_chunked(body: bytes) -> tuple[int, dict]:
+            conn = http.client.HTTPConnection(serving.HOST, port, timeout=30)
+            try:
+                chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))
+                conn.request("POST", "/hooks/push", body=chunks, encode_chunked=True,
+                             headers={"Authorization": f"Bearer {SECRET}", "Transfer-Encoding": "chunked"})
+                response = conn.getresponse()
+                return response.status, json.loads(response.read())
+            finally:
+                conn.close()
+
+        own = b'{"kind": "extensions", "name": "Cite", "pad": "'
+        for size in (1024 * 1024 + 1, 1024 * 1024 + 100, 3 * 1024 * 1024):
+            status, answer = post_chunked(own + b"x" * (size - len(own) - 2) + b'"}')
+            assert (status, answer["error"]["status"]) == (413, 413), (size, answer)
+        status, answer = post_chunked(own + b"x" * (1024 * 1024 - len(own) - 2) + b'"}')  # exactly 1 MiB
+        assert (status, answer) == (202, {"queued": [{"kind": "extensions", "name": "Cite"}]})
+    finally:
+        stop(server)
+
+
+def test_an_empty_or_partial_bearer_token_is_401(app, deployment):
+    client = app.test_client()
+    body = json.dumps({"kind": "skins", "name": "Vector"})
+    for token in ("", " ", SECRET[:1], SECRET[:-1], SECRET.upper()):
+        response = client.post("/hooks/push", data=body, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, repr(token)
+    for token in ("", SECRET[:-1]):
+        response = client.post("/hooks/push", data=body, headers={"X-Gitlab-Token": token})
+        assert response.status_code == 401, repr(token)
+    assert queued(deployment) == []
+
+
+def test_only_a_branch_tardist_builds_is_queued_not_a_tag_or_a_branch_ending_in_its_name(app, deployment):
+    client = app.test_client()
+    url = f"{GERRIT}/mediawiki/skins/Vector"
+    for ref in ("refs/tags/REL1_45", "refs/tags/master", "refs/heads/x/master", "refs/heads/wmf/REL1_45",
+                "refs/remotes/origin/master", "master"):
+        body = github_push(url, ref=ref)
+        response = client.post("/hooks/push", data=body, headers={"X-Hub-Signature-256": sign(body)})
+        assert response.status_code == 200 and response.get_json() == {"queued": []}, ref
+        gitlab = json.dumps({"object_kind": "push", "ref": ref, "project": {"git_http_url": url}})
+        response = client.post("/hooks/push", data=gitlab, headers={"X-Gitlab-Token": SECRET})
+        assert response.status_code == 200 and response.get_json() == {"queued": []}, ref
+    assert queued(deployment) == []
+    body = github_push(url, ref="refs/heads/REL1_45")
+    assert client.post("/hooks/push", data=body, headers={"X-Hub-Signature-256": sign(body)}).status_code == 202
+
+
+@pytest.mark.parametrize("ref", ["master", "REL1_45"])
+def test_an_older_gerrits_short_branch_name_is_queued(app, deployment, ref):
+    response = app.test_client().post("/hooks/push", data=gerrit_event("mediawiki/extensions/Cite", ref),
+                                      headers={"Authorization": f"Bearer {SECRET}"})
+    assert response.status_code == 202, response.get_json()
+    assert queued(deployment) == [("sync", "extensions", "Cite", "hook")]
 
 
 def test_without_hook_secret_webhooks_are_not_enabled(deployment, upstream):

@@ -29,9 +29,9 @@ def test_skins_prefer_skin_json():
 
 
 def test_wrong_types_drop_only_the_bad_fields():
-    manifest = read({"extension.json": json.dumps({"name": "X", "version": 2, "author": [1], "url": "u",
+    manifest = read({"extension.json": json.dumps({"name": "X", "version": 2, "author": [1], "url": "https://u.example",
                                                     "requires": {"MediaWiki": 1.45}})})
-    assert manifest.fields["url"] == "u" and manifest.fields["version"] is None
+    assert manifest.fields["url"] == "https://u.example" and manifest.fields["version"] is None
     assert manifest.fields["authors"] == [] and manifest.fields["requires"] == {}
     assert [e.split(":")[1].strip() for e in manifest.errors] == ["author", "requires/MediaWiki", "version"]
 
@@ -51,3 +51,14 @@ def test_description_message_problems_fall_back_to_description():
     missing = read({"extension.json": json.dumps(base), "i18n/en.json": "{}"})
     assert missing.fields["description"] == "fallback"
     assert missing.errors == ["descriptionmsg 'x-desc': not a string in i18n/en.json"]
+
+
+def test_only_an_http_or_https_url_is_kept():
+    for url in ("javascript:alert(document.domain)//", " JaVaScRiPt:alert(1)", "java\tscript:alert(1)",
+                "https://ok.example/ x", "ftp://x.example/", "https:///x", "//evil.example/", "http:evil"):
+        manifest = read({"extension.json": json.dumps({"name": "X", "url": url})})
+        assert manifest.fields["url"] is None, url
+        assert [e for e in manifest.errors if e.startswith("extension.json: url: not an http: or https: URL")], url
+    for url in ("https://www.mediawiki.org/wiki/Extension:X", "HTTP://example.org"):
+        manifest = read({"extension.json": json.dumps({"name": "X", "url": url})})
+        assert (manifest.fields["url"], manifest.errors) == (url, [])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -168,3 +170,44 @@ def test_browsers_are_sent_to_browse_and_clients_get_json(site):
         answer = client.get("/", headers={"Accept": accept} if accept else {})
         assert answer.status_code == 200 and answer.get_json()["service"] == "tardist", accept
         assert answer.headers["Vary"] == "Accept"
+
+
+HOSTILE_HOMEPAGES = {"Js": "javascript:alert(document.domain)//", "Spaced": " JaVaScRiPt:alert(document.domain)//",
+                     "Tabbed": "java\tscript:alert(document.domain)//", "Data": "data:text/html,<script>alert(1)</script>",
+                     "Slashless": "https:/\\evil.example/", "Vb": "vbscript:msgbox(1)"}
+
+
+def test_only_http_homepages_become_links_and_info_gives_null_with_a_warning(deployment, upstream):
+    for name, url in {**HOSTILE_HOMEPAGES, "Good": "https://www.mediawiki.org/wiki/Extension:Good"}.items():
+        upstream(name, files={"extension.json": json.dumps({"name": name, "url": url})})
+    deployment.sync()
+    client = deployment.app().test_client()
+    for name, url in HOSTILE_HOMEPAGES.items():
+        info = client.get(f"/info/extensions/{name}").get_json()
+        assert info["url"] is None, name
+        assert any("url: not an http: or https: URL" in e for e in info["branches"]["master"]["manifest_errors"])
+        page = html(client, f"/browse/extensions/{name}")
+        assert not [link for link in page.links if "script" in link.lower() or link.startswith(("data:", "https:/\\"))]
+    good = html(client, "/browse/extensions/Good")
+    assert "https://www.mediawiki.org/wiki/Extension:Good" in good.links
+    assert client.get("/info/extensions/Good").get_json()["url"] == "https://www.mediawiki.org/wiki/Extension:Good"
+
+
+def test_every_answer_carries_the_security_headers(site):
+    client = site.app().test_client()
+    for url, status in (("/browse", 200), ("/browse/extensions/Cite", 200), ("/list", 200), ("/info/extensions", 200),
+                        ("/info/extensions/Nope", 404), ("/browse/nope", 404), ("/browse?sort=x", 400),
+                        ("/openapi.json", 200), ("/download/extensions/Cite/master", 302)):
+        response = client.get(url)
+        assert response.status_code == status, url
+        assert response.headers["X-Content-Type-Options"] == "nosniff", url
+        assert response.headers["Referrer-Policy"] == "no-referrer", url
+        policy = response.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy, url
+        assert "script-src" not in policy and "unsafe" not in policy, url
+        if url.startswith("/browse") and status == 200:
+            body = response.get_data(as_text=True)
+            assert "<script" not in body and " style=" not in body, url
+            [style] = re.findall(r"<style>(.*?)</style>", body, re.S)
+            digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+            assert f"style-src 'sha256-{digest}'" in policy, url

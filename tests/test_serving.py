@@ -377,3 +377,18 @@ def test_downloads_through_nginx_are_counted_once_from_its_log(served):
     assert counted["all_time"] == start + 3
     line = log.read_text().splitlines()[-1]
     assert re.fullmatch(r'127\.0\.0\.1 - - \[.+\] "GET /dist/extensions/Nope-.+" 404 \d+ "-" "-" [\d.]+ -', line)
+
+
+def test_what_nginx_serves_itself_carries_the_security_headers(served):
+    tarball = fetch(served.port, "/info/extensions/Cite").json()["branches"]["master"]["url"]
+    for port, path in ((served.port, "/info/extensions/Cite"), (served.port, "/list"), (served.port, tarball),
+                       (served.port, "/dist/extensions/"), (served.port, "/browse/extensions/Cite"),
+                       (served.port, "/gerrit/projects/?b=master&p=mediawiki/extensions/"),
+                       (served.static_port, "/info/extensions/Cite"), (served.static_port, tarball),
+                       (served.static_port, "/dist/extensions/"), (served.static_port, "/info/extensions/Nope"),
+                       (served.static_port, "/info/extensions?names=Cite")):
+        answer = fetch(port, path)
+        assert answer.status < 500, path
+        assert answer.headers.get("x-content-type-options") == "nosniff", (port, path)
+        assert answer.headers.get("referrer-policy") == "no-referrer", (port, path)
+        assert "frame-ancestors 'none'" in answer.headers.get("content-security-policy", ""), (port, path)

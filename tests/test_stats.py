@@ -212,3 +212,66 @@ def test_stats_answers_per_kind_and_per_repository(deployment, upstream, tmp_pat
     assert client.get("/list/extensions?sort=downloads").get_json() == {"extensions": ["Echo", "Cite"]}
     assert client.get("/stats/extensions/Nope").status_code == 404
     assert client.get("/stats/nope").status_code == 404
+
+
+def test_two_ingests_at_once_count_each_line_once_and_the_loser_says_it_stored_nothing(deployment, tmp_path):
+    total = 5000
+    log = tmp_path / "access.log"
+    log.write_text(line() * total)
+    ingest(deployment, tmp_path / "empty.log", check=False)  # creates the database
+    database = deployment.settings().database
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")}
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # both read the log and its offset, then wait for the write lock
+    processes = [subprocess.Popen([TARDIST, "stats", "ingest", str(log)], cwd=deployment.root,
+                                  env={**env, "TARDIST_CONFIG": str(deployment.config)},
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 60
+        while not all(has_read(p.pid, log) for p in processes):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in processes), "ingest never read it"
+            time.sleep(0.01)
+        time.sleep(0.3)  # from the read to the wait for the lock: counting 5,000 lines takes milliseconds
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    summaries = []
+    for process in processes:
+        out, err = process.communicate(timeout=60)
+        summaries.append((process.returncode, json.loads(out.strip().splitlines()[-1])))
+    summaries.sort(key=lambda pair: pair[0])
+    (won, winner), (lost, loser) = summaries
+    assert (won, winner["downloads"], winner["lines"], winner["errors"]) == (0, total, total, [])
+    assert (lost, loser["downloads"], loser["lines"], loser["skipped"]) == (1, 0, 0, 0)
+    assert "another `tardist stats ingest` is reading it" in loser["errors"][0]
+    assert counts(deployment) == {("extensions", "Cite", "master"): total}
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM requests").fetchone()[0] == total
+
+
+def has_read(pid: int, log: Path) -> bool:
+    """True when the process has the log open and has read it to its end."""
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == str(log):
+                pos = Path(f"/proc/{pid}/fdinfo/{fd}").read_text().split()[1]
+                return int(pos) == log.stat().st_size
+    except OSError:
+        pass
+    return False
+
+
+def test_export_publishes_only_paths_that_name_a_tarball(deployment, tmp_path):
+    hostile = ["/dist/extensions/Cite-master-0123abc.tar.gz.html", "/dist/extensions/BUY-CHEAP-PILLS-at-example.com",
+               "/dist/extensions/../../etc/passwd", "/dist/" + "x" * 900, "/dist/extensions/Cite-master-0123abc.tar.gz/x",
+               "/dist/extensions/Cite-master-XYZ.tar.gz", "/dist/a/b/extensions/Cite-master-0123abc.tar.gz",
+               "/dist/extensions/"]
+    log = tmp_path / "access.log"
+    log.write_text("".join(line(path, status=404) for path in hostile) + line() + line(VECTOR, status=404))
+    ingest(deployment, log)
+    result = deployment.cli("stats", "export", "--day", NOW.date().isoformat(), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["requests"], summary["left_out"]) == (2, len(hostile))
+    rows = [json.loads(t) for t in gzip.decompress(Path(summary["file"]).read_bytes()).decode().splitlines()]
+    assert [r["path"] for r in rows] == [CITE, VECTOR]

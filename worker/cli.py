@@ -232,13 +232,13 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
         if conn is None:
             raise SettingsError(f"no database yet at {settings.database}: nothing to export")
         try:
-            path, rows = stats.export_day(conn, args.day, Path(args.out))
+            path, rows, left_out = stats.export_day(settings, conn, args.day, Path(args.out))
         except OSError as exc:
             print(f"tardist: cannot write into {args.out}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_FAILED
         finally:
             conn.close()
-        print(json.dumps({"file": str(path), "requests": rows}))
+        print(json.dumps({"file": str(path), "requests": rows, "left_out": left_out}))
         return EXIT_OK
     started = time.monotonic()
     db = schema.open_writer(settings.database, settings.database_timeout)

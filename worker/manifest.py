@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable
 
 import jsonschema
 
+from tardist.info import web_url
 from tardist.languages import ENGLISH, is_language
 
 MANIFEST_FILES = {"extensions": ("extension.json", "skin.json"), "skins": ("skin.json", "extension.json")}
@@ -80,6 +81,8 @@ def read_manifest(kind: str, size_of: Callable[[str], int | None], read: Callabl
         if problem.absolute_path:
             bad_fields.add(problem.absolute_path[0])
     fields = {key: document[key] for key in SCHEMA["properties"] if key in document and key not in bad_fields}
+    if "url" in fields and web_url(fields["url"]) is None:  # other consumers render it as a link too
+        errors.append(f"{filename}: url: not an http: or https: URL, left out: {_short(repr(fields.pop('url')), 100)}")
     description, error = _description(fields, size_of, read, max_bytes)
     if error:
         errors.append(error)

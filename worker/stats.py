@@ -211,17 +211,19 @@ def ingest(settings: Settings, db: sqlite3.Connection, path: Path, batch_lines: 
             offset = row[0] if row else 0
             stream.seek(offset)
             for lines, size in _batches(stream, batch_lines):
-                skipped = counter.skipped
+                skipped, downloads = counter.skipped, counter.downloads
                 counter.feed(lines)
                 if not _commit(db, key, str(path), offset, offset + size, len(lines), counter.skipped - skipped,
                                counter, salts):
                     result.error = f"{path}: another `tardist stats ingest` is reading it; left to that one"
                     break
                 offset += size
+                # Only what was stored is reported: a batch another ingest counted first is not ours.
                 result.lines += len(lines)
+                result.downloads += counter.downloads - downloads
+                result.skipped += counter.skipped - skipped
         except READ_ERRORS as exc:
             result.error = f"{path}: unreadable after {result.lines} new lines: {exc}"
-        result.downloads, result.skipped = counter.downloads, counter.skipped
     return result
 
 
@@ -317,18 +319,32 @@ class Salts:
         db.execute("DELETE FROM stats_salts WHERE day < ?", [cutoff])
 
 
-def export_day(db: sqlite3.Connection, day: date, out: Path) -> tuple[Path, int]:
-    """Write a day's anonymised requests as gzip'd JSON lines into out, atomically; (file, rows)."""
+def exported_path(settings: Settings, path: str) -> bool:
+    """True when a logged path names a tarball in tardist's own pattern (or its /download/ redirect).
+
+    Anyone can request any path: the others are not published, so nobody writes text into the data set.
+    """
+    base = settings.tarball_url
+    if base.startswith("/") and path.startswith(base + "/") and TARBALL_RE.fullmatch(path, len(base)):
+        return True
+    return not base.startswith("/") and DOWNLOAD_RE.fullmatch(path) is not None
+
+
+def export_day(settings: Settings, db: sqlite3.Connection, day: date, out: Path) -> tuple[Path, int, int]:
+    """Write a day's anonymised tarball requests as gzip'd JSON lines into out, atomically; (file, rows, left out)."""
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"tardist-requests-{day.isoformat()}.jsonl.gz"
     fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=out)
-    written = 0
+    written = left_out = 0
     try:
         with os.fdopen(fd, "wb") as raw:
             with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as zipped:
                 for time_, path, status, size, client, agent in db.execute(
                         "SELECT time, path, status, bytes, client, agent FROM requests WHERE day = ? "
                         "ORDER BY time, rowid", [day.isoformat()]):
+                    if not exported_path(settings, path):
+                        left_out += 1
+                        continue
                     zipped.write(json.dumps({"time": time_, "path": path, "status": status, "bytes": size,
                                              "client": client, "agent": agent}, separators=(",", ":")).encode()
                                  + b"\n")
@@ -340,4 +356,4 @@ def export_day(db: sqlite3.Connection, day: date, out: Path) -> tuple[Path, int]
     except BaseException:
         os.unlink(temporary)
         raise
-    return target, written
+    return target, written, left_out
