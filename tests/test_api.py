@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import Deployment, Repo, directory_source, extension_files, git, make_old_database
 
-from tardist import create_app, reader, schema, store
+from tardist import create_app, schema, store
+from tardist.web import context, reader
 from worker.lock import sync_lock
 from tardist.info import InfoView
 from tardist.store import BranchRecord, RepoRecord
@@ -280,7 +281,7 @@ def test_app_opens_the_database_read_only(deployment, upstream):
     for url in [*JSON_URLS, "/download/extensions/Cite/master"]:
         client.get(url)
     with app.app_context(), pytest.raises(sqlite3.OperationalError, match="readonly"):
-        app.extensions["tardist.reader"].answer("write", lambda conn: conn.execute("DELETE FROM repos"))
+        context.reader().answer("write", lambda conn: conn.execute("DELETE FROM repos"))
     assert hashlib.sha256(database.read_bytes()).hexdigest() == before
     assert get_json(client, "/list") == {"extensions": ["Cite"], "skins": []}
 

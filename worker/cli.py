@@ -174,7 +174,7 @@ def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """`tardist worker`."""
-    from worker.scheduler import run_worker  # APScheduler costs every other command 0.1 s of imports
+    from worker.daemon import run_worker  # APScheduler costs every other command 0.1 s of imports
 
     run_worker(settings)
     return EXIT_OK

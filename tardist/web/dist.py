@@ -10,18 +10,17 @@ for `tardist worker` (tardist/queue.py), and every cheap check comes first.
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request, send_from_directory
+from flask import Blueprint, Response, request, send_from_directory
 from werkzeug.exceptions import NotFound, ServiceUnavailable
 
 from tardist import catalog
 from tardist.queue import HEADS, SYNC, Queue
 from tardist.settings import Settings, is_kind, is_plain_name
+from tardist.web import context
 
 bp = Blueprint("dist", __name__)
 # <Name>-<branch>-<sha7>.tar.gz; names may hold '-', branches may not.
@@ -34,7 +33,7 @@ POLL_SECONDS = 0.1
 @bp.get("/dist/<kind>/<file>")
 def tarball(kind: str, file: str) -> Response:
     """One tarball file (built first if it is a branch's current head); names never change content."""
-    settings: Settings = current_app.extensions["tardist.settings"]
+    settings = context.settings()
     prefix = request.headers.get("X-Accel-Prefix", "")
     behind_nginx = bool(PREFIX_RE.fullmatch(prefix))
     if (not is_kind(kind) or not file.endswith(".tar.gz") or file.startswith(".") or len(file) > 255
@@ -56,14 +55,14 @@ def build_on_demand(settings: Settings, kind: str, file: str) -> None:
     if not match or not is_plain_name(match["name"]) or match["branch"] not in settings.branches:
         raise NotFound(f"no tarball {kind}/{file[:100]}")
     name, branch, sha7 = match["name"], match["branch"], match["sha7"]
-    conn = current_app.extensions["tardist.reader"].connection()
+    conn = context.reader().connection()
     found = catalog.find(settings, conn, kind, name)
     if found is None:
         raise NotFound(f"no {kind} named {name!r}")
-    queue = current_app.extensions["tardist.queue"]
+    queue = context.queue()
     if not queue.worker_running():  # cron-only deployments: nobody to build it
         raise NotFound(f"no tarball {kind}/{file} (and no tardist worker runs to build it)")
-    waiters: Waiters = current_app.extensions["tardist.build_waiters"]
+    waiters = context.build_waiters()
     host = catalog.remote_host(found[0])
     if not waiters.enter(host):
         raise _busy(f"too many requests are waiting for builds; try {file} again shortly")
@@ -81,38 +80,6 @@ def build_on_demand(settings: Settings, kind: str, file: str) -> None:
                         settings.tarballs / kind / file, deadline, f"{kind}/{name}", branch, sha7)
     finally:
         waiters.leave(host)
-
-
-class Waiters:
-    """How many requests of this process wait for a build, in all and per remote host.
-
-    Each holds one of gunicorn's threads: past `limit` a request is answered 503 at once, so the
-    other threads stay free for the API, and one remote host (a slow or silent one) gets at most
-    half of them, so requests for the others still wait their turn.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.per_host = max(1, limit // 2)
-        self.counts: Counter[str | None] = Counter()  # None: all of them
-        self.guard = threading.Lock()
-
-    def enter(self, host: str | None) -> bool:
-        """Count one more waiting request for host (None: on this machine); False when there is no room."""
-        with self.guard:
-            if self.counts[None] >= self.limit or (host is not None and self.counts[host] >= self.per_host):
-                return False
-            self.counts[None] += 1
-            if host is not None:
-                self.counts[host] += 1
-            return True
-
-    def leave(self, host: str | None) -> None:
-        """Count one waiting request fewer."""
-        with self.guard:
-            self.counts[None] -= 1
-            if host is not None:
-                self.counts[host] -= 1
 
 
 def _ask_heads(queue: Queue, kind: str, name: str, reason: str, deadline: float) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import BadRequest, NotFound
 
 from tardist import answers
-from tardist.api import respond, settings
 from tardist.settings import is_kind, is_plain_name
+from tardist.web import context
+from tardist.web.responses import respond
 
 bp = Blueprint("gerrit", __name__, url_prefix="/gerrit")
 MAX_PREFIX = 200
@@ -31,7 +32,7 @@ def projects() -> Response:
     if len(prefix) > MAX_PREFIX:
         raise BadRequest(f"p: at most {MAX_PREFIX} characters")
     return respond(f"/gerrit/projects/?p={prefix}",
-                   lambda conn: answers.gerrit_projects(conn, settings().branches, prefix))
+                   lambda conn: answers.gerrit_projects(conn, context.settings().branches, prefix))
 
 
 @bp.get("/projects/<path:project>/branches")
@@ -46,4 +47,4 @@ def branches(project: str) -> Response:
         raise NotFound(f"no project {project[:200]!r} (projects are named {answers.GERRIT_ROOT}/<kind>/<Name>)")
     kind, name = parts[1], parts[2]
     return respond(f"/gerrit/projects/{kind}/{name}/branches",
-                   lambda conn: answers.gerrit_branches(conn, settings().branches, kind, name))
+                   lambda conn: answers.gerrit_branches(conn, context.settings().branches, kind, name))

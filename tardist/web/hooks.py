@@ -13,12 +13,13 @@ import hmac
 import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge, Unauthorized
 
 from tardist import catalog
 from tardist.queue import SYNC
 from tardist.settings import Settings
+from tardist.web import context
 
 bp = Blueprint("hooks", __name__)
 MAX_BODY = 1024 * 1024
@@ -28,7 +29,7 @@ GITHUB_EVENT_HEADERS = ("X-GitHub-Event", "X-Gitea-Event", "X-Forgejo-Event", "X
 @bp.post("/hooks/push")
 def push() -> Response:
     """Queue a sync of the pushed repository: 202 with what was queued, 200 when nothing applies."""
-    settings: Settings = current_app.extensions["tardist.settings"]
+    settings = context.settings()
     if not settings.hook_secret:
         raise NotFound("webhooks are not enabled")
     # werkzeug answers 413 past the limit when Content-Length says so, but silently cuts a chunked
@@ -40,7 +41,7 @@ def push() -> Response:
     secret = settings.hook_secret.encode()
     flavour = _authenticate(body, secret)
     event = _decode(body)
-    conn = current_app.extensions["tardist.reader"].connection()
+    conn = context.reader().connection()
     if flavour == "github":
         what, ref = _github(event)
     elif flavour == "gitlab":
@@ -52,7 +53,7 @@ def push() -> Response:
     if what is None or (ref is not None and not _builds(settings, ref)):
         return jsonify(queued=[])  # a ping, or a push to a branch tardist does not build: acknowledged, ignored
     found = _match(settings, conn, what)
-    current_app.extensions["tardist.queue"].request(SYNC, *found, reason="hook")
+    context.queue().request(SYNC, *found, reason="hook")
     return jsonify(queued=[{"kind": found[0], "name": found[1]}]), 202
 
 

@@ -6,53 +6,18 @@ import json
 import sqlite3
 from importlib.metadata import version
 
-from flask import Blueprint, Response, current_app, redirect, request
+from flask import Blueprint, Response, redirect, request
 from werkzeug.exceptions import BadRequest, NotFound
 
 from tardist import answers, queries
 from tardist.info import localize
 from tardist.languages import fallbacks, is_language
-from tardist.reader import Answer
-from tardist.settings import Settings, is_plain_name
+from tardist.settings import is_plain_name
+from tardist.web import context
+from tardist.web.responses import check_kind, configured_kinds, parse_uselang, prefers_html, respond, stored_info
 
 bp = Blueprint("api", __name__)
 MAX_NAMES = 500
-
-
-def settings() -> Settings:
-    """The app's settings."""
-    return current_app.extensions["tardist.settings"]
-
-
-def respond(key: str, compute, max_age: int | None = None, mimetype: str = "application/json",
-            vary: str | None = None) -> Response:
-    """A cached, ETagged answer (JSON unless said otherwise); 304 when the client already has it."""
-    answer: Answer = current_app.extensions["tardist.reader"].answer(key, compute)
-    max_age = settings().cache_seconds if max_age is None else max_age
-    headers = {"ETag": f'"{answer.etag}"',
-               "Cache-Control": f"public, max-age={max_age}" if max_age else "no-cache"}
-    if vary:
-        headers["Vary"] = vary
-    # Weak comparison, as RFC 9110 says for If-None-Match: nginx weakens the ETag when it gzips.
-    if request.if_none_match.contains_weak(answer.etag):
-        return Response(status=304, headers=headers)
-    return Response(answer.body, mimetype=mimetype, headers=headers)
-
-
-def configured_kinds() -> tuple[str, ...]:
-    """Kinds named by the configured sources, in configuration order."""
-    return answers.configured_kinds(settings())
-
-
-def check_kind(conn: sqlite3.Connection | None, kind: str) -> None:
-    """404 unless kind is configured or recorded."""
-    answers.check_kind(conn, configured_kinds(), kind)
-
-
-def prefers_html() -> bool:
-    """True when the client (a browser) ranks text/html above JSON in its Accept header."""
-    accept = request.accept_mimetypes
-    return accept["text/html"] > accept["application/json"]
 
 
 @bp.get("/")
@@ -61,7 +26,7 @@ def index() -> Response:
     if prefers_html():
         response = redirect("/browse", code=302)
         response.headers["Vary"] = "Accept"
-        response.headers["Cache-Control"] = f"public, max-age={settings().cache_seconds}"
+        response.headers["Cache-Control"] = f"public, max-age={context.settings().cache_seconds}"
         return response
     return respond("/", lambda conn: {
         "service": "tardist",
@@ -69,7 +34,7 @@ def index() -> Response:
         "endpoints": {
             "list": "/list", "list_kind": "/list/<kind>", "info": "/info/<kind>/<name>",
             "info_batch": "/info/<kind>?names=A|B", "download": "/download/<kind>/<name>/<branch>",
-            "status": "/status", "tarballs": f"{settings().tarball_url}/<kind>/<file>",
+            "status": "/status", "tarballs": f"{context.settings().tarball_url}/<kind>/<file>",
             "openapi": "/openapi.json", "stats": "/stats/<kind>", "stats_repository": "/stats/<kind>/<name>",
             "browse": "/browse",
         },
@@ -109,29 +74,12 @@ def info(kind: str, name: str) -> Response:
     """Everything about one repository, its description in ?uselang= if given."""
     lang = parse_uselang(request.args)
     if lang is None:
-        return respond(f"/info/{kind}/{name}", lambda conn: one_info(conn, kind, name))
+        return respond(f"/info/{kind}/{name}", lambda conn: stored_info(conn, kind, name))
 
     def compute(conn):
-        answer = one_info(conn, kind, name).decode()
+        answer = stored_info(conn, kind, name).decode()
         return localize(answer, queries.translations(conn, kind, fallbacks(lang), [name]).get(name)).encode()
     return respond(f"/info/{kind}/{name}?uselang={lang}", compute)
-
-
-def parse_uselang(args) -> str | None:
-    """The ?uselang= language code, lower-cased and checked; None when absent."""
-    if "uselang" not in args:
-        return None
-    if len(args.getlist("uselang")) > 1:
-        raise BadRequest("uselang: give it once")
-    code = args["uselang"].lower()
-    if not is_language(code):
-        raise BadRequest(f"uselang: {code[:100]!r} is not a language code such as 'de' or 'de-at'")
-    return code
-
-
-def one_info(conn: sqlite3.Connection | None, kind: str, name: str) -> bytes:
-    """The stored /info JSON of one repository, or 404."""
-    return answers.info_one(conn, configured_kinds(), kind, name)
 
 
 @bp.get("/info/<kind>")
@@ -179,13 +127,13 @@ def parse_names(args) -> list[str] | None:
 def download(kind: str, name: str, branch: str) -> Response:
     """302 to the current tarball of a branch: the stable URL people hard-code."""
     def compute(conn):
-        branches = json.loads(one_info(conn, kind, name))["branches"]
+        branches = json.loads(stored_info(conn, kind, name))["branches"]
         if branch not in branches:
             raise NotFound(f"{kind}/{name} has no tarball for branch {branch[:100]!r}")
         return branches[branch]["url"]
-    answer = current_app.extensions["tardist.reader"].answer(f"/download/{kind}/{name}/{branch}", compute)
+    answer = context.reader().answer(f"/download/{kind}/{name}/{branch}", compute)
     response = redirect(json.loads(answer.body), code=302)
-    response.headers["Cache-Control"] = f"public, max-age={min(settings().cache_seconds, 60)}"
+    response.headers["Cache-Control"] = f"public, max-age={min(context.settings().cache_seconds, 60)}"
     return response
 
 

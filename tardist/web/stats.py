@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, Response
 from werkzeug.exceptions import NotFound
 
-from tardist import api, queries
+from tardist import queries
+from tardist.web import responses
 from tardist.settings import is_plain_name
 
-bp = Blueprint("downloads", __name__)
+bp = Blueprint("stats", __name__)
 
 
 @bp.get("/stats/<kind>")
@@ -18,13 +19,13 @@ def kind_totals(kind: str) -> Response:
     since = queries.first_day(today)
 
     def compute(conn):
-        api.check_kind(conn, kind)
+        responses.check_kind(conn, kind)
         if conn is None:
             return {kind: {}}
         totals = queries.download_totals(conn, kind, since)
         return {kind: {name: dict(zip(("last_30_days", "all_time"), totals.get(name, (0, 0))))
                        for name in queries.present_names(conn).get(kind, [])}}
-    return api.respond(f"/stats/{kind}@{today}", compute)
+    return responses.respond(f"/stats/{kind}@{today}", compute)
 
 
 @bp.get("/stats/<kind>/<name>")
@@ -34,7 +35,7 @@ def repo_days(kind: str, name: str) -> Response:
     since = queries.first_day(today)
 
     def compute(conn):
-        api.check_kind(conn, kind)
+        responses.check_kind(conn, kind)
         if conn is None or not is_plain_name(name) or name not in queries.present_names(conn).get(kind, []):
             raise NotFound(f"no {kind} named {name[:100]!r}")
         branches = {}
@@ -44,4 +45,4 @@ def repo_days(kind: str, name: str) -> Response:
         return {"name": name, "kind": kind,
                 "last_30_days": sum(b["last_30_days"] for b in branches.values()),
                 "all_time": sum(b["all_time"] for b in branches.values()), "branches": branches}
-    return api.respond(f"/stats/{kind}/{name}@{today}", compute)
+    return responses.respond(f"/stats/{kind}/{name}@{today}", compute)

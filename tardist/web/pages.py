@@ -1,7 +1,7 @@
 """Pages for people: /browse, /browse/<kind>, /browse/<kind>/<name> (server-rendered HTML, no JavaScript).
 
 Every page is made from the database, cached and ETagged like the API's answers
-(`api.respond`), in the reader's language (`?uselang=`, else Accept-Language).
+(`responses.respond`), in the reader's language (`?uselang=`, else Accept-Language).
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Flask, Response, render_template, request
 from markupsafe import Markup
 from werkzeug.exceptions import BadRequest, NotFound
 
-from tardist import api, queries
+from tardist import queries
+from tardist.web import responses
 from tardist.info import localize, web_url
 from tardist.languages import accepted, fallbacks
 from tardist.settings import is_plain_name
@@ -32,25 +33,26 @@ CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 640, 180, 36
 COLOURS = ["#1d4ed8", "#b45309", "#047857", "#7e22ce", "#be123c", "#0f766e", "#4d7c0f", "#9a3412"]
 
 
-@bp.record_once
-def _setup(state) -> None:
-    """Templates without the blank lines their tags leave, and the stylesheet inlined once, minified."""
-    state.app.jinja_env.trim_blocks = state.app.jinja_env.lstrip_blocks = True
+def install(app: Flask) -> str:
+    """Set up app's templates and return the pages' Content-Security-Policy.
+
+    Templates lose the blank lines their tags leave, and the stylesheet is inlined once, minified.
+    """
+    app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
     css = (Path(__file__).parent / "templates" / "style.css").read_text(encoding="utf-8")
     style = " ".join(css.split()).replace("; ", ";").replace(" { ", "{").replace(" }", "}").replace(": ", ":")
     style += "".join(f".swatch.c{index}{{background:{colour}}}" for index, colour in enumerate(COLOURS))
-    state.app.jinja_env.globals["inline_style"] = Markup(style)
+    app.jinja_env.globals["inline_style"] = Markup(style)
+    app.jinja_env.filters["web_url"] = web_url
     # The one stylesheet is allowed by its hash: no inline script or style attribute runs on a page.
     digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
-    state.app.extensions["tardist.page_policy"] = (
-        f"default-src 'none'; style-src 'sha256-{digest}'; img-src 'self'; form-action 'self'; "
-        "base-uri 'none'; frame-ancestors 'none'")
-    state.app.jinja_env.filters["web_url"] = web_url
+    return (f"default-src 'none'; style-src 'sha256-{digest}'; img-src 'self'; form-action 'self'; "
+            "base-uri 'none'; frame-ancestors 'none'")
 
 
 def language_chain() -> tuple[list[str], str]:
     """The reader's languages, best first (from ?uselang=, else Accept-Language), and the cache key part."""
-    lang = api.parse_uselang(request.args)
+    lang = responses.parse_uselang(request.args)
     if lang is not None:
         return fallbacks(lang), f"uselang={lang}"
     chain = accepted(request.headers.get("Accept-Language", ""))
@@ -59,7 +61,7 @@ def language_chain() -> tuple[list[str], str]:
 
 def page(key: str, compute) -> Response:
     """An HTML page through the API's cache, ETag and 304 handling."""
-    return api.respond(key, compute, mimetype="text/html", vary="Accept-Language")
+    return responses.respond(key, compute, mimetype="text/html", vary="Accept-Language")
 
 
 @bp.get("/browse")
@@ -87,8 +89,8 @@ def listing(kind: str | None) -> Response:
 
     def compute(conn):
         if kind is not None:
-            api.check_kind(conn, kind)
-        kinds = [kind] if kind is not None else api.configured_kinds()
+            responses.check_kind(conn, kind)
+        kinds = [kind] if kind is not None else responses.configured_kinds()
         rows = queries.listing(conn, kind, queries.first_day(day)) if conn else []
         for name in sorted({row["kind"] for row in rows} - set(kinds)):
             kinds.append(name)
@@ -121,7 +123,7 @@ def browse_repo(kind: str, name: str) -> Response:
     day = queries.utc_today()
 
     def compute(conn):
-        stored = api.one_info(conn, kind, name)
+        stored = responses.stored_info(conn, kind, name)
         found = queries.translations(conn, kind, chain, [name]).get(name) if chain else None
         info = json.loads(localize(stored.decode(), found))
         days = queries.downloads_by_day(conn, kind, name, queries.first_day(day, CHART_DAYS))

@@ -6,7 +6,7 @@ from importlib.metadata import version
 
 from flask import Blueprint, Response
 
-from tardist.api import respond
+from tardist.web.responses import respond
 
 bp = Blueprint("openapi", __name__)
 

@@ -25,7 +25,7 @@ def error_response(status: int, message: str, headers: dict | None = None) -> Re
     return response
 
 
-# Every answer: JSON and pages alike. Pages get their own policy (tardist.pages), allowing their stylesheet.
+# Every answer: JSON and pages alike. Pages get their own policy (tardist.web.pages), allowing their stylesheet.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -34,15 +34,15 @@ SECURITY_HEADERS = {
 }
 
 
-def register_security_headers(app: Flask) -> None:
-    """Send SECURITY_HEADERS with every answer, errors included; HTML answers get the pages' policy."""
+def register_security_headers(app: Flask, page_policy: str) -> None:
+    """Send SECURITY_HEADERS with every answer, errors included; HTML answers get page_policy."""
 
     @app.after_request
     def security_headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if response.mimetype == "text/html":
-            response.headers["Content-Security-Policy"] = app.extensions["tardist.page_policy"]
+            response.headers["Content-Security-Policy"] = page_policy
         return response
 
 
