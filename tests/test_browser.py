@@ -8,6 +8,7 @@ import shutil
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import Deployment, Repo, directory_source, extension_files, git
@@ -21,8 +22,15 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="chromium is not installed (Debian: apt install chromium chromium-driver)")
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.common.by import By  # noqa: E402  (after the skip: selenium is a test extra)
+from selenium.common.exceptions import NoAlertPresentException  # noqa: E402  (after the skip: selenium is a test extra)
+from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+# Homepages (extension.json's "url") that would run script if they became links, and authors that try to be links.
+HOSTILE_HOMEPAGES = {"JsUrl": "javascript:alert(document.domain)//", "MixedCaseUrl": " JaVaScRiPt:alert(1)",
+                     "TabUrl": "java\tscript:alert(1)", "DataUrl": "data:text/html,<script>alert(1)</script>"}
+HOSTILE_AUTHORS = ["[javascript:alert(1) Mallory]", '<a href="javascript:alert(2)">Eve</a>']
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +44,8 @@ def site(tmp_path_factory):
     Repo(tmp / "upstream/extensions/Echo").commit(
         {**extension_files("Echo"), "i18n/en.json": json.dumps({"echo-desc": "Notifications for wiki users"})})
     Repo(tmp / "upstream/skins/Vector").commit({"skin.json": json.dumps({"name": "Vector", "description": "A skin"})})
+    for name, url in HOSTILE_HOMEPAGES.items():
+        Repo(tmp / f"upstream/extensions/{name}").commit(extension_files(name, url=url, author=HOSTILE_AUTHORS))
     (tmp / "deploy").mkdir()
     deployment = Deployment(tmp / "deploy", tmp / "deploy/tardist.toml")
     deployment.write_config(directory_source("extensions", tmp / "upstream/extensions")
@@ -158,3 +168,26 @@ def test_chart_is_drawn_with_its_text_equivalent(site, browser, tmp_path):
     assert all(int(cell.text) > 0 for row in rows for cell in row.find_elements(By.TAG_NAME, "td")[:3])
     screenshot(browser, tmp_path, "repository")
     screenshot(browser, tmp_path, "repository-phone", width=390)
+
+
+def homepage_links(driver) -> list:
+    """The links shown as the repository's homepage."""
+    return driver.find_elements(By.XPATH, "//dl[@class='facts']/dt[.='Homepage']/following-sibling::dd[1]//a")
+
+
+def test_hostile_homepages_and_authors_run_nothing_when_clicked(site, browser):
+    browser.get(f"{site}/browse/extensions/Cite")  # a good https homepage stays a link
+    assert [a.get_attribute("href") for a in homepage_links(browser)] == ["https://example.org/Cite"]
+    for name in HOSTILE_HOMEPAGES:
+        browser.get(f"{site}/browse/extensions/{name}")
+        before, page = browser.current_url, browser.find_element(By.TAG_NAME, "main").get_attribute("innerHTML")
+        authors = browser.find_element(By.XPATH, "//dl[@class='facts']/dt[.='Authors']/following-sibling::dd[1]")
+        assert authors.text == ", ".join(HOSTILE_AUTHORS) and not authors.find_elements(By.TAG_NAME, "a"), name
+        for link in homepage_links(browser) + authors.find_elements(By.TAG_NAME, "a"):
+            link.click()
+        with pytest.raises(NoAlertPresentException):
+            browser.switch_to.alert.text  # noqa: B018  (reading it is what raises when no alert opened)
+        assert browser.current_url == before, name
+        assert browser.find_element(By.TAG_NAME, "main").get_attribute("innerHTML") == page, name
+        hrefs = [a.get_property("href") for a in browser.find_elements(By.TAG_NAME, "a")]
+        assert hrefs and all(urlsplit(href).scheme in ("http", "https") for href in hrefs), (name, hrefs)

@@ -50,11 +50,11 @@ class Answer:
         return json.loads(self.body)
 
 
-def fetch(port: int, path: str, **headers: str) -> Answer:
-    """GET path from 127.0.0.1:port, without following redirects."""
+def fetch(port: int, path: str, method: str = "GET", **headers: str) -> Answer:
+    """GET (or method) path from 127.0.0.1:port, without following redirects."""
     conn = http.client.HTTPConnection(HOST, port, timeout=10)
     try:
-        conn.request("GET", path, headers=headers)
+        conn.request(method, path, headers=headers)
         response = conn.getresponse()
         return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
     finally:
@@ -391,4 +391,31 @@ def test_what_nginx_serves_itself_carries_the_security_headers(served):
         assert answer.status < 500, path
         assert answer.headers.get("x-content-type-options") == "nosniff", (port, path)
         assert answer.headers.get("referrer-policy") == "no-referrer", (port, path)
+        assert answer.headers.get("x-frame-options") == "DENY", (port, path)
         assert "frame-ancestors 'none'" in answer.headers.get("content-security-policy", ""), (port, path)
+
+
+NGINX_OWN_ERRORS = [  # answered by nginx itself, before or without the app
+    ("/dist/extensions/Cite-master-1234567.tar.gz/", 404), ("/dist/extensions/Cite-master-1234567.tar.gz;.json", 404),
+    ("/dist/extensions/README.md", 404), ("/dist/nokind/", 404), ("/dist/extensions/.tmp-Cite.tar.gz", 404),
+    ("/dist/extensions/%00", 400), ("/info/extensions/Cite%00", 400), ("/dist/..%2F..%2Fetc/passwd", 400),
+    ("/dist/extensions/..%2F..%2F..%2Fsecret.tar.gz", 400), ("/" + "A" * 9000, 414),
+]
+
+
+@pytest.mark.parametrize("site", ["nginx.conf", "nginx-static.conf"])
+def test_errors_nginx_answers_itself_are_in_the_json_shape(served, site):
+    port = served.port if site == "nginx.conf" else served.static_port
+    tarball = fetch(port, "/info/extensions/Cite").json()["branches"]["master"]["url"]
+    for method, path, status, headers in [("GET", path, status, {}) for path, status in NGINX_OWN_ERRORS] + [
+            ("POST", tarball, 405, {}), ("GET", tarball, 416, {"Range": "bytes=99999999-"})]:
+        answer = fetch(port, path, method=method, **headers)
+        assert answer.status == status, (method, path, answer.body[:200])
+        assert answer.headers["content-type"] == "application/json", (method, path)
+        assert answer.headers["cache-control"] == "no-store", (method, path)
+        assert answer.json() == {"error": {"status": status, "message": answer.json()["error"]["message"]}}, path
+        assert answer.json()["error"]["message"], path
+        assert answer.headers["x-content-type-options"] == "nosniff", (method, path)
+        assert answer.headers["x-frame-options"] == "DENY", (method, path)
+        assert answer.headers["referrer-policy"] == "no-referrer", (method, path)
+        assert answer.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'", path
