@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tardist import layout
+from tardist.layout import is_branch_name, is_kind, is_plain_name
+
 DEFAULT_CONFIG = "instance/tardist.toml"
 
 # key: (default, meaning). The one table of every setting tardist reads.
@@ -55,24 +58,11 @@ SANDBOXES = ("bwrap", "none")
 PATH_KEYS = ("database", "mirrors", "tarballs")
 SOURCE_TYPES = {"directory": ("path",), "list": ("repos",), "gerrit": ("url", "prefix")}
 
-KIND_RE = re.compile(r"^[a-z][a-z0-9]{0,31}$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-BRANCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,99}$")  # no '-': Foo + a-b and Foo-a + b would clash
 PROTOCOLS = {"https", "http", "git", "ssh", "file"}
 
 
 class SettingsError(Exception):
     """The configuration is wrong; the message names the file, the key and what was expected."""
-
-
-def is_plain_name(name: str) -> bool:
-    """True when name is safe as a repository name and a file-name component."""
-    return bool(NAME_RE.fullmatch(name)) and ".." not in name and not name.endswith((".git", "."))
-
-
-def is_kind(kind: str) -> bool:
-    """True when kind is a lower-case word usable as a folder name."""
-    return bool(KIND_RE.fullmatch(kind))
 
 
 @dataclass(frozen=True)
@@ -138,17 +128,17 @@ class Settings:
     @property
     def lock_file(self) -> Path:
         """The file `tardist sync` holds locked while it runs."""
-        return self.database.with_name(self.database.name + ".lock")
+        return layout.sync_lock_file(self.database)
 
     @property
     def queue_file(self) -> Path:
         """The SQLite file of requests the web app and the command line leave for `tardist worker`."""
-        return self.database.with_name(self.database.stem + ".queue.sqlite3")
+        return layout.queue_file(self.database)
 
     @property
     def locks(self) -> Path:
         """The folder of per-repository lock files, locks/<kind>/<Name>.lock."""
-        return self.database.with_name("locks")
+        return layout.locks_folder(self.database)
 
 
 def load_settings(config_file: str | os.PathLike | None = None,
@@ -212,7 +202,7 @@ def _build(raw: dict[str, Any], where: str, origins: dict[str, str] | None = Non
         values[key] = Path(values[key]).absolute()
     values["published"] = Path(values["published"]).absolute() if values["published"] else None
     for branch in values["branches"]:
-        if not BRANCH_RE.fullmatch(branch) or ".." in branch or branch.endswith(".lock"):
+        if not is_branch_name(branch):
             raise SettingsError(f"{where}: key 'branches': {branch!r} is not a plain branch name "
                                 "(letters, digits, '_', '.'; it becomes part of a file name, where '-' "
                                 "separates the repository name, the branch and the commit)")
@@ -227,7 +217,8 @@ def _build(raw: dict[str, Any], where: str, origins: dict[str, str] | None = Non
             raise SettingsError(f"{where}: key 'submodule_protocols': {protocol!r} is not one of "
                                 f"{', '.join(sorted(PROTOCOLS))}")
     values["heads_timeout"] = min(values["heads_timeout"], values["git_timeout"])
-    values["composer_home"] = Path(values["composer_home"] or values["mirrors"] / "_composer/home").absolute()
+    values["composer_home"] = Path(values["composer_home"]
+                                   or layout.default_composer_home(values["mirrors"])).absolute()
     if not values["build_sandbox"]:
         values["build_sandbox"] = "bwrap" if shutil.which("bwrap") else "none"
     if values["build_sandbox"] not in SANDBOXES:

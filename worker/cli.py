@@ -20,7 +20,8 @@ from pathlib import Path
 
 from tardist import queries, schema, store
 from tardist.info import InfoView
-from tardist.settings import Settings, SettingsError, is_kind, load_settings
+from tardist.layout import is_kind
+from tardist.settings import Settings, SettingsError, load_settings
 from worker.gc import collect_garbage
 from worker.lock import AlreadyRunning, sync_lock
 from worker.progress import Progress

@@ -8,7 +8,6 @@ checked before composer runs and again before anything is packed (`worker.compos
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from tardist.layout import composer_cache, scratch_root
 from tardist.settings import Settings
 from worker.composer_policy import operator_folders, refused_in_json, refused_in_lock
 from worker.lock import process_alive
@@ -94,12 +94,6 @@ def notes(settings: Settings) -> list[str]:
         return ["build_sandbox is \"bwrap\" but bwrap is not installed: branches whose composer.json requires "
                 "packages fail"]
     return []
-
-
-def scratch_root(settings: Settings) -> Path:
-    """The folder of this deployment's scratch folders (one per build), outside everything tardist keeps."""
-    digest = hashlib.sha256(str(settings.database).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"tardist-build-{digest}"
 
 
 def remove_stale_scratch(settings: Settings) -> int:
@@ -217,7 +211,7 @@ def composer_sandbox(settings: Settings, command: str, scratch: Path) -> Sandbox
     composer in COMPOSER_AUTH alone, so no file of them can be named by a package (and no dist may name
     /proc, see worker.composer_policy). The operator's COMPOSER_HOME itself is hidden.
     """
-    cache = settings.mirrors / "_composer" / "cache"
+    cache = composer_cache(settings)
     cache.mkdir(parents=True, exist_ok=True)
     home, auth = _composer_home(settings.composer_home, scratch / "composer-home")
     env = scrubbed_env({

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -13,12 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from tardist.layout import TEMP_PREFIX, module_lock_path
 from worker.children import BACKSTOP, MissingTool, bounded_command, kill_group, timed_out
 from worker.lock import file_lock, held_locks
 
 log = logging.getLogger("tardist.mirror")
-TEMP_PREFIX = ".tmp-"  # what is being made or removed; never a final name
-MODULES_FOLDER = "_modules"  # mirrors/_modules/: submodule mirrors, shared by every repository
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 # Never ask for credentials, never read the operator's global git config.
 BASE_ENV = {
@@ -265,18 +263,6 @@ def fetch_commit(path: Path, url: str, sha: str, timeout: float, protocols: tupl
             pass
         if not has_commit(path, sha):
             raise GitError(f"commit {sha} is not in {url}")
-
-
-def module_lock_path(module_mirror: Path) -> Path:
-    """The lock file held while a submodule mirror is fetched into or removed."""
-    return module_mirror.with_name(module_mirror.name + ".lock")
-
-
-def module_mirror_path(mirrors: Path, url: str) -> Path:
-    """Where the shared mirror of a submodule URL lives."""
-    base = re.sub(r"[^A-Za-z0-9_.-]", "_", url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))[:40]
-    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-    return mirrors / MODULES_FOLDER / f"{base or 'module'}-{digest}.git"
 
 
 class ObjectReader:

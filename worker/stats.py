@@ -14,27 +14,24 @@ import calendar
 import gzip
 import hashlib
 import json
-import os
 import re
 import secrets
 import sqlite3
-import tempfile
 import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
+from tardist.layout import (BRANCH_PATTERN, KIND_PATTERN, NAME_PATTERN, TARBALL_PATH_RE, atomic_write,
+                            stats_export_file)
 from tardist.schema import write_transaction
 from tardist.settings import Settings
 
 # nginx's combined format, and anything appended after it (deploy/nginx.conf's tardist format adds fields).
 LINE_RE = re.compile(rb'(\S+) \S+ \S+ \[(\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "([^"]*)" '
                      rb'(\d{3}) (\d+|-) "[^"]*" "([^"]*)"(?: [^\n]*)?\r?')
-TARBALL_RE = re.compile(r"/([a-z][a-z0-9]{0,31})/([A-Za-z0-9][A-Za-z0-9_.-]{0,99})-([A-Za-z0-9][A-Za-z0-9_.]{0,99})"
-                        r"-[0-9a-f]{7}\.tar\.gz")
-DOWNLOAD_RE = re.compile(r"/download/([a-z][a-z0-9]{0,31})/([A-Za-z0-9][A-Za-z0-9_.-]{0,99})/"
-                         r"([A-Za-z0-9][A-Za-z0-9_.]{0,99})")
+DOWNLOAD_RE = re.compile(rf"/download/(?P<kind>{KIND_PATTERN})/(?P<name>{NAME_PATTERN})/(?P<branch>{BRANCH_PATTERN})")
 MONTHS = {name.encode(): number for number, name in enumerate(calendar.month_abbr) if name}
 BLOCK_BYTES = 4 * 1024 * 1024
 MAX_LINE_BYTES = 1024 * 1024  # nginx's lines are a few KiB at most; longer is a broken file
@@ -106,7 +103,7 @@ class Counter:
         # One tight loop with everything local: this runs for every line of every log.
         match, times, utc_time, rows, counts = LINE_RE.fullmatch, self._times, self._utc_time, self.rows, self.counts
         local, wanted = self.local, (self.prefix + "/").encode() if self.local else b"/download/"
-        named_re, skip = (TARBALL_RE, len(self.prefix)) if local else (DOWNLOAD_RE, 0)
+        named_re, skip = (TARBALL_PATH_RE, len(self.prefix)) if local else (DOWNLOAD_RE, 0)
         counted_status = 200 if local else 302
         agent_of, agents = self._agent, self._agents
         skipped = downloads = 0
@@ -137,7 +134,7 @@ class Counter:
             if code == counted_status and method == b"GET":
                 named = named_re.fullmatch(path, skip)
                 if named is not None:
-                    key = (*named.groups(), day)
+                    key = (*named.group("kind", "name", "branch"), day)
                     counts[key] = counts.get(key, 0) + 1
                     downloads += 1
         self.skipped += skipped
@@ -325,35 +322,25 @@ def exported_path(settings: Settings, path: str) -> bool:
     Anyone can request any path: the others are not published, so nobody writes text into the data set.
     """
     base = settings.tarball_url
-    if base.startswith("/") and path.startswith(base + "/") and TARBALL_RE.fullmatch(path, len(base)):
+    if base.startswith("/") and path.startswith(base + "/") and TARBALL_PATH_RE.fullmatch(path, len(base)):
         return True
     return not base.startswith("/") and DOWNLOAD_RE.fullmatch(path) is not None
 
 
 def export_day(settings: Settings, db: sqlite3.Connection, day: date, out: Path) -> tuple[Path, int, int]:
     """Write a day's anonymised tarball requests as gzip'd JSON lines into out, atomically; (file, rows, left out)."""
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / f"tardist-requests-{day.isoformat()}.jsonl.gz"
-    fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=out)
+    target = stats_export_file(out, day.isoformat())
     written = left_out = 0
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as zipped:
-                for time_, path, status, size, client, agent in db.execute(
-                        "SELECT time, path, status, bytes, client, agent FROM requests WHERE day = ? "
-                        "ORDER BY time, rowid", [day.isoformat()]):
-                    if not exported_path(settings, path):
-                        left_out += 1
-                        continue
-                    zipped.write(json.dumps({"time": time_, "path": path, "status": status, "bytes": size,
-                                             "client": client, "agent": agent}, separators=(",", ":")).encode()
-                                 + b"\n")
-                    written += 1
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_write(target, mode=0o644) as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as zipped:
+            for time_, path, status, size, client, agent in db.execute(
+                    "SELECT time, path, status, bytes, client, agent FROM requests WHERE day = ? "
+                    "ORDER BY time, rowid", [day.isoformat()]):
+                if not exported_path(settings, path):
+                    left_out += 1
+                    continue
+                zipped.write(json.dumps({"time": time_, "path": path, "status": status, "bytes": size,
+                                         "client": client, "agent": agent}, separators=(",", ":")).encode()
+                             + b"\n")
+                written += 1
     return target, written, left_out

@@ -19,29 +19,19 @@ from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError
 from tardist.store import BranchRecord, RepoRecord
 from worker import composer
-from worker.lock import file_lock, repo_lock_path
+from tardist.layout import mirror_path, repo_lock_path, tarball_name, tarball_path
+from worker.lock import file_lock
 from worker.manifest import read_manifest
 from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
                            remote_heads, repair_mirror, run_git, use_git_config)
 from worker.publish import publish
 from worker.sources import Listing, Repo, list_repos
-from worker.tarball import (Built, PublishError, build_tarball, extra_files, place_extras, remove_stale_temporaries,
-                            tarball_name)
+from worker.tarball import Built, PublishError, build_tarball, extra_files, place_extras, remove_stale_temporaries
 from worker.tree import TreeError, read_tree
 
 log = logging.getLogger("tardist.sync")
 MAX_MESSAGES = 100  # manifest errors or warnings kept per branch: a hostile repository can make millions
 PUBLISH_EVERY = 60  # seconds: during a long run, published/ catches up with what was recorded this often
-
-
-def mirror_path(settings: Settings, repo: Repo) -> Path:
-    """`mirrors/<kind>/<Name>.git`."""
-    return settings.mirrors / repo.kind / f"{repo.name}.git"
-
-
-def tarball_path(settings: Settings, kind: str, file: str) -> Path:
-    """`tarballs/<kind>/<file>`."""
-    return settings.tarballs / kind / file
 
 
 def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: bool = False,
@@ -59,7 +49,7 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
     retry = retry or force
     now = store.utcnow()
     record = RepoRecord(repo.kind, repo.name, repo.public_url, source=repo.source)
-    mirror = mirror_path(settings, repo)
+    mirror = mirror_path(settings, repo.kind, repo.name)
     try:
         # A head check is one short round trip: a remote that never answers costs heads_timeout, not git_timeout.
         heads = remote_heads(repo.url, settings.branches, settings.heads_timeout)

@@ -13,7 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tardist.settings import Settings
-from worker.mirror import GitError, ObjectReader, fetch_commit, module_mirror_path, run_git
+from tardist.layout import module_mirror_path
+from worker.mirror import GitError, ObjectReader, fetch_commit, run_git
 
 SYMLINK, GITLINK = "120000", "160000"
 MAX_LINK_HOPS = 40  # what Linux allows before ELOOP

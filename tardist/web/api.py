@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from importlib.metadata import version
 
 from flask import Blueprint, Response, redirect, request
@@ -11,8 +10,8 @@ from werkzeug.exceptions import BadRequest, NotFound
 
 from tardist import answers, queries
 from tardist.info import localize
-from tardist.languages import fallbacks, is_language
-from tardist.settings import is_plain_name
+from tardist.languages import fallbacks
+from tardist.layout import is_plain_name
 from tardist.web import context
 from tardist.web.responses import check_kind, configured_kinds, parse_uselang, prefers_html, respond, stored_info
 

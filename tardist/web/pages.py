@@ -21,7 +21,7 @@ from tardist import queries
 from tardist.web import responses
 from tardist.info import localize, web_url
 from tardist.languages import accepted, fallbacks
-from tardist.settings import is_plain_name
+from tardist.layout import is_plain_name
 
 bp = Blueprint("pages", __name__)
 SORTS = ("name", "downloads")

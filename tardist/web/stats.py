@@ -7,7 +7,7 @@ from werkzeug.exceptions import NotFound
 
 from tardist import queries
 from tardist.web import responses
-from tardist.settings import is_plain_name
+from tardist.layout import is_plain_name
 
 bp = Blueprint("stats", __name__)
 
