@@ -26,7 +26,7 @@ from worker.gc import collect_garbage
 from worker.lock import AlreadyRunning, sync_lock
 from worker.progress import Progress
 from worker.publish import publish
-from worker.sync import run_sync
+from worker.run import run_sync
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -106,19 +106,16 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
         # A full run takes the sync lock; --only needs just the locks of its repositories, so it
         # works while a worker or cron syncs everything (it waits for a sync of the same repository).
         with (sync_lock(settings.lock_file) if not args.only else nullcontext()), StopOnSignals(stop):
-            warnings: list[str] = []
             summary = run_sync(settings, only=tuple(args.only), kind=args.kind, force=args.force, jobs=args.jobs,
-                               on_repo=progress.update, on_start=progress.start, stop=stop, warnings=warnings,
-                               retry=args.retry)
+                               on_repo=progress.update, on_start=progress.start, stop=stop, retry=args.retry)
             progress.finish()
     except AlreadyRunning as exc:
         print(f"tardist: {exc}; not starting another", file=sys.stderr)
         return EXIT_OK
-    for warning in warnings:
+    for warning in summary.warnings:
         print(f"tardist: warning: {warning}", file=sys.stderr)
-    print(json.dumps(summary))
-    return EXIT_FAILED if (summary["failed"] or summary["interrupted"] or summary["unlisted_sources"]
-                           or summary.get("unrecorded")) else EXIT_OK
+    print(json.dumps(summary.as_json()))
+    return EXIT_OK if summary.ok else EXIT_FAILED
 
 
 class StopOnSignals:

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from tardist import schema, store
+from tardist.timestamps import utc_iso
 from tardist.settings import Settings
 from tardist.layout import (MODULES_FOLDER, TARBALL_SUFFIX, TEMP_PREFIX, mirror_path, module_lock_path,
                             repo_lock_path, tarball_path)
@@ -25,7 +26,7 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
     """
     now = now or datetime.now(timezone.utc)
     cutoff_time = now - timedelta(days=settings.retention_days)
-    cutoff = store.utc_iso(cutoff_time)
+    cutoff = utc_iso(cutoff_time)
     report: dict = {"removed": [], "tarballs": 0, "mirrors": 0, "bytes": 0, "dry_run": dry_run, "warnings": []}
     db = schema.open_writer(settings.database, settings.database_timeout)
     try:

@@ -33,31 +33,28 @@ BASE_ENV = {
 # start runs inside it, not detached, outliving and racing the sync that started it.
 # No hook ever runs: git looks for hooks under /dev/null, where nothing can be put.
 SAFETY_CONFIG = (("fetch.unpackLimit", "1"), ("gc.autoDetach", "false"), ("core.hooksPath", os.devnull))
-_operator_config: tuple[tuple[str, str], ...] = ()
-
-
-def use_git_config(pairs: tuple[tuple[str, str], ...]) -> None:
-    """Give every git process from now on the operator's `git_config` settings (checked by tardist.settings)."""
-    global _operator_config
-    _operator_config = tuple(pairs)
+# The operator's `git_config` settings, (name, value) in order, checked by tardist.settings: every
+# function here that runs git takes them as its `config` argument (callers pass settings.git_config).
+GitConfig = tuple[tuple[str, str], ...]
 
 
 class GitError(Exception):
     """A git operation failed; the message is readable on its own."""
 
 
-def git_env(protocols: tuple[str, ...] | None = None) -> dict[str, str]:
+def git_env(config: GitConfig = (), protocols: tuple[str, ...] | None = None) -> dict[str, str]:
     """The environment of every git process tardist starts.
 
     tardist's own environment (PATH, HOME, an ssh agent, proxies) less every GIT_* variable,
     which could name a template, a config or a program, or outvote the settings below.
+    ``config`` is the operator's git settings, given as if with `git -c`.
     ``protocols`` limits the transports git may use (GIT_ALLOW_PROTOCOL), for URLs
     that come from repository contents rather than from the operator.
     """
     env = {key: value for key, value in os.environ.items() if not key.upper().startswith("GIT_")}
     env.update(BASE_ENV)
     # GIT_CONFIG_* entries act as if given with `git -c`, in order: the safety settings come last and win.
-    pairs = (*_operator_config, *SAFETY_CONFIG)
+    pairs = (*config, *SAFETY_CONFIG)
     env["GIT_CONFIG_COUNT"] = str(len(pairs))
     for index, (key, value) in enumerate(pairs):
         env[f"GIT_CONFIG_KEY_{index}"], env[f"GIT_CONFIG_VALUE_{index}"] = key, value
@@ -67,7 +64,7 @@ def git_env(protocols: tuple[str, ...] | None = None) -> dict[str, str]:
 
 
 def run_git(args: list[str], cwd: Path | None = None, timeout: float | None = None,
-            protocols: tuple[str, ...] | None = None) -> bytes:
+            protocols: tuple[str, ...] | None = None, config: GitConfig = ()) -> bytes:
     """Run one git command and return its standard output.
 
     git runs in a session of its own (a Ctrl-C or SIGTERM meant for tardist must not kill the
@@ -78,7 +75,7 @@ def run_git(args: list[str], cwd: Path | None = None, timeout: float | None = No
     try:
         command = bounded_command(["git", *args], timeout)
         started = time.monotonic()
-        process = subprocess.Popen(command, cwd=cwd, env=git_env(protocols), stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(command, cwd=cwd, env=git_env(config, protocols), stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                                    pass_fds=held_locks())
     except (OSError, MissingTool) as exc:
@@ -109,11 +106,11 @@ def check_url(url: str) -> None:
         raise GitError(f"refusing repository URL {url!r}")
 
 
-def remote_heads(url: str, branches: tuple[str, ...], timeout: float) -> dict[str, str]:
+def remote_heads(url: str, branches: tuple[str, ...], timeout: float, config: GitConfig = ()) -> dict[str, str]:
     """The head commit of every snapshot branch the remote has, in one round trip."""
     check_url(url)
     wanted = {f"refs/heads/{b}": b for b in branches}
-    out = run_git(["ls-remote", url, *wanted], timeout=timeout)
+    out = run_git(["ls-remote", url, *wanted], timeout=timeout, config=config)
     heads: dict[str, str] = {}
     for line in out.decode(errors="replace").splitlines():
         sha, _, ref = line.partition("\t")
@@ -122,7 +119,7 @@ def remote_heads(url: str, branches: tuple[str, ...], timeout: float) -> dict[st
     return heads
 
 
-def ensure_mirror(path: Path) -> None:
+def ensure_mirror(path: Path, config: GitConfig = ()) -> None:
     """Make path a bare repository holding only what tardist writes; a new one appears whole
     (made aside, then renamed) or not at all."""
     if (path / "HEAD").exists():
@@ -132,14 +129,14 @@ def ensure_mirror(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f"{TEMP_PREFIX}{path.name}")  # one sync at a time, one thread per mirror
     shutil.rmtree(temp, ignore_errors=True)
-    _init_bare(temp)
+    _init_bare(temp, config)
     shutil.rmtree(path, ignore_errors=True)  # what a killed run left of a mirror never made
     os.rename(temp, path)
 
 
-def _init_bare(path: Path) -> None:
+def _init_bare(path: Path, config: GitConfig = ()) -> None:
     # An empty template: nothing (hooks, config, info/) is copied from any template folder.
-    run_git(["init", "--quiet", "--bare", "--template=", str(path)])
+    run_git(["init", "--quiet", "--bare", "--template=", str(path)], config=config)
 
 
 @functools.cache
@@ -200,68 +197,69 @@ def remove_stale_locks(path: Path) -> None:
         lock.unlink(missing_ok=True)
 
 
-def fetch_branches(path: Path, url: str, branches: list[str], timeout: float) -> None:
+def fetch_branches(path: Path, url: str, branches: list[str], timeout: float, config: GitConfig = ()) -> None:
     """Fetch just the given branches into the mirror's refs/heads (force, no tags)."""
     check_url(url)
-    ensure_mirror(path)
+    ensure_mirror(path, config)
     refspecs = [f"+refs/heads/{b}:refs/heads/{b}" for b in branches]
     run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url, *refspecs],
-            cwd=path, timeout=timeout)
+            cwd=path, timeout=timeout, config=config)
 
 
-def branch_head(path: Path, branch: str) -> str:
+def branch_head(path: Path, branch: str, config: GitConfig = ()) -> str:
     """The commit the mirror's refs/heads/<branch> points at."""
     return run_git(["rev-parse", "--verify", "--end-of-options", f"refs/heads/{branch}^{{commit}}"],
-                   cwd=path).decode().strip()
+                   cwd=path, config=config).decode().strip()
 
 
-def delete_branches(path: Path, branches: list[str]) -> None:
+def delete_branches(path: Path, branches: list[str], config: GitConfig = ()) -> None:
     """Forget mirror branches the remote no longer has."""
     if branches and (path / "HEAD").exists():
         repair_mirror(path)
     for branch in branches:
         if (path / "HEAD").exists():
             try:
-                run_git(["update-ref", "-d", f"refs/heads/{branch}"], cwd=path)
+                run_git(["update-ref", "-d", f"refs/heads/{branch}"], cwd=path, config=config)
             except GitError:
                 pass  # never fetched: nothing to forget
 
 
-def has_commit(path: Path, sha: str) -> bool:
+def has_commit(path: Path, sha: str, config: GitConfig = ()) -> bool:
     """True when the mirror at path has the commit sha."""
     if not (path / "HEAD").exists():
         return False
     try:
-        run_git(["cat-file", "-e", f"{sha}^{{commit}}"], cwd=path)
+        run_git(["cat-file", "-e", f"{sha}^{{commit}}"], cwd=path, config=config)
         return True
     except GitError:
         return False
 
 
-def fetch_commit(path: Path, url: str, sha: str, timeout: float, protocols: tuple[str, ...]) -> None:
+def fetch_commit(path: Path, url: str, sha: str, timeout: float, protocols: tuple[str, ...],
+                 config: GitConfig = ()) -> None:
     """Make sure the mirror at path has commit sha from url (a submodule's pinned commit)."""
     check_url(url)
     # Submodule mirrors are shared by repositories, which other processes may sync at the same time.
     with file_lock(module_lock_path(path)):
         if (path / "HEAD").exists():
             repair_mirror(path)
-        if has_commit(path, sha):
+        if has_commit(path, sha, config):
             os.utime(path)  # in use: gc keeps module mirrors used within the retention period
             return
-        ensure_mirror(path)
+        ensure_mirror(path, config)
         try:
             run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url,
-                     "+refs/heads/*:refs/heads/*"], cwd=path, timeout=timeout, protocols=protocols)
+                     "+refs/heads/*:refs/heads/*"], cwd=path, timeout=timeout, protocols=protocols, config=config)
         except GitError as exc:
             raise GitError(f"cannot fetch {url}: {exc}") from None
-        if has_commit(path, sha):
+        if has_commit(path, sha, config):
             return
         try:  # a commit no branch contains: servers may still allow asking for it by id
             run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url, sha],
-                    cwd=path, timeout=timeout, protocols=protocols)
+                    cwd=path, timeout=timeout, protocols=protocols, config=config)
         except GitError:
             pass
-        if not has_commit(path, sha):
+        if not has_commit(path, sha, config):
             raise GitError(f"commit {sha} is not in {url}")
 
 
@@ -274,7 +272,8 @@ class ObjectReader:
     too). Use a reader in the one thread that made it: its processes end with that thread.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, config: GitConfig = ()) -> None:
+        self._config = config
         self._processes: dict[Path, subprocess.Popen] = {}
 
     def read(self, mirror: Path, sha: str) -> bytes:
@@ -282,7 +281,7 @@ class ObjectReader:
         process = self._processes.get(mirror)
         if process is None:
             process = self._processes[mirror] = subprocess.Popen(
-                bounded_command(["git", "cat-file", "--batch"], None), cwd=mirror, env=git_env(), stdin=subprocess.PIPE,
+                bounded_command(["git", "cat-file", "--batch"], None), cwd=mirror, env=git_env(self._config), stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
         assert process.stdin is not None and process.stdout is not None
         try:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tardist.layout import TEMP_PREFIX, atomic_write
-from tardist.store import utc_iso
+from tardist.timestamps import utc_iso
 from worker.lock import process_alive
 from worker.mirror import ObjectReader
 from worker.tree import Blob, Tree
