@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tardist import layout
+from tardist.gitconfig import git_config_pairs
 from tardist.layout import is_branch_name, is_kind, is_plain_name
 
 DEFAULT_CONFIG = "instance/tardist.toml"
@@ -54,7 +54,8 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "composer_timeout": (300, "seconds one composer install may take before it is killed"),
     "build_sandbox": ("", "\"bwrap\" or \"none\": where composer runs; \"\" means bwrap when it is on PATH"),
 }
-SANDBOXES = ("bwrap", "none")
+SandboxMode = Literal["bwrap", "none"]  # where composer runs: in bubblewrap, or not confined
+SANDBOXES: tuple[SandboxMode, ...] = ("bwrap", "none")
 PATH_KEYS = ("database", "mirrors", "tarballs")
 SOURCE_TYPES = {"directory": ("path",), "list": ("repos",), "gerrit": ("url", "prefix")}
 
@@ -121,7 +122,7 @@ class Settings:
     composer: str
     composer_home: Path
     composer_timeout: int
-    build_sandbox: str
+    build_sandbox: SandboxMode
     git_config: tuple[tuple[str, str], ...] = ()  # (name, value) in configuration order
     sources: tuple[Source, ...] = ()
 
@@ -227,7 +228,10 @@ def _build(raw: dict[str, Any], where: str, origins: dict[str, str] | None = Non
     values["tarball_url"] = values["tarball_url"].rstrip("/")
     values["branches"] = tuple(values["branches"])
     values["submodule_protocols"] = tuple(values["submodule_protocols"])
-    values["git_config"] = git_config_pairs((origins or {}).get("git_config", where), values["git_config"])
+    try:
+        values["git_config"] = git_config_pairs(values["git_config"])
+    except ValueError as exc:
+        raise SettingsError(f"{(origins or {}).get('git_config', where)}: key 'git_config': {exc}") from None
     sources = raw.get("source", [])
     if not isinstance(sources, list):
         raise SettingsError(f"{where}: key 'source': expected [[source]] tables")
@@ -253,65 +257,6 @@ def _check_type(where: str, key: str, value: Any, default: Any) -> Any:
     if not ok:
         raise SettingsError(f"{where}: key {key!r}: expected {wanted}, got {value!r}")
     return value
-
-
-# section[.subsection].name, as git spells a configuration key (the subsection may hold anything but a newline)
-GIT_KEY_RE = re.compile(r"^([A-Za-z0-9-]+)(?:\.([^\n\x00]*))?\.([A-Za-z][A-Za-z0-9-]*)$")
-# The git settings an operator may give (an allow-list: anything else is refused). None runs a program,
-# none sends or rewrites a file: URL rewriting, proxies, TLS trust (a CA file only decides which servers
-# git believes; a client certificate, key or cookie file would be sent, and is refused), protocol and
-# transfer tuning, memory limits. Section and name are matched ignoring case, as git does.
-GIT_SETTINGS_ALLOWED = {
-    "url": {"insteadof", "pushinsteadof"},  # url.<base>.insteadOf
-    "http": {"proxy", "proxyauthmethod", "sslverify", "sslcainfo", "sslcapath", "sslversion", "sslcipherlist",
-             "sslbackend", "version", "postbuffer", "lowspeedlimit", "lowspeedtime", "maxrequests", "useragent"},
-    "protocol": {"version"},  # never protocol.allow or protocol.<name>.allow: submodule_protocols stays tardist's
-    "core": {"compression", "packedgitlimit", "packedgitwindowsize", "deltabasecachelimit", "bigfilethreshold"},
-    "pack": {"compression", "threads", "window", "depth", "windowmemory", "deltacachesize", "deltacachelimit",
-             "packsizelimit"},
-}
-SUBSECTIONS_ALLOWED = {"url": True, "http": True}  # url.<base>.insteadOf; http.<url>.proxy: for one site
-GIT_SETTINGS_SHOWN = ("url.<base>.insteadOf, url.<base>.pushInsteadOf, http[.<url>].proxy, proxyAuthMethod, "
-                      "sslVerify, sslCAInfo, sslCAPath, sslVersion, sslCipherList, sslBackend, version, postBuffer, "
-                      "lowSpeedLimit, lowSpeedTime, maxRequests, userAgent, protocol.version, core.compression, "
-                      "core.packedGitLimit, core.packedGitWindowSize, core.deltaBaseCacheLimit, "
-                      "core.bigFileThreshold, pack.compression, pack.threads, pack.window, pack.depth, "
-                      "pack.windowMemory, pack.deltaCacheSize, pack.deltaCacheLimit, pack.packSizeLimit")
-
-
-def git_setting_allowed(key: str) -> bool:
-    """True when key (a git setting name) is one an operator may give in git_config."""
-    match = GIT_KEY_RE.fullmatch(key)
-    if not match:
-        return False
-    section, subsection, name = match.group(1).lower(), match.group(2), match.group(3).lower()
-    if subsection is not None and not SUBSECTIONS_ALLOWED.get(section, False):
-        return False
-    if section == "url" and subsection is None:
-        return False
-    return name in GIT_SETTINGS_ALLOWED.get(section, set())
-
-
-def git_config_pairs(where: str, table: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    """The git_config table as (name, value) pairs, accepting only the settings of GIT_SETTINGS_ALLOWED."""
-    pairs = []
-    for key, value in table.items():
-        if not GIT_KEY_RE.fullmatch(key):
-            raise SettingsError(f"{where}: key 'git_config': {key!r} is not a git setting name "
-                                "(section.name or section.subsection.name)")
-        if not git_setting_allowed(key):
-            raise SettingsError(f"{where}: key 'git_config': {key!r} is refused: git_config accepts only URL "
-                                "rewriting, proxies, TLS trust and transfer tuning, none of which runs a program "
-                                f"or reads a file it sends ({GIT_SETTINGS_SHOWN})")
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        elif isinstance(value, int):
-            value = str(value)
-        if not isinstance(value, str) or "\n" in value or "\x00" in value:
-            raise SettingsError(f"{where}: key 'git_config': {key!r}: expected a one-line string, number or "
-                                f"true/false, got {value!r}")
-        pairs.append((key, value))
-    return tuple(pairs)
 
 
 def _source(where: str, index: int, entry: Any) -> Source:

@@ -13,7 +13,7 @@ from conftest import TARDIST, directory_source
 from gitservers import closed_port, git_daemon
 
 from tardist.settings import SettingsError, load_settings
-from worker.mirror import run_git
+from worker.git import run_git
 
 
 def settings_from(tmp_path, text: str, environ: dict | None = None):

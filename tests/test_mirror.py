@@ -15,7 +15,8 @@ from conftest import git
 from gitservers import processes_naming
 
 from worker.lock import file_lock
-from worker.mirror import ensure_mirror, fetch_branches, run_git
+from worker.git import run_git
+from worker.mirror import ensure_mirror, fetch_branches
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,7 +105,7 @@ def test_git_ends_when_tardist_dies_children_included(tmp_path, hanging_remote):
     """An https remote that never answers: git ls-remote and its git-remote-https child both end."""
     url = f"http://127.0.0.1:{hanging_remote.port}/never/answers.git"
     child = run_in_child(tmp_path, f"""
-        from worker.mirror import run_git
+        from worker.git import run_git
         run_git(["ls-remote", "{url}"], timeout=300)
     """)
     try:
@@ -121,7 +122,7 @@ def test_the_time_limit_holds_while_tardist_cannot_act(tmp_path, hanging_remote)
     """The timeout is enforced outside Python: a stopped tardist's git still ends on time."""
     url = hanging_remote.url("stopped")
     child = run_in_child(tmp_path, f"""
-        from worker.mirror import run_git
+        from worker.git import run_git
         run_git(["ls-remote", "{url}"], timeout=2)
     """)
     try:
@@ -146,7 +147,7 @@ def test_the_mirror_lock_is_free_only_once_every_git_of_a_dead_tardist_has_ended
     child = run_in_child(tmp_path, f"""
         from pathlib import Path
         from worker.lock import file_lock
-        from worker.mirror import run_git
+        from worker.git import run_git
         config = (("core.sshCommand", {ssh!r}),)  # refused at load; a stand-in for a slow end
         with file_lock(Path({str(lock)!r})):
             run_git(["fetch", "ssh://example.invalid/r.git"], cwd=Path({str(mirror)!r}), timeout=300, config=config)

@@ -9,9 +9,9 @@ import os
 import pytest
 
 from conftest import extension_files
-from worker.mirror import GitError, ObjectReader
+from worker.git import GitError, ObjectReader
 from tardist.layout import TEMP_PREFIX, mirror_path, tarball_name
-from worker.tarball import PublishError, build_tarball, extra_files, remove_stale_temporaries
+from worker.tarball import TarballWriteError, build_tarball, extra_files, remove_stale_temporaries
 from worker.tree import read_tree
 
 
@@ -75,7 +75,7 @@ def test_a_read_failure_says_read_and_a_write_failure_says_write(deployment, ups
         assert reader.read(mirror, tree.files["README.md"].sha) == b"# Cite\n", "the reader goes on after a miss"
         blocked = tmp_path / "not-a-folder"
         blocked.write_text("a file where the tarball folder should be")
-        with pytest.raises(PublishError, match="cannot write Cite.tar.gz"):
+        with pytest.raises(TarballWriteError, match="cannot write Cite.tar.gz"):
             build_tarball(reader, tree, {}, "Cite", 0, blocked / "Cite.tar.gz")
 
 

@@ -15,10 +15,11 @@ from tardist.records import BranchRecord
 from tardist.settings import Settings
 from tardist.timestamps import utc_iso
 from worker import composer
+from worker.composer_install import ComposerError
 from worker.manifest import read_manifest
-from worker.mirror import GitError, ObjectReader, run_git
+from worker.git import GitError, ObjectReader, run_git
 from worker.sources import Repo
-from worker.tarball import Built, PublishError, build_tarball, extra_files, place_extras
+from worker.tarball import Built, TarballWriteError, build_tarball, extra_files, place_extras
 from worker.tree import TreeError, read_tree
 
 log = logging.getLogger("tardist.sync")
@@ -57,7 +58,7 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
             with composer.vendor_tree(settings, reader, tree, requirements, commit) as vendored:
                 extras, extra_warnings = place_extras(vendored.tree, generated)
                 built = build_tarball(reader, vendored.tree, {**extras, **vendored.files}, repo.name, committed, dest)
-    except (GitError, TreeError, PublishError, composer.ComposerError) as exc:
+    except (GitError, TreeError, TarballWriteError, ComposerError) as exc:
         return BranchRecord(branch, commit, "failed", error=readable(str(exc)))
     except Exception as exc:  # a bug or a broken mirror must cost this branch only
         log.exception("unexpected error building %s/%s %s", repo.kind, repo.name, branch)

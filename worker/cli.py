@@ -223,14 +223,14 @@ def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     """`tardist stats ingest|export`."""
-    from worker import stats  # only these commands need it
+    from worker import stats, stats_export  # only these commands need them
 
     if args.stats_command == "export":
         conn = schema.open_reader(settings.database)
         if conn is None:
             raise SettingsError(f"no database yet at {settings.database}: nothing to export")
         try:
-            path, rows, left_out = stats.export_day(settings, conn, args.day, Path(args.out))
+            path, rows, left_out = stats_export.export_day(settings, conn, args.day, Path(args.out))
         except OSError as exc:
             print(f"tardist: cannot write into {args.out}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_FAILED

@@ -24,7 +24,8 @@ from typing import Any
 from tardist import catalog, schema
 from tardist.queue import HEADS, HEADS_TTL, SYNC, Queue, Request
 from tardist.settings import Settings
-from worker.mirror import GitError, remote_heads
+from worker.git import GitError
+from worker.mirror import remote_heads
 from worker.run import sync_one
 
 log = logging.getLogger("tardist.worker")

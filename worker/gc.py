@@ -39,7 +39,7 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
                         store.forget_tarball(db, kind, file)
         known = store.known_tarballs(db)
         for path in _tarball_files(settings.tarballs):
-            # Published but never recorded (a crash between the two): old ones are orphans.
+            # Written but never recorded (a crash between the two): old ones are orphans.
             if (path.parent.name, path.name) not in known and path.stat().st_mtime < cutoff_time.timestamp():
                 _remove(report, path, dry_run, "tarballs")
         for kind, name in store.expired_repos(db, cutoff):

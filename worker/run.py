@@ -22,7 +22,7 @@ from tardist.info import InfoView
 from tardist.records import RepoRecord
 from tardist.settings import Settings, SettingsError
 from tardist.timestamps import utcnow
-from worker import composer
+from worker import composer_install
 from worker.publish import publish
 from worker.sources import Listing, Repo, list_repos
 from worker.sync import Recorder, failed_record, sync_locked
@@ -173,8 +173,8 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
             publish_recorded(settings, db, None, warnings)
         store.clear_backoff_if_changed(db, _retry_settings_key(settings))
         remove_stale_temporaries(settings.tarballs)
-        composer.remove_stale_scratch(settings)
-        warnings.extend(composer.notes(settings))
+        composer_install.remove_stale_scratch(settings)
+        warnings.extend(composer_install.notes(settings))
         run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force, "retry": retry},
                                  exclusive=not only)
         if on_start:
@@ -218,5 +218,5 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
             summary.unrecorded = True
         return summary
     finally:
-        composer.remove_scratch_root(settings)
+        composer_install.remove_scratch_root(settings)
         db.close()

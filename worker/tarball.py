@@ -1,4 +1,4 @@
-"""Writing reproducible tarballs and publishing them atomically.
+"""Writing reproducible tarballs, atomically (into tarballs/; publishing means published/, worker.publish).
 
 Same commit in, same bytes out: entries sorted, every mtime the commit date,
 owner 0/0 with no names, no timestamp or file name in the gzip header.
@@ -19,18 +19,17 @@ from pathlib import Path
 from tardist.layout import TEMP_PREFIX, atomic_write
 from tardist.timestamps import utc_iso
 from worker.lock import process_alive
-from worker.mirror import ObjectReader
+from worker.git import ObjectReader
 from worker.tree import Blob, Tree
 
 
-
-class PublishError(Exception):
+class TarballWriteError(Exception):
     """The tarball could not be written (disk full, permissions, ...)."""
 
 
 @dataclass(frozen=True)
 class Built:
-    """A published tarball."""
+    """A tarball written to tarballs/: its file name, size and SHA-256."""
 
     file: str
     size: int
@@ -92,7 +91,7 @@ def build_tarball(reader: ObjectReader, tree: Tree, extras: dict[str, bytes | Pa
                 with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
                     _write_entries(tar, reader, tree, extras, top, mtime)
     except OSError as exc:
-        raise PublishError(f"cannot write {dest.name}: {exc.strerror or exc}") from None
+        raise TarballWriteError(f"cannot write {dest.name}: {exc.strerror or exc}") from None
     return Built(dest.name, hashing.size, hashing.sha256.hexdigest())
 
 

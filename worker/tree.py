@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 from tardist.settings import Settings
 from tardist.layout import module_mirror_path
-from worker.mirror import GitConfig, GitError, ObjectReader, fetch_commit, run_git
+from worker.git import GitConfig, GitError, ObjectReader, run_git
+from worker.mirror import fetch_commit
 
 SYMLINK, GITLINK = "120000", "160000"
 MAX_LINK_HOPS = 40  # what Linux allows before ELOOP
