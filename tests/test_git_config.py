@@ -153,3 +153,14 @@ def test_the_transport_allow_list_applies_to_the_rewritten_url(deployment, pinne
     [error] = [e["error"] for e in status["branch_errors"] if e["name"] == "Cite"]
     assert "transport 'file' not allowed" in error, error
     assert not list(deployment.root.glob("tarballs/extensions/Cite-*"))
+
+
+def test_git_config_reaches_the_head_check_and_the_fetch_of_a_repository(deployment, upstream):
+    """The settings reach git as an argument at every step of a sync, not only for submodules."""
+    cite = upstream("Cite")
+    dead = f"https://127.0.0.1:{closed_port()}/r/"
+    listed = f'[[source]]\nkind = "extensions"\ntype = "list"\nrepos = {{ Cite = "{dead}Cite" }}\n'
+    deployment.write_config(f'git_config = {{ "url.{cite.path.parent}/.insteadOf" = "{dead}" }}\n' + listed)
+    result = deployment.sync()
+    assert deployment.summary(result)["built"] == 1, result.stderr
+    assert (deployment.root / "tarballs/extensions" / f"Cite-master-{cite.head()[:7]}.tar.gz").is_file()
