@@ -54,7 +54,7 @@ from report import write_results
 from tardist import schema, store
 from tardist.info import InfoView
 from tardist.settings import load_settings
-from tardist.store import BranchRecord, RepoRecord
+from tardist.records import BranchRecord, RepoRecord
 from worker.publish import publish
 
 BENCH = Path(__file__).resolve().parent

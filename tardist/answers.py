@@ -12,7 +12,8 @@ import sqlite3
 from typing import Any, Sequence
 
 from tardist import queries
-from tardist.settings import Settings, is_kind, is_plain_name
+from tardist.layout import is_kind, is_plain_name
+from tardist.settings import Settings
 
 
 class Missing(Exception):

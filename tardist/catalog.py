@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from tardist.settings import Settings, Source, is_kind, is_plain_name
+from tardist.layout import is_kind, is_plain_name
+from tardist.settings import Settings, Source
 
 
 class Executes(Protocol):

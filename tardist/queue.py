@@ -19,11 +19,15 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Final, Iterator, Literal
 
 from tardist.schema import write_transaction
 
-SYNC, HEADS = "sync", "heads"
+Action = Literal["sync", "heads"]  # sync one repository now; tell the remote heads of one
+# Why it was asked for: a webhook, an on-demand build, a fresh look at heads, the command line.
+Reason = Literal["hook", "build", "fresh", "cli"]
+SYNC: Final = "sync"
+HEADS: Final = "heads"
 HEADS_TTL = 5.0  # seconds a remote's branch heads are trusted: a flood of made-up sha7s costs one ls-remote
 KEEP_DONE = 3600.0  # seconds a finished request stays (answers are read within seconds)
 
@@ -55,10 +59,10 @@ class Request:
     """One request, as stored."""
 
     id: int
-    action: str
+    action: Action
     kind: str
     name: str
-    reason: str
+    reason: Reason
     force: bool
     created_at: float
     started_at: float | None
@@ -97,7 +101,7 @@ class Queue:
             conn.close()
             self._local.conn = None
 
-    def request(self, action: str, kind: str, name: str, reason: str = "cli", force: bool = False) -> int:
+    def request(self, action: Action, kind: str, name: str, reason: Reason = "cli", force: bool = False) -> int:
         """Ask for action on one repository; the id of the new request or of the waiting one it merged into."""
         row = self._conn().execute(
             "INSERT INTO requests (action, kind, name, reason, force, created_at) VALUES (?, ?, ?, ?, ?, ?) "

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from tardist import layout
+from tardist.gitconfig import git_config_pairs
+from tardist.layout import is_branch_name, is_kind, is_plain_name
 
 DEFAULT_CONFIG = "instance/tardist.toml"
 
@@ -51,28 +54,16 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "composer_timeout": (300, "seconds one composer install may take before it is killed"),
     "build_sandbox": ("", "\"bwrap\" or \"none\": where composer runs; \"\" means bwrap when it is on PATH"),
 }
-SANDBOXES = ("bwrap", "none")
+SandboxMode = Literal["bwrap", "none"]  # where composer runs: in bubblewrap, or not confined
+SANDBOXES: tuple[SandboxMode, ...] = ("bwrap", "none")
 PATH_KEYS = ("database", "mirrors", "tarballs")
 SOURCE_TYPES = {"directory": ("path",), "list": ("repos",), "gerrit": ("url", "prefix")}
 
-KIND_RE = re.compile(r"^[a-z][a-z0-9]{0,31}$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-BRANCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,99}$")  # no '-': Foo + a-b and Foo-a + b would clash
 PROTOCOLS = {"https", "http", "git", "ssh", "file"}
 
 
 class SettingsError(Exception):
     """The configuration is wrong; the message names the file, the key and what was expected."""
-
-
-def is_plain_name(name: str) -> bool:
-    """True when name is safe as a repository name and a file-name component."""
-    return bool(NAME_RE.fullmatch(name)) and ".." not in name and not name.endswith((".git", "."))
-
-
-def is_kind(kind: str) -> bool:
-    """True when kind is a lower-case word usable as a folder name."""
-    return bool(KIND_RE.fullmatch(kind))
 
 
 @dataclass(frozen=True)
@@ -131,24 +122,24 @@ class Settings:
     composer: str
     composer_home: Path
     composer_timeout: int
-    build_sandbox: str
+    build_sandbox: SandboxMode
     git_config: tuple[tuple[str, str], ...] = ()  # (name, value) in configuration order
     sources: tuple[Source, ...] = ()
 
     @property
     def lock_file(self) -> Path:
         """The file `tardist sync` holds locked while it runs."""
-        return self.database.with_name(self.database.name + ".lock")
+        return layout.sync_lock_file(self.database)
 
     @property
     def queue_file(self) -> Path:
         """The SQLite file of requests the web app and the command line leave for `tardist worker`."""
-        return self.database.with_name(self.database.stem + ".queue.sqlite3")
+        return layout.queue_file(self.database)
 
     @property
     def locks(self) -> Path:
         """The folder of per-repository lock files, locks/<kind>/<Name>.lock."""
-        return self.database.with_name("locks")
+        return layout.locks_folder(self.database)
 
 
 def load_settings(config_file: str | os.PathLike | None = None,
@@ -212,7 +203,7 @@ def _build(raw: dict[str, Any], where: str, origins: dict[str, str] | None = Non
         values[key] = Path(values[key]).absolute()
     values["published"] = Path(values["published"]).absolute() if values["published"] else None
     for branch in values["branches"]:
-        if not BRANCH_RE.fullmatch(branch) or ".." in branch or branch.endswith(".lock"):
+        if not is_branch_name(branch):
             raise SettingsError(f"{where}: key 'branches': {branch!r} is not a plain branch name "
                                 "(letters, digits, '_', '.'; it becomes part of a file name, where '-' "
                                 "separates the repository name, the branch and the commit)")
@@ -227,7 +218,8 @@ def _build(raw: dict[str, Any], where: str, origins: dict[str, str] | None = Non
             raise SettingsError(f"{where}: key 'submodule_protocols': {protocol!r} is not one of "
                                 f"{', '.join(sorted(PROTOCOLS))}")
     values["heads_timeout"] = min(values["heads_timeout"], values["git_timeout"])
-    values["composer_home"] = Path(values["composer_home"] or values["mirrors"] / "_composer/home").absolute()
+    values["composer_home"] = Path(values["composer_home"]
+                                   or layout.default_composer_home(values["mirrors"])).absolute()
     if not values["build_sandbox"]:
         values["build_sandbox"] = "bwrap" if shutil.which("bwrap") else "none"
     if values["build_sandbox"] not in SANDBOXES:
@@ -236,7 +228,10 @@ def _build(raw: dict[str, Any], where: str, origins: dict[str, str] | None = Non
     values["tarball_url"] = values["tarball_url"].rstrip("/")
     values["branches"] = tuple(values["branches"])
     values["submodule_protocols"] = tuple(values["submodule_protocols"])
-    values["git_config"] = git_config_pairs((origins or {}).get("git_config", where), values["git_config"])
+    try:
+        values["git_config"] = git_config_pairs(values["git_config"])
+    except ValueError as exc:
+        raise SettingsError(f"{(origins or {}).get('git_config', where)}: key 'git_config': {exc}") from None
     sources = raw.get("source", [])
     if not isinstance(sources, list):
         raise SettingsError(f"{where}: key 'source': expected [[source]] tables")
@@ -262,65 +257,6 @@ def _check_type(where: str, key: str, value: Any, default: Any) -> Any:
     if not ok:
         raise SettingsError(f"{where}: key {key!r}: expected {wanted}, got {value!r}")
     return value
-
-
-# section[.subsection].name, as git spells a configuration key (the subsection may hold anything but a newline)
-GIT_KEY_RE = re.compile(r"^([A-Za-z0-9-]+)(?:\.([^\n\x00]*))?\.([A-Za-z][A-Za-z0-9-]*)$")
-# The git settings an operator may give (an allow-list: anything else is refused). None runs a program,
-# none sends or rewrites a file: URL rewriting, proxies, TLS trust (a CA file only decides which servers
-# git believes; a client certificate, key or cookie file would be sent, and is refused), protocol and
-# transfer tuning, memory limits. Section and name are matched ignoring case, as git does.
-GIT_SETTINGS_ALLOWED = {
-    "url": {"insteadof", "pushinsteadof"},  # url.<base>.insteadOf
-    "http": {"proxy", "proxyauthmethod", "sslverify", "sslcainfo", "sslcapath", "sslversion", "sslcipherlist",
-             "sslbackend", "version", "postbuffer", "lowspeedlimit", "lowspeedtime", "maxrequests", "useragent"},
-    "protocol": {"version"},  # never protocol.allow or protocol.<name>.allow: submodule_protocols stays tardist's
-    "core": {"compression", "packedgitlimit", "packedgitwindowsize", "deltabasecachelimit", "bigfilethreshold"},
-    "pack": {"compression", "threads", "window", "depth", "windowmemory", "deltacachesize", "deltacachelimit",
-             "packsizelimit"},
-}
-SUBSECTIONS_ALLOWED = {"url": True, "http": True}  # url.<base>.insteadOf; http.<url>.proxy: for one site
-GIT_SETTINGS_SHOWN = ("url.<base>.insteadOf, url.<base>.pushInsteadOf, http[.<url>].proxy, proxyAuthMethod, "
-                      "sslVerify, sslCAInfo, sslCAPath, sslVersion, sslCipherList, sslBackend, version, postBuffer, "
-                      "lowSpeedLimit, lowSpeedTime, maxRequests, userAgent, protocol.version, core.compression, "
-                      "core.packedGitLimit, core.packedGitWindowSize, core.deltaBaseCacheLimit, "
-                      "core.bigFileThreshold, pack.compression, pack.threads, pack.window, pack.depth, "
-                      "pack.windowMemory, pack.deltaCacheSize, pack.deltaCacheLimit, pack.packSizeLimit")
-
-
-def git_setting_allowed(key: str) -> bool:
-    """True when key (a git setting name) is one an operator may give in git_config."""
-    match = GIT_KEY_RE.fullmatch(key)
-    if not match:
-        return False
-    section, subsection, name = match.group(1).lower(), match.group(2), match.group(3).lower()
-    if subsection is not None and not SUBSECTIONS_ALLOWED.get(section, False):
-        return False
-    if section == "url" and subsection is None:
-        return False
-    return name in GIT_SETTINGS_ALLOWED.get(section, set())
-
-
-def git_config_pairs(where: str, table: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    """The git_config table as (name, value) pairs, accepting only the settings of GIT_SETTINGS_ALLOWED."""
-    pairs = []
-    for key, value in table.items():
-        if not GIT_KEY_RE.fullmatch(key):
-            raise SettingsError(f"{where}: key 'git_config': {key!r} is not a git setting name "
-                                "(section.name or section.subsection.name)")
-        if not git_setting_allowed(key):
-            raise SettingsError(f"{where}: key 'git_config': {key!r} is refused: git_config accepts only URL "
-                                "rewriting, proxies, TLS trust and transfer tuning, none of which runs a program "
-                                f"or reads a file it sends ({GIT_SETTINGS_SHOWN})")
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        elif isinstance(value, int):
-            value = str(value)
-        if not isinstance(value, str) or "\n" in value or "\x00" in value:
-            raise SettingsError(f"{where}: key 'git_config': {key!r}: expected a one-line string, number or "
-                                f"true/false, got {value!r}")
-        pairs.append((key, value))
-    return tuple(pairs)
 
 
 def _source(where: str, index: int, entry: Any) -> Source:

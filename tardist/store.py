@@ -1,5 +1,7 @@
 """The worker's side of the database: what a sync learned, written one transaction per repository.
 
+Records (what a sync learned) are in `tardist.records`, the backoff policy in `tardist.backoff`.
+
 The worker is the only writer; the schema lives in `tardist.schema`, the
 web app's reads in `tardist.queries`.
 """
@@ -7,88 +9,16 @@ web app's reads in `tardist.queries`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 import sqlite_utils
 
 from tardist.answers import encode
+from tardist.backoff import retry_heads_key, retry_time
 from tardist.info import InfoView, facts_branch, render_info
+from tardist.records import BranchRecord, RepoRecord
 from tardist.schema import write_transaction
-
-
-def utc_iso(moment: datetime) -> str:
-    """A moment as the ISO 8601 UTC string tardist stores and serves, e.g. 2026-11-20T10:00:00Z."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def utcnow() -> str:
-    """The current time as utc_iso."""
-    return utc_iso(datetime.now(timezone.utc))
-
-
-FIRST_RETRY = 5 * 60  # seconds; doubled at every further failure at the same commit...
-LAST_RETRY = 6 * 3600  # ...up to this
-
-
-def retry_delay(failures: int) -> int:
-    """Seconds to wait before trying again what failed `failures` times in a row at the same commit."""
-    return min(FIRST_RETRY * 2 ** min(max(failures - 1, 0), 20), LAST_RETRY)
-
-
-def retry_time(failures: int) -> str:
-    """When to try again, as utc_iso, what failed `failures` times in a row."""
-    return utc_iso(datetime.now(timezone.utc) + timedelta(seconds=retry_delay(failures)))
-
-
-@dataclass
-class BranchRecord:
-    """What one sync learned about one snapshot branch."""
-
-    branch: str
-    commit: str
-    state: str  # "built", "reused" (a recorded tarball of this commit), "unchanged", "failed" or
-    # "waiting" (failed before at this commit; not tried again before its retry time)
-    committed_at: str = ""
-    tarball: str = ""
-    size: int = 0
-    sha256: str = ""
-    manifest: dict[str, Any] | None = None
-    manifest_errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-    built_at: str = ""  # when the tarball was built, if not now
-    modules: list[str] = field(default_factory=list)  # module mirrors (folder names) its tree used
-    retry_at: str = ""  # when a waiting branch is tried again
-    descriptions: dict[str, str] = field(default_factory=dict)  # language -> translated description
-    vendor: list[dict[str, str]] = field(default_factory=list)  # packages composer put in vendor/
-
-
-@dataclass
-class RepoRecord:
-    """What one sync learned about one repository."""
-
-    kind: str
-    name: str
-    repository: str | None  # the clone URL shown to people (None: none may be shown)
-    branches: list[BranchRecord] = field(default_factory=list)
-    gone: list[str] = field(default_factory=list)  # recorded branches that no longer exist
-    error: str | None = None  # the whole repository failed (clone, fetch, ...)
-    retry_heads: dict[str, str] | None = None  # the heads a failed fetch wanted: retried with backoff
-    waiting: bool = False  # the fetch failed before for these heads and was not tried again yet
-    retry_at: str = ""  # when a waiting repository is tried again
-    source: str = ""  # the key of the source that lists it
-
-    @property
-    def failed(self) -> bool:
-        """True when the repository or any of its branches is in error (failed now, or waiting to retry)."""
-        return self.error is not None or any(b.state in ("failed", "waiting") for b in self.branches)
-
-    @property
-    def waits(self) -> bool:
-        """True when something failed before and was left alone until its retry time."""
-        return self.waiting or any(b.state == "waiting" for b in self.branches)
+from tardist.timestamps import utcnow
 
 
 def recorded_branches(db: sqlite_utils.Database, kind: str, name: str) -> dict[str, dict]:
@@ -137,7 +67,7 @@ def _repo_backoff(db: sqlite_utils.Database, record: RepoRecord) -> dict[str, An
         return {}
     if record.error is None or record.retry_heads is None:
         return {"failures": None, "retry_at": None, "retry_heads": None}
-    heads = json.dumps(record.retry_heads, sort_keys=True)
+    heads = retry_heads_key(record.retry_heads)
     row = db.execute("SELECT failures, retry_heads FROM repos WHERE kind = ? AND name = ?",
                      [record.kind, record.name]).fetchone()
     failures = (row[0] or 0) + 1 if row and row[1] == heads else 1
@@ -259,13 +189,12 @@ def start_run(db: sqlite_utils.Database, options: dict[str, Any], exclusive: boo
         return db.execute("SELECT last_insert_rowid()").fetchone()[0]
 
 
-def finish_run(db: sqlite_utils.Database, run_id: int, summary: dict[str, Any], warnings: list[str]) -> None:
-    """Record how a sync run ended and what it warned about."""
+def finish_run(db: sqlite_utils.Database, run_id: int, status: str, summary: dict[str, Any],
+               warnings: list[str]) -> None:
+    """Record how a sync run ended (its status, its counts) and what it warned about."""
     with write_transaction(db):
         db["runs"].update(run_id, {
-            "finished_at": utcnow(),
-            "status": "interrupted" if summary.get("interrupted")
-            else "failed" if summary["failed"] or summary.get("unlisted_sources") else "ok",
+            "finished_at": utcnow(), "status": status,
             "built": summary["built"], "unchanged": summary["unchanged"],
             "failed": summary["failed"], "seconds": summary["seconds"], "warnings": json.dumps(warnings),
         })

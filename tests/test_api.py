@@ -17,7 +17,7 @@ from tardist import create_app, schema, store
 from tardist.web import context, reader
 from worker.lock import sync_lock
 from tardist.info import InfoView
-from tardist.store import BranchRecord, RepoRecord
+from tardist.records import BranchRecord, RepoRecord
 
 JSON_URLS = ["/", "/list", "/list/extensions", "/info/extensions", "/info/extensions/Cite",
              "/info/extensions?names=Cite|Broken", "/status"]

@@ -10,7 +10,7 @@ import pytest
 from conftest import git
 from gitservers import RefusingGitServer
 
-from worker.sync import sync_one
+from worker.run import sync_one
 
 
 @pytest.fixture

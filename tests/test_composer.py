@@ -21,7 +21,7 @@ import pytest
 from conftest import TARDIST, Deployment, extension_files, git
 from gitservers import closed_port
 
-from worker.composer import scratch_root
+from tardist.layout import scratch_root
 from worker.sandbox import find_bwrap
 
 pytestmark = pytest.mark.skipif(shutil.which("composer") is None,

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 from conftest import directory_source, git
 
-from tardist import schema, store
+from tardist import records, schema, store
+from tardist.timestamps import utc_iso
 from tardist.info import InfoView
 from worker.gc import collect_garbage
 from worker.lock import sync_lock
@@ -238,11 +239,11 @@ def test_a_repository_that_returns_within_the_retention_period_is_whole_again(de
 def test_a_repository_recorded_beside_a_full_run_is_not_marked_removed_by_it(deployment, upstream):
     upstream("Cite")
     deployment.sync()
-    listed_at = store.utc_iso(datetime.now(timezone.utc) - timedelta(seconds=1))  # the full run lists...
+    listed_at = utc_iso(datetime.now(timezone.utc) - timedelta(seconds=1))  # the full run lists...
     db = schema.open_writer(deployment.settings().database)
     try:
         # ...then the worker syncs a repository pushed since (a webhook), which that listing lacks.
-        store.save_repo(db, store.RepoRecord("extensions", "New", None, source="extensions directory x"),
+        store.save_repo(db, records.RepoRecord("extensions", "New", None, source="extensions directory x"),
                         InfoView.of(deployment.settings()))
         assert store.mark_removed(db, {("extensions", "Cite")}, listed_at=listed_at) == []
         assert store.mark_removed(db, {("extensions", "Cite")}) == [("extensions", "New")]  # a later run's

@@ -13,7 +13,7 @@ from conftest import TARDIST, directory_source
 from gitservers import closed_port, git_daemon
 
 from tardist.settings import SettingsError, load_settings
-from worker.mirror import run_git, use_git_config
+from worker.git import run_git
 
 
 def settings_from(tmp_path, text: str, environ: dict | None = None):
@@ -109,13 +109,10 @@ def test_malformed_git_config_names_the_file_and_key(tmp_path, text, message):
 
 
 def test_every_git_command_sees_the_settings_and_the_safety_settings_still_win(tmp_path):
-    try:
-        use_git_config((("http.proxy", "http://127.0.0.1:3128"), ("fetch.unpackLimit", "1000")))
-        assert run_git(["config", "--get", "http.proxy"], cwd=tmp_path).decode().strip() == "http://127.0.0.1:3128"
-        assert run_git(["config", "--get-all", "fetch.unpackLimit"], cwd=tmp_path).decode().split() == ["1000", "1"]
-        assert run_git(["config", "--get", "fetch.unpackLimit"], cwd=tmp_path).decode().strip() == "1"
-    finally:
-        use_git_config(())
+    config = (("http.proxy", "http://127.0.0.1:3128"), ("fetch.unpackLimit", "1000"))
+    assert run_git(["config", "--get", "http.proxy"], cwd=tmp_path, config=config).decode().strip() == "http://127.0.0.1:3128"
+    assert run_git(["config", "--get-all", "fetch.unpackLimit"], cwd=tmp_path, config=config).decode().split() == ["1000", "1"]
+    assert run_git(["config", "--get", "fetch.unpackLimit"], cwd=tmp_path, config=config).decode().strip() == "1"
 
 
 @pytest.fixture
@@ -156,3 +153,14 @@ def test_the_transport_allow_list_applies_to_the_rewritten_url(deployment, pinne
     [error] = [e["error"] for e in status["branch_errors"] if e["name"] == "Cite"]
     assert "transport 'file' not allowed" in error, error
     assert not list(deployment.root.glob("tarballs/extensions/Cite-*"))
+
+
+def test_git_config_reaches_the_head_check_and_the_fetch_of_a_repository(deployment, upstream):
+    """The settings reach git as an argument at every step of a sync, not only for submodules."""
+    cite = upstream("Cite")
+    dead = f"https://127.0.0.1:{closed_port()}/r/"
+    listed = f'[[source]]\nkind = "extensions"\ntype = "list"\nrepos = {{ Cite = "{dead}Cite" }}\n'
+    deployment.write_config(f'git_config = {{ "url.{cite.path.parent}/.insteadOf" = "{dead}" }}\n' + listed)
+    result = deployment.sync()
+    assert deployment.summary(result)["built"] == 1, result.stderr
+    assert (deployment.root / "tarballs/extensions" / f"Cite-master-{cite.head()[:7]}.tar.gz").is_file()

@@ -15,7 +15,8 @@ from conftest import git
 from gitservers import processes_naming
 
 from worker.lock import file_lock
-from worker.mirror import ensure_mirror, fetch_branches, run_git, use_git_config
+from worker.git import run_git
+from worker.mirror import ensure_mirror, fetch_branches
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,11 +42,7 @@ def test_a_template_never_reaches_a_mirror(tmp_path, upstream):
     hook(template / "hooks", "reference-transaction", marker)
     (template / "config").write_text(f"[core]\n\tsshCommand = touch {marker}\n\tfsmonitor = true\n")
     mirror = tmp_path / "mirrors/Cite.git"
-    try:
-        use_git_config((("init.templateDir", str(template)),))
-        fetch_branches(mirror, str(repo.path), ["master"], timeout=30)
-    finally:
-        use_git_config(())
+    fetch_branches(mirror, str(repo.path), ["master"], timeout=30, config=(("init.templateDir", str(template)),))
     assert not marker.exists(), "a template's hook ran"
     assert not (mirror / "hooks").exists()
     assert (mirror / "config").read_bytes() == fresh_config(tmp_path)
@@ -59,12 +56,9 @@ def test_no_hook_runs_even_when_the_settings_name_a_hook_folder(tmp_path, upstre
     hooks = tmp_path / "hooks"
     hook(hooks, "reference-transaction", marker)
     hook(mirror / "hooks", "reference-transaction", marker)  # planted after tardist last looked
-    try:
-        use_git_config((("core.hooksPath", str(hooks)),))  # refused at load; the safety setting wins anyway
-        run_git(["fetch", "--quiet", str(repo.path), "+refs/heads/*:refs/heads/*"], cwd=mirror, timeout=30)
-        run_git(["update-ref", "-d", "refs/heads/master"], cwd=mirror)
-    finally:
-        use_git_config(())
+    config = (("core.hooksPath", str(hooks)),)  # refused at load; the safety setting wins anyway
+    run_git(["fetch", "--quiet", str(repo.path), "+refs/heads/*:refs/heads/*"], cwd=mirror, timeout=30, config=config)
+    run_git(["update-ref", "-d", "refs/heads/master"], cwd=mirror, config=config)
     assert not marker.exists(), "a hook ran"
 
 
@@ -111,7 +105,7 @@ def test_git_ends_when_tardist_dies_children_included(tmp_path, hanging_remote):
     """An https remote that never answers: git ls-remote and its git-remote-https child both end."""
     url = f"http://127.0.0.1:{hanging_remote.port}/never/answers.git"
     child = run_in_child(tmp_path, f"""
-        from worker.mirror import run_git
+        from worker.git import run_git
         run_git(["ls-remote", "{url}"], timeout=300)
     """)
     try:
@@ -128,7 +122,7 @@ def test_the_time_limit_holds_while_tardist_cannot_act(tmp_path, hanging_remote)
     """The timeout is enforced outside Python: a stopped tardist's git still ends on time."""
     url = hanging_remote.url("stopped")
     child = run_in_child(tmp_path, f"""
-        from worker.mirror import run_git
+        from worker.git import run_git
         run_git(["ls-remote", "{url}"], timeout=2)
     """)
     try:
@@ -153,10 +147,10 @@ def test_the_mirror_lock_is_free_only_once_every_git_of_a_dead_tardist_has_ended
     child = run_in_child(tmp_path, f"""
         from pathlib import Path
         from worker.lock import file_lock
-        from worker.mirror import run_git, use_git_config
-        use_git_config((("core.sshCommand", {ssh!r}),))  # refused at load; a stand-in for a slow end
+        from worker.git import run_git
+        config = (("core.sshCommand", {ssh!r}),)  # refused at load; a stand-in for a slow end
         with file_lock(Path({str(lock)!r})):
-            run_git(["fetch", "ssh://example.invalid/r.git"], cwd=Path({str(mirror)!r}), timeout=300)
+            run_git(["fetch", "ssh://example.invalid/r.git"], cwd=Path({str(mirror)!r}), timeout=300, config=config)
     """)
     try:
         wait_for(started.exists, 30, "the fetch runs")

@@ -136,7 +136,7 @@ def test_a_failed_publish_is_a_warning_and_the_next_one_checks_everything(deploy
 
 
 def test_a_long_run_publishes_as_it_goes(deployment, upstream, monkeypatch):
-    from worker import sync
+    from worker import run as sync
 
     upstream("Cite")
     upstream("Echo")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.composer import composer_sandbox, error_line, scratch_root
+from tardist.layout import scratch_root
+from worker.composer_install import composer_sandbox, error_line
 from worker.sandbox import Sandbox, bwrap_command, find_bwrap, run_sandboxed
 
 # Tries to read and write each folder given as an argument; prints one line per attempt.

@@ -9,10 +9,9 @@ import os
 import pytest
 
 from conftest import extension_files
-from worker.mirror import GitError, ObjectReader
-from worker.sources import Repo
-from worker.sync import mirror_path
-from worker.tarball import TEMP_PREFIX, PublishError, build_tarball, extra_files, remove_stale_temporaries, tarball_name
+from worker.git import GitError, ObjectReader
+from tardist.layout import TEMP_PREFIX, mirror_path, tarball_name
+from worker.tarball import TarballWriteError, build_tarball, extra_files, remove_stale_temporaries
 from worker.tree import read_tree
 
 
@@ -24,7 +23,7 @@ def test_same_commit_gives_identical_bytes_in_any_folder(deployment, upstream, t
     repo = upstream("Cite", files={**extension_files("Cite"), "ünïcode/名前.txt": "x", "a" * 120 + "/long.txt": "y"})
     deployment.sync()
     settings = deployment.settings()
-    mirror = mirror_path(settings, Repo("extensions", "Cite", str(repo.path)))
+    mirror = mirror_path(settings, "extensions", "Cite")
     outputs = []
     for folder in ("one", "two"):
         with ObjectReader() as reader:
@@ -42,7 +41,7 @@ def test_a_failed_build_leaves_neither_partial_nor_temporary_files(deployment, u
     repo = upstream("Cite")
     deployment.sync()
     settings = deployment.settings()
-    mirror = mirror_path(settings, Repo("extensions", "Cite", str(repo.path)))
+    mirror = mirror_path(settings, "extensions", "Cite")
     dest = tmp_path / "out" / "Cite.tar.gz"
 
     class FailingReader(ObjectReader):
@@ -68,7 +67,7 @@ def test_a_read_failure_says_read_and_a_write_failure_says_write(deployment, ups
     repo = upstream("Cite")
     deployment.sync()
     settings = deployment.settings()
-    mirror = mirror_path(settings, Repo("extensions", "Cite", str(repo.path)))
+    mirror = mirror_path(settings, "extensions", "Cite")
     with ObjectReader() as reader:
         tree = read_tree(settings, reader, mirror, str(repo.path), repo.head())
         with pytest.raises(GitError, match=f"cannot read object {'0' * 40} from Cite.git: missing"):
@@ -76,7 +75,7 @@ def test_a_read_failure_says_read_and_a_write_failure_says_write(deployment, ups
         assert reader.read(mirror, tree.files["README.md"].sha) == b"# Cite\n", "the reader goes on after a miss"
         blocked = tmp_path / "not-a-folder"
         blocked.write_text("a file where the tarball folder should be")
-        with pytest.raises(PublishError, match="cannot write Cite.tar.gz"):
+        with pytest.raises(TarballWriteError, match="cannot write Cite.tar.gz"):
             build_tarball(reader, tree, {}, "Cite", 0, blocked / "Cite.tar.gz")
 
 

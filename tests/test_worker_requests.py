@@ -15,7 +15,8 @@ from conftest import TARDIST, directory_source
 
 from tardist.queue import HEADS, SYNC, Queue
 from worker.dispatcher import Dispatcher
-from worker.lock import file_lock, repo_lock_path, sync_lock
+from tardist.layout import repo_lock_path
+from worker.lock import file_lock, sync_lock
 
 
 class Worker:

@@ -18,7 +18,7 @@ from tardist import schema
 from tardist.queue import SYNC, Queue
 from tardist.settings import Settings
 from worker.publish import published_files
-from worker.sync import run_sync
+from worker.run import run_sync
 
 
 def hold_write_lock(database: Path) -> sqlite3.Connection:
@@ -83,7 +83,7 @@ def test_a_record_the_database_refuses_fails_that_repository_and_the_run_still_e
         holders.pop().execute("COMMIT")
 
     summary = run_sync(settings, on_start=lock_the_database, on_repo=let_go)
-    assert summary["repositories"] == 1 and summary["failed"] == 1 and summary["built"] == 0
+    assert summary.repositories == 1 and summary.failed == 1 and summary.built == 0
     assert records[0].error.startswith("could not record this sync: database is locked")
     with sqlite3.connect(settings.database) as conn:
         assert conn.execute("SELECT status, finished_at IS NOT NULL FROM runs").fetchall() == [("failed", 1)]
@@ -91,7 +91,7 @@ def test_a_record_the_database_refuses_fails_that_repository_and_the_run_still_e
     assert stale_published(settings) == []
     # Nothing was recorded, so the next run does it again.
     summary = run_sync(settings)
-    assert summary["built"] == 1 and summary["failed"] == 0
+    assert summary.built == 1 and summary.failed == 0
     assert (settings.published / "info/extensions/Cite.json").is_file()
     assert stale_published(settings) == []
 

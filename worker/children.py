@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 
 KILL_GRACE = 5  # seconds between the TERM (time up, or tardist gone) and the KILL of what still runs
 TIMED_OUT = 124  # timeout's exit status when the time limit ended the tool
@@ -47,3 +48,21 @@ def kill_group(process: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     process.wait()
+
+
+def wait_bounded(process: subprocess.Popen, timeout: float | None,
+                 started: float) -> tuple[bytes | None, bytes | None, bool]:
+    """Wait for a process started from bounded_command at `started`: (stdout, stderr, True if its time was up).
+
+    The time limit is timeout's; this wait only guards against a timeout that never comes back,
+    killing the whole group BACKSTOP seconds later. Whatever stops the wait kills the group too.
+    """
+    try:
+        stdout, stderr = process.communicate(timeout=None if timeout is None else timeout + BACKSTOP)
+    except subprocess.TimeoutExpired:
+        kill_group(process)
+        return None, None, True
+    except BaseException:
+        kill_group(process)
+        raise
+    return stdout, stderr, timed_out(process.returncode, time.monotonic() - started, timeout)

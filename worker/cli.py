@@ -20,12 +20,13 @@ from pathlib import Path
 
 from tardist import queries, schema, store
 from tardist.info import InfoView
-from tardist.settings import Settings, SettingsError, is_kind, load_settings
+from tardist.layout import is_kind
+from tardist.settings import Settings, SettingsError, load_settings
 from worker.gc import collect_garbage
 from worker.lock import AlreadyRunning, sync_lock
 from worker.progress import Progress
 from worker.publish import publish
-from worker.sync import run_sync
+from worker.run import run_sync
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -105,19 +106,16 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
         # A full run takes the sync lock; --only needs just the locks of its repositories, so it
         # works while a worker or cron syncs everything (it waits for a sync of the same repository).
         with (sync_lock(settings.lock_file) if not args.only else nullcontext()), StopOnSignals(stop):
-            warnings: list[str] = []
             summary = run_sync(settings, only=tuple(args.only), kind=args.kind, force=args.force, jobs=args.jobs,
-                               on_repo=progress.update, on_start=progress.start, stop=stop, warnings=warnings,
-                               retry=args.retry)
+                               on_repo=progress.update, on_start=progress.start, stop=stop, retry=args.retry)
             progress.finish()
     except AlreadyRunning as exc:
         print(f"tardist: {exc}; not starting another", file=sys.stderr)
         return EXIT_OK
-    for warning in warnings:
+    for warning in summary.warnings:
         print(f"tardist: warning: {warning}", file=sys.stderr)
-    print(json.dumps(summary))
-    return EXIT_FAILED if (summary["failed"] or summary["interrupted"] or summary["unlisted_sources"]
-                           or summary.get("unrecorded")) else EXIT_OK
+    print(json.dumps(summary.as_json()))
+    return EXIT_OK if summary.ok else EXIT_FAILED
 
 
 class StopOnSignals:
@@ -225,14 +223,14 @@ def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     """`tardist stats ingest|export`."""
-    from worker import stats  # only these commands need it
+    from worker import stats, stats_export  # only these commands need them
 
     if args.stats_command == "export":
         conn = schema.open_reader(settings.database)
         if conn is None:
             raise SettingsError(f"no database yet at {settings.database}: nothing to export")
         try:
-            path, rows, left_out = stats.export_day(settings, conn, args.day, Path(args.out))
+            path, rows, left_out = stats_export.export_day(settings, conn, args.day, Path(args.out))
         except OSError as exc:
             print(f"tardist: cannot write into {args.out}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_FAILED

@@ -1,6 +1,6 @@
 """`tardist worker`: syncs and gc on a schedule, and syncs of one repository on request.
 
-A thin layer over run_sync, collect_garbage and the request dispatcher; the sync
+A thin layer over run_sync (worker.run), collect_garbage and the request dispatcher; the sync
 lock keeps full runs from overlapping with themselves or with a cron-started
 sync, and each repository's lock keeps two syncs of it apart.
 """
@@ -21,7 +21,7 @@ from tardist.settings import Settings, SettingsError
 from worker.dispatcher import Dispatcher
 from worker.gc import collect_garbage
 from worker.lock import AlreadyRunning, sync_lock
-from worker.sync import run_sync
+from worker.run import run_sync
 
 log = logging.getLogger("tardist.worker")
 
@@ -52,7 +52,7 @@ def _run(settings: Settings) -> None:
         try:
             with sync_lock(settings.lock_file):
                 summary = run_sync(settings, stop=stop)
-            log.info("sync finished: %s", json.dumps(summary))
+            log.info("sync finished: %s", json.dumps(summary.as_json()))
         except AlreadyRunning as exc:
             log.info("sync skipped: %s", exc)
         except SettingsError as exc:

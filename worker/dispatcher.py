@@ -24,8 +24,9 @@ from typing import Any
 from tardist import catalog, schema
 from tardist.queue import HEADS, HEADS_TTL, SYNC, Queue, Request
 from tardist.settings import Settings
-from worker.mirror import GitError, remote_heads, use_git_config
-from worker.sync import sync_one
+from worker.git import GitError
+from worker.mirror import remote_heads
+from worker.run import sync_one
 
 log = logging.getLogger("tardist.worker")
 POLL_SECONDS = 0.1  # how often the queue is looked at: a cheap indexed query
@@ -37,7 +38,6 @@ class Dispatcher:
     """Takes requests from the queue and serves them until stopped."""
 
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
-        use_git_config(settings.git_config)  # head checks run git before any sync has set it
         self.settings = settings
         self.stop = stop
         self.queue = Queue(settings.queue_file)
@@ -155,7 +155,8 @@ class Dispatcher:
             result: dict[str, Any] = {"error": f"no source has {request.kind}/{request.name}"}
         else:
             try:
-                result = {"heads": remote_heads(found[0], self.settings.branches, self.settings.heads_timeout)}
+                result = {"heads": remote_heads(found[0], self.settings.branches, self.settings.heads_timeout,
+                                                   self.settings.git_config)}
             except GitError as exc:
                 result = {"error": str(exc)}
         # Settled: a fresh look found the heads as they were, so a sha7 that matches none is made up and

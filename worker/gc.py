@@ -8,9 +8,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from tardist import schema, store
+from tardist.timestamps import utc_iso
 from tardist.settings import Settings
-from worker.lock import file_lock, repo_lock_path
-from worker.mirror import MODULES_FOLDER, TEMP_PREFIX, module_lock_path
+from tardist.layout import (MODULES_FOLDER, TARBALL_SUFFIX, TEMP_PREFIX, mirror_path, module_lock_path,
+                            repo_lock_path, tarball_path)
+from worker.lock import file_lock
 from worker.publish import publish
 
 
@@ -24,7 +26,7 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
     """
     now = now or datetime.now(timezone.utc)
     cutoff_time = now - timedelta(days=settings.retention_days)
-    cutoff = store.utc_iso(cutoff_time)
+    cutoff = utc_iso(cutoff_time)
     report: dict = {"removed": [], "tarballs": 0, "mirrors": 0, "bytes": 0, "dry_run": dry_run, "warnings": []}
     db = schema.open_writer(settings.database, settings.database_timeout)
     try:
@@ -32,17 +34,17 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
             # Under the repository's lock: a sync beside gc may be reusing this tarball right now.
             with file_lock(repo_lock_path(settings, kind, name)):
                 if store.still_expired(db, kind, file, cutoff):
-                    _remove(report, settings.tarballs / kind / file, dry_run, "tarballs")
+                    _remove(report, tarball_path(settings, kind, file), dry_run, "tarballs")
                     if not dry_run:
                         store.forget_tarball(db, kind, file)
         known = store.known_tarballs(db)
         for path in _tarball_files(settings.tarballs):
-            # Published but never recorded (a crash between the two): old ones are orphans.
+            # Written but never recorded (a crash between the two): old ones are orphans.
             if (path.parent.name, path.name) not in known and path.stat().st_mtime < cutoff_time.timestamp():
                 _remove(report, path, dry_run, "tarballs")
         for kind, name in store.expired_repos(db, cutoff):
             with file_lock(repo_lock_path(settings, kind, name)):
-                _remove(report, settings.mirrors / kind / f"{name}.git", dry_run, "mirrors")
+                _remove(report, mirror_path(settings, kind, name), dry_run, "mirrors")
                 if not dry_run:
                     store.forget_repo(db, kind, name)
         used = store.modules_in_use(db, cutoff)
@@ -79,7 +81,7 @@ def _tarball_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(path for kind_dir in folder.iterdir() if kind_dir.is_dir()
-                  for path in kind_dir.glob("*.tar.gz") if not path.name.startswith(TEMP_PREFIX))
+                  for path in kind_dir.glob(f"*{TARBALL_SUFFIX}") if not path.name.startswith(TEMP_PREFIX))
 
 
 def _remove(report: dict, path: Path, dry_run: bool, counter: str) -> None:

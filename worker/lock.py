@@ -9,8 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from tardist.settings import Settings
-
 
 _held = threading.local()  # the file_lock descriptors the current thread holds
 
@@ -38,11 +36,6 @@ def sync_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def repo_lock_path(settings: Settings, kind: str, name: str) -> Path:
-    """`locks/<kind>/<Name>.lock`: held while the repository syncs, by whichever process syncs it."""
-    return settings.locks / kind / f"{name}.lock"
 
 
 @contextmanager

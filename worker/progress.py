@@ -8,7 +8,7 @@ import time
 from typing import TextIO
 
 from tardist.info import group_errors
-from tardist.store import RepoRecord
+from tardist.records import RepoRecord
 
 
 def failure_line(record: RepoRecord) -> str:

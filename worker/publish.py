@@ -24,9 +24,8 @@ import sqlite_utils
 from tardist import answers, queries
 from tardist.schema import write_transaction
 from tardist.settings import Settings
+from tardist.layout import TEMP_PREFIX, atomic_write, fsync_dir, publish_lock_file
 from worker.lock import file_lock
-from worker.mirror import TEMP_PREFIX
-from worker.tarball import fsync_dir
 
 log = logging.getLogger("tardist.publish")
 WRITERS = 8  # files written at once: the disk can commit several fsyncs together
@@ -181,17 +180,10 @@ def _write_if_changed(path: Path, body: bytes) -> bool:
         if path.stat().st_size == len(body) and path.read_bytes() == body:
             return False
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}")  # publishes take turns: pid suffices
-    try:
-        with open(temp, "wb") as out:
-            out.write(body)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+        pass
+    # publishes take turns (the pid in the temporary name suffices); the folders are fsynced once, at the end
+    with atomic_write(path, sync_folder=False) as out:
+        out.write(body)
     return True
 
 
@@ -240,7 +232,7 @@ def _snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 def _publish_lock(settings: Settings) -> AbstractContextManager[None]:
     """Publishes take turns, so an older snapshot never overwrites a newer one's files."""
-    return file_lock(settings.database.with_name(settings.database.name + ".publish-lock"))
+    return file_lock(publish_lock_file(settings))
 
 
 def _failed_before(db: sqlite_utils.Database) -> bool:

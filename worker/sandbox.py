@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from worker.children import BACKSTOP, MissingTool, bounded_command, kill_group, timed_out
+from tardist.settings import SandboxMode
+from worker.children import MissingTool, bounded_command, wait_bounded
 
 # The only variables a build tool gets from tardist's environment: proxies an operator set.
 PASSED_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
@@ -38,7 +39,7 @@ class Sandbox:
     something below a hidden folder can be shown again.
     """
 
-    mode: str  # "bwrap" or "none"
+    mode: SandboxMode
     writable: tuple[Path, ...] = ()
     readable: tuple[Path, ...] = ()
     hidden: tuple[Path, ...] = ()
@@ -110,19 +111,9 @@ def run_sandboxed(argv: list[str], sandbox: Sandbox, cwd: Path, timeout: float) 
                                        stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
             raise SandboxError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-        try:  # the time limit is timeout's (worker.children); this wait only guards against one that fails
-            returncode = process.wait(timeout + BACKSTOP)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            raise SandboxError(f"timed out after {timeout:g} seconds") from None
-        except BaseException:
-            _kill_group(process)
-            raise
-        if timed_out(returncode, time.monotonic() - started, timeout):
+        # A kill of the group ends bwrap's sandbox too (--die-with-parent).
+        _stdout, _stderr, out_of_time = wait_bounded(process, timeout, started)
+        if out_of_time:
             raise SandboxError(f"timed out after {timeout:g} seconds")
         output.seek(max(0, output.seek(0, os.SEEK_END) - OUTPUT_KEPT))
-        return Finished(returncode, output.read().decode(errors="replace"))
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    kill_group(process)  # bwrap's sandbox dies with it (--die-with-parent)
+        return Finished(process.returncode, output.read().decode(errors="replace"))

@@ -8,7 +8,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
-from tardist.settings import Settings, Source, is_plain_name
+from tardist.layout import is_plain_name
+from tardist.settings import Settings, Source
 
 GERRIT_XSSI_PREFIX = ")]}'"
 

@@ -1,4 +1,4 @@
-"""Download counts from nginx access logs: `tardist stats ingest` and `tardist stats export`.
+"""Download counts from nginx access logs: `tardist stats ingest` (`tardist stats export` is worker.stats_export).
 
 Ingesting reads each log from where the last ingest stopped: a log is known by
 its first line (a fingerprint that survives rotation and gzip), and what was
@@ -11,33 +11,25 @@ client and a coarse user-agent family, for `stats export` to publish.
 from __future__ import annotations
 
 import calendar
-import gzip
 import hashlib
-import json
-import os
 import re
 import secrets
 import sqlite3
-import tempfile
-import zlib
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Callable
 
+from tardist.layout import BRANCH_PATTERN, KIND_PATTERN, NAME_PATTERN, TARBALL_PATH_RE
 from tardist.schema import write_transaction
 from tardist.settings import Settings
+from worker.access_log import READ_ERRORS, batches, fingerprint, open_log
 
 # nginx's combined format, and anything appended after it (deploy/nginx.conf's tardist format adds fields).
 LINE_RE = re.compile(rb'(\S+) \S+ \S+ \[(\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "([^"]*)" '
                      rb'(\d{3}) (\d+|-) "[^"]*" "([^"]*)"(?: [^\n]*)?\r?')
-TARBALL_RE = re.compile(r"/([a-z][a-z0-9]{0,31})/([A-Za-z0-9][A-Za-z0-9_.-]{0,99})-([A-Za-z0-9][A-Za-z0-9_.]{0,99})"
-                        r"-[0-9a-f]{7}\.tar\.gz")
-DOWNLOAD_RE = re.compile(r"/download/([a-z][a-z0-9]{0,31})/([A-Za-z0-9][A-Za-z0-9_.-]{0,99})/"
-                         r"([A-Za-z0-9][A-Za-z0-9_.]{0,99})")
+DOWNLOAD_RE = re.compile(rf"/download/(?P<kind>{KIND_PATTERN})/(?P<name>{NAME_PATTERN})/(?P<branch>{BRANCH_PATTERN})")
 MONTHS = {name.encode(): number for number, name in enumerate(calendar.month_abbr) if name}
-BLOCK_BYTES = 4 * 1024 * 1024
-MAX_LINE_BYTES = 1024 * 1024  # nginx's lines are a few KiB at most; longer is a broken file
 SALT_DAYS = 7  # a day's salt is forgotten after this: its client hashes can no longer be linked to addresses
 AGENTS = [("bot", re.compile(r"bot|crawl|spider|slurp", re.I)), ("composer", re.compile(r"^composer", re.I)),
           ("curl", re.compile(r"^curl/", re.I)), ("wget", re.compile(r"^wget", re.I)),
@@ -47,7 +39,6 @@ AGENTS = [("bot", re.compile(r"bot|crawl|spider|slurp", re.I)), ("composer", re.
           ("browser", re.compile(r"^Mozilla/"))]
 
 
-READ_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError
 
 
 @dataclass
@@ -66,21 +57,6 @@ def agent_family(agent: str) -> str:
     if agent in ("", "-"):
         return "none"
     return next((family for family, pattern in AGENTS if pattern.search(agent)), "other")
-
-
-def open_log(path: Path) -> BinaryIO:
-    """A log file opened for reading its text, gzip'd or not (told by its first bytes, not its name)."""
-    raw = open(path, "rb")
-    if raw.read(2) == b"\x1f\x8b":
-        raw.seek(0)
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    raw.seek(0)
-    return raw
-
-
-def fingerprint(first_line: bytes) -> str:
-    """A log file's identity: the hash of its first line, the same after rotation and gzip."""
-    return hashlib.sha256(first_line).hexdigest()
 
 
 class Counter:
@@ -106,7 +82,7 @@ class Counter:
         # One tight loop with everything local: this runs for every line of every log.
         match, times, utc_time, rows, counts = LINE_RE.fullmatch, self._times, self._utc_time, self.rows, self.counts
         local, wanted = self.local, (self.prefix + "/").encode() if self.local else b"/download/"
-        named_re, skip = (TARBALL_RE, len(self.prefix)) if local else (DOWNLOAD_RE, 0)
+        named_re, skip = (TARBALL_PATH_RE, len(self.prefix)) if local else (DOWNLOAD_RE, 0)
         counted_status = 200 if local else 302
         agent_of, agents = self._agent, self._agents
         skipped = downloads = 0
@@ -137,7 +113,7 @@ class Counter:
             if code == counted_status and method == b"GET":
                 named = named_re.fullmatch(path, skip)
                 if named is not None:
-                    key = (*named.groups(), day)
+                    key = (*named.group("kind", "name", "branch"), day)
                     counts[key] = counts.get(key, 0) + 1
                     downloads += 1
         self.skipped += skipped
@@ -210,7 +186,7 @@ def ingest(settings: Settings, db: sqlite3.Connection, path: Path, batch_lines: 
             row = db.execute("SELECT offset FROM log_files WHERE fingerprint = ?", [key]).fetchone()
             offset = row[0] if row else 0
             stream.seek(offset)
-            for lines, size in _batches(stream, batch_lines):
+            for lines, size in batches(stream, batch_lines):
                 skipped, downloads = counter.skipped, counter.downloads
                 counter.feed(lines)
                 if not _commit(db, key, str(path), offset, offset + size, len(lines), counter.skipped - skipped,
@@ -225,56 +201,6 @@ def ingest(settings: Settings, db: sqlite3.Connection, path: Path, batch_lines: 
         except READ_ERRORS as exc:
             result.error = f"{path}: unreadable after {result.lines} new lines: {exc}"
     return result
-
-
-def _batches(stream: BinaryIO, batch_lines: int) -> Iterator[tuple[list[bytes], int]]:
-    """Complete lines in batches, with the bytes they span; an unfinished last line is left for next time.
-
-    A "line" longer than MAX_LINE_BYTES is no log line: it is passed on as one empty
-    (skipped) line without being held in memory. A read error (a truncated gzip) is
-    raised after the complete lines read before it were yielded.
-    """
-    # read1 hands over what each decompression step gives: a truncated gzip loses nothing before the cut.
-    read = stream.read1 if isinstance(stream, gzip.GzipFile) else stream.read
-    pending = b""
-    overlong = 0  # bytes of an overlong line read so far (and dropped)
-    lines: list[bytes] = []
-    failure: Exception | None = None
-    while True:
-        try:
-            block = read(BLOCK_BYTES)
-        except READ_ERRORS as exc:
-            failure = exc
-            break
-        if not block:
-            break
-        if overlong:
-            first = block.find(b"\n")
-            if first < 0:
-                overlong += len(block)
-                continue
-            yield [b""], overlong + first + 1
-            overlong, block = 0, block[first + 1:]
-        block = pending + block
-        end = block.rfind(b"\n")
-        if end < 0:
-            pending = block
-            if len(pending) > MAX_LINE_BYTES:
-                if lines:
-                    yield lines, sum(map(len, lines)) + len(lines)
-                    lines = []
-                overlong, pending = len(pending), b""
-            continue
-        pending = block[end + 1:]
-        lines.extend(block[:end].split(b"\n"))
-        while len(lines) >= batch_lines:
-            take = lines[:batch_lines]
-            del lines[:batch_lines]
-            yield take, sum(map(len, take)) + len(take)
-    if lines:
-        yield lines, sum(map(len, lines)) + len(lines)
-    if failure is not None:
-        raise failure
 
 
 def _commit(db: sqlite3.Connection, key: str, path: str, expected: int, offset: int, lines: int, skipped: int,
@@ -317,43 +243,3 @@ class Salts:
         self.new.clear()
         cutoff = (datetime.now(timezone.utc).date() - timedelta(days=SALT_DAYS)).isoformat()
         db.execute("DELETE FROM stats_salts WHERE day < ?", [cutoff])
-
-
-def exported_path(settings: Settings, path: str) -> bool:
-    """True when a logged path names a tarball in tardist's own pattern (or its /download/ redirect).
-
-    Anyone can request any path: the others are not published, so nobody writes text into the data set.
-    """
-    base = settings.tarball_url
-    if base.startswith("/") and path.startswith(base + "/") and TARBALL_RE.fullmatch(path, len(base)):
-        return True
-    return not base.startswith("/") and DOWNLOAD_RE.fullmatch(path) is not None
-
-
-def export_day(settings: Settings, db: sqlite3.Connection, day: date, out: Path) -> tuple[Path, int, int]:
-    """Write a day's anonymised tarball requests as gzip'd JSON lines into out, atomically; (file, rows, left out)."""
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / f"tardist-requests-{day.isoformat()}.jsonl.gz"
-    fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=out)
-    written = left_out = 0
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as zipped:
-                for time_, path, status, size, client, agent in db.execute(
-                        "SELECT time, path, status, bytes, client, agent FROM requests WHERE day = ? "
-                        "ORDER BY time, rowid", [day.isoformat()]):
-                    if not exported_path(settings, path):
-                        left_out += 1
-                        continue
-                    zipped.write(json.dumps({"time": time_, "path": path, "status": status, "bytes": size,
-                                             "client": client, "agent": agent}, separators=(",", ":")).encode()
-                                 + b"\n")
-                    written += 1
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return target, written, left_out

@@ -1,4 +1,4 @@
-"""Writing reproducible tarballs and publishing them atomically.
+"""Writing reproducible tarballs, atomically (into tarballs/; publishing means published/, worker.publish).
 
 Same commit in, same bytes out: entries sorted, every mtime the commit date,
 owner 0/0 with no names, no timestamp or file name in the gzip header.
@@ -16,29 +16,24 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tardist.store import utc_iso
+from tardist.layout import TEMP_PREFIX, atomic_write
+from tardist.timestamps import utc_iso
 from worker.lock import process_alive
-from worker.mirror import TEMP_PREFIX, ObjectReader
+from worker.git import ObjectReader
 from worker.tree import Blob, Tree
 
 
-
-class PublishError(Exception):
+class TarballWriteError(Exception):
     """The tarball could not be written (disk full, permissions, ...)."""
 
 
 @dataclass(frozen=True)
 class Built:
-    """A published tarball."""
+    """A tarball written to tarballs/: its file name, size and SHA-256."""
 
     file: str
     size: int
     sha256: str
-
-
-def tarball_name(name: str, branch: str, commit: str) -> str:
-    """`<Name>-<branch>-<sha7>.tar.gz`, the name ExtensionDistributor computes on its own."""
-    return f"{name}-{branch}-{commit[:7]}.tar.gz"
 
 
 def extra_files(name: str, branch: str, commit: str, committed: int, remote_url: str) -> dict[str, bytes]:
@@ -89,32 +84,15 @@ class _HashingWriter(io.RawIOBase):
 def build_tarball(reader: ObjectReader, tree: Tree, extras: dict[str, bytes | Path], top: str,
                   mtime: int, dest: Path) -> Built:
     """Write tree (plus extras: bytes, or built files read from disk) as `top/...` into dest, atomically."""
-    temp = dest.with_name(f"{TEMP_PREFIX}{dest.name}.{os.getpid()}")
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(temp, "wb") as raw:
+        with atomic_write(dest) as raw:
             hashing = _HashingWriter(raw)
             with gzip.GzipFile(filename="", mode="wb", fileobj=hashing, mtime=0, compresslevel=6) as gz:
                 with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
                     _write_entries(tar, reader, tree, extras, top, mtime)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(temp, dest)
-        fsync_dir(dest.parent)
     except OSError as exc:
-        _discard(temp)
-        raise PublishError(f"cannot write {dest.name}: {exc.strerror or exc}") from None
-    except BaseException:
-        _discard(temp)
-        raise
+        raise TarballWriteError(f"cannot write {dest.name}: {exc.strerror or exc}") from None
     return Built(dest.name, hashing.size, hashing.sha256.hexdigest())
-
-
-def _discard(temp: Path) -> None:
-    try:
-        temp.unlink(missing_ok=True)
-    except OSError:
-        pass  # never made (its folder is not one): nothing to discard
 
 
 def _write_entries(tar: tarfile.TarFile, reader: ObjectReader, tree: Tree, extras: dict[str, bytes | Path],
@@ -139,15 +117,6 @@ def _write_entries(tar: tarfile.TarFile, reader: ObjectReader, tree: Tree, extra
         else:
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             tar.addfile(info)
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a folder, so the renames and removals in it survive a crash."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_stale_temporaries(folder: Path) -> int:

@@ -13,7 +13,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tardist.settings import Settings
-from worker.mirror import GitError, ObjectReader, fetch_commit, module_mirror_path, run_git
+from tardist.layout import module_mirror_path
+from worker.git import GitConfig, GitError, ObjectReader, run_git
+from worker.mirror import fetch_commit
 
 SYMLINK, GITLINK = "120000", "160000"
 MAX_LINK_HOPS = 40  # what Linux allows before ELOOP
@@ -46,9 +48,9 @@ class Tree:
     modules: set[str] = field(default_factory=set)  # folder names of the module mirrors used, for gc
 
 
-def list_tree(mirror: Path, commit: str) -> list[tuple[str, str, str, str]]:
+def list_tree(mirror: Path, commit: str, config: GitConfig = ()) -> list[tuple[str, str, str, str]]:
     """(mode, sha, size, path) of every entry of a commit, recursively."""
-    out = run_git(["ls-tree", "-r", "-z", "-l", "--full-tree", commit], cwd=mirror)
+    out = run_git(["ls-tree", "-r", "-z", "-l", "--full-tree", commit], cwd=mirror, config=config)
     entries = []
     for record in out.split(b"\0"):
         if not record:
@@ -68,7 +70,7 @@ def read_tree(settings: Settings, reader: ObjectReader, mirror: Path, url: str, 
 
 def _collect(settings: Settings, tree: Tree, mirror: Path, url: str,
              commit: str, prefix: str, depth: int) -> None:
-    entries = list_tree(mirror, commit)
+    entries = list_tree(mirror, commit, settings.git_config)
     gitmodules = next((sha for mode, sha, _s, path in entries if path == ".gitmodules" and mode != GITLINK), None)
     for mode, sha, size, path in entries:
         full = prefix + path
@@ -114,7 +116,7 @@ def _collect_submodule(settings: Settings, tree: Tree, mirror: Path, parent_url:
                        gitmodules: str | None, sha: str, path: str, full: str, depth: int) -> None:
     if depth >= MAX_SUBMODULE_DEPTH:
         raise TreeError(f"submodule {full}: nested more than {MAX_SUBMODULE_DEPTH} levels")
-    url = submodule_url(mirror, gitmodules, path)
+    url = submodule_url(mirror, gitmodules, path, settings.git_config)
     if url is None:
         raise TreeError(f"submodule {full}: no URL for it in .gitmodules")
     url = resolve_submodule_url(parent_url, url)
@@ -124,18 +126,18 @@ def _collect_submodule(settings: Settings, tree: Tree, mirror: Path, parent_url:
     module_mirror = module_mirror_path(settings.mirrors, url)
     tree.modules.add(module_mirror.name)
     try:
-        fetch_commit(module_mirror, url, sha, settings.git_timeout, settings.submodule_protocols)
+        fetch_commit(module_mirror, url, sha, settings.git_timeout, settings.submodule_protocols, settings.git_config)
     except GitError as exc:
         raise TreeError(f"submodule {full}: {exc}") from None
     _collect(settings, tree, module_mirror, url, sha, prefix=full + "/", depth=depth + 1)
 
 
-def submodule_url(mirror: Path, gitmodules: str | None, path: str) -> str | None:
+def submodule_url(mirror: Path, gitmodules: str | None, path: str, config: GitConfig = ()) -> str | None:
     """The URL .gitmodules gives for the submodule at path."""
     if gitmodules is None:
         return None
     try:
-        out = run_git(["config", "--blob", gitmodules, "-z", "--list"], cwd=mirror)
+        out = run_git(["config", "--blob", gitmodules, "-z", "--list"], cwd=mirror, config=config)
     except GitError:
         return None
     names: dict[str, dict[str, str]] = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from importlib.metadata import version
 
 from flask import Blueprint, Response, redirect, request
@@ -11,10 +10,11 @@ from werkzeug.exceptions import BadRequest, NotFound
 
 from tardist import answers, queries
 from tardist.info import localize
-from tardist.languages import fallbacks, is_language
-from tardist.settings import is_plain_name
+from tardist.languages import fallbacks
+from tardist.layout import is_plain_name
 from tardist.web import context
-from tardist.web.responses import check_kind, configured_kinds, parse_uselang, prefers_html, respond, stored_info
+from tardist.web.context import configured_kinds
+from tardist.web.responses import parse_uselang, prefers_html, respond
 
 bp = Blueprint("api", __name__)
 MAX_NAMES = 500
@@ -60,7 +60,7 @@ def list_kind(kind: str) -> Response:
     today = queries.utc_today()
 
     def compute(conn):
-        check_kind(conn, kind)
+        answers.check_kind(conn, configured_kinds(), kind)
         names = queries.present_names(conn).get(kind, []) if conn else []
         if conn is not None:
             totals = queries.download_totals(conn, kind, queries.first_day(today))
@@ -74,10 +74,10 @@ def info(kind: str, name: str) -> Response:
     """Everything about one repository, its description in ?uselang= if given."""
     lang = parse_uselang(request.args)
     if lang is None:
-        return respond(f"/info/{kind}/{name}", lambda conn: stored_info(conn, kind, name))
+        return respond(f"/info/{kind}/{name}", lambda conn: answers.info_one(conn, configured_kinds(), kind, name))
 
     def compute(conn):
-        answer = stored_info(conn, kind, name).decode()
+        answer = answers.info_one(conn, configured_kinds(), kind, name).decode()
         return localize(answer, queries.translations(conn, kind, fallbacks(lang), [name]).get(name)).encode()
     return respond(f"/info/{kind}/{name}?uselang={lang}", compute)
 
@@ -92,7 +92,7 @@ def info_kind(kind: str) -> Response:
         return respond(key, lambda conn: answers.info_kind(conn, configured_kinds(), kind, names))
 
     def compute(conn):
-        check_kind(conn, kind)
+        answers.check_kind(conn, configured_kinds(), kind)
         rows = queries.info_json(conn, kind, names) if conn else []
         found = queries.translations(conn, kind, fallbacks(lang), names) if conn else {}
         # The stored answers are JSON already: join them instead of decoding and encoding again.
@@ -127,7 +127,7 @@ def parse_names(args) -> list[str] | None:
 def download(kind: str, name: str, branch: str) -> Response:
     """302 to the current tarball of a branch: the stable URL people hard-code."""
     def compute(conn):
-        branches = json.loads(stored_info(conn, kind, name))["branches"]
+        branches = json.loads(answers.info_one(conn, configured_kinds(), kind, name))["branches"]
         if branch not in branches:
             raise NotFound(f"{kind}/{name} has no tarball for branch {branch[:100]!r}")
         return branches[branch]["url"]

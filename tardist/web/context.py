@@ -1,4 +1,5 @@
-"""What every view needs, by name: the settings, the read-only reader, the queue and the build waiters.
+"""What every view needs, by name: the settings (and their kinds), the read-only reader, the queue and the
+build waiters.
 
 `create_app` installs one `Context` on the app; views ask for its parts through the functions below
 instead of reaching into `current_app.extensions`.
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
+from tardist import answers
 from tardist.queue import Queue
 from tardist.settings import Settings
 from tardist.web.reader import Reader
@@ -42,6 +44,11 @@ def _current() -> Context:
 
 def settings() -> Settings:
     return _current().settings
+
+
+def configured_kinds() -> tuple[str, ...]:
+    """Kinds named by the configured sources, in configuration order: what tardist.answers calls `configured`."""
+    return answers.configured_kinds(settings())
 
 
 def reader() -> Reader:

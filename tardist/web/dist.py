@@ -19,12 +19,11 @@ from werkzeug.exceptions import NotFound, ServiceUnavailable
 
 from tardist import catalog
 from tardist.queue import HEADS, SYNC, Queue
-from tardist.settings import Settings, is_kind, is_plain_name
+from tardist.layout import TarballName, is_kind, is_tarball_file, parse_tarball_name, tarball_name, tarball_path
+from tardist.settings import Settings
 from tardist.web import context
 
 bp = Blueprint("dist", __name__)
-# <Name>-<branch>-<sha7>.tar.gz; names may hold '-', branches may not.
-FILE_RE = re.compile(r"^(?P<name>.+)-(?P<branch>[A-Za-z0-9][A-Za-z0-9_.]*)-(?P<sha7>[0-9a-f]{7})\.tar\.gz$")
 PREFIX_RE = re.compile(r"^/[A-Za-z0-9_/-]*/$")
 RETRY_AFTER = 10
 POLL_SECONDS = 0.1
@@ -36,10 +35,9 @@ def tarball(kind: str, file: str) -> Response:
     settings = context.settings()
     prefix = request.headers.get("X-Accel-Prefix", "")
     behind_nginx = bool(PREFIX_RE.fullmatch(prefix))
-    if (not is_kind(kind) or not file.endswith(".tar.gz") or file.startswith(".") or len(file) > 255
-            or not (behind_nginx or settings.serve_tarballs)):
+    if not is_kind(kind) or not is_tarball_file(file) or not (behind_nginx or settings.serve_tarballs):
         raise NotFound(f"no tarball {kind[:100]}/{file[:100]}")
-    if not (settings.tarballs / kind / file).is_file():
+    if not tarball_path(settings, kind, file).is_file():
         build_on_demand(settings, kind, file)
     if behind_nginx:
         return Response(mimetype="application/gzip", headers={"X-Accel-Redirect": f"{prefix}{kind}/{file}"})
@@ -51,10 +49,10 @@ def tarball(kind: str, file: str) -> Response:
 
 def build_on_demand(settings: Settings, kind: str, file: str) -> None:
     """Return once the missing tarball file exists; 404 unless it names a branch's current head, 503 on timeout."""
-    match = FILE_RE.fullmatch(file)
-    if not match or not is_plain_name(match["name"]) or match["branch"] not in settings.branches:
+    parsed = parse_tarball_name(file)
+    if parsed is None or parsed.branch not in settings.branches:
         raise NotFound(f"no tarball {kind}/{file[:100]}")
-    name, branch, sha7 = match["name"], match["branch"], match["sha7"]
+    name, branch, sha7 = parsed
     conn = context.reader().connection()
     found = catalog.find(settings, conn, kind, name)
     if found is None:
@@ -77,7 +75,7 @@ def build_on_demand(settings: Settings, kind: str, file: str) -> None:
         if not _names_head(heads, branch, sha7):
             raise NotFound(f"{sha7} is not the current head of {kind}/{name} {branch}")
         _wait_for_build(queue, queue.request(SYNC, kind, name, reason="build"),
-                        settings.tarballs / kind / file, deadline, f"{kind}/{name}", branch, sha7)
+                        tarball_path(settings, kind, file), deadline, kind, parsed)
     finally:
         waiters.leave(host)
 
@@ -102,8 +100,10 @@ def _names_head(heads: dict[str, Any], branch: str, sha7: str) -> bool:
     return head is not None and head.startswith(sha7)
 
 
-def _wait_for_build(queue: Queue, request_id: int, path: Path, deadline: float, repo: str,
-                    branch: str, sha7: str) -> None:
+def _wait_for_build(queue: Queue, request_id: int, path: Path, deadline: float, kind: str,
+                    wanted: TarballName) -> None:
+    name, branch, sha7 = wanted
+    repo = f"{kind}/{name}"
     while not path.is_file():
         answered = queue.get(request_id)
         if answered is not None and answered.done_at is not None and not path.is_file():
@@ -111,7 +111,7 @@ def _wait_for_build(queue: Queue, request_id: int, path: Path, deadline: float, 
             built = result.get("heads", {}).get(branch)
             if built and not built.startswith(sha7):  # pushed to between the head check and the sync
                 raise NotFound(f"{sha7} is no longer the head of {repo} {branch}: the branch moved to "
-                               f"{built[:7]} ({path.name.removesuffix(f'{sha7}.tar.gz')}{built[:7]}.tar.gz)")
+                               f"{built[:7]} ({tarball_name(name, branch, built)})")
             if result.get("error"):
                 raise _busy(f"{path.name} could not be built just now: {result['error']}")
             raise _busy(f"{path.name} could not be built just now (see /info/{repo} for why)")

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import BadRequest, NotFound
 
 from tardist import answers
-from tardist.settings import is_kind, is_plain_name
+from tardist.layout import is_kind, is_plain_name
 from tardist.web import context
 from tardist.web.responses import respond
 

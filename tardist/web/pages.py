@@ -17,11 +17,11 @@ from flask import Blueprint, Flask, Response, render_template, request
 from markupsafe import Markup
 from werkzeug.exceptions import BadRequest, NotFound
 
-from tardist import queries
-from tardist.web import responses
+from tardist import answers, queries
+from tardist.web import context, responses
 from tardist.info import localize, web_url
 from tardist.languages import accepted, fallbacks
-from tardist.settings import is_plain_name
+from tardist.layout import is_plain_name
 
 bp = Blueprint("pages", __name__)
 SORTS = ("name", "downloads")
@@ -89,8 +89,8 @@ def listing(kind: str | None) -> Response:
 
     def compute(conn):
         if kind is not None:
-            responses.check_kind(conn, kind)
-        kinds = [kind] if kind is not None else responses.configured_kinds()
+            answers.check_kind(conn, context.configured_kinds(), kind)
+        kinds = [kind] if kind is not None else context.configured_kinds()
         rows = queries.listing(conn, kind, queries.first_day(day)) if conn else []
         for name in sorted({row["kind"] for row in rows} - set(kinds)):
             kinds.append(name)
@@ -123,7 +123,7 @@ def browse_repo(kind: str, name: str) -> Response:
     day = queries.utc_today()
 
     def compute(conn):
-        stored = responses.stored_info(conn, kind, name)
+        stored = answers.info_one(conn, context.configured_kinds(), kind, name)
         found = queries.translations(conn, kind, chain, [name]).get(name) if chain else None
         info = json.loads(localize(stored.decode(), found))
         days = queries.downloads_by_day(conn, kind, name, queries.first_day(day, CHART_DAYS))

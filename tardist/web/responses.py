@@ -1,13 +1,12 @@
-"""What the views share: cached, ETagged answers, content negotiation, and checks of kinds and languages."""
+"""What the views share: cached, ETagged answers, content negotiation, and the check of ?uselang=.
+
+Kinds and stored answers are checked and read by `tardist.answers` (with `context.configured_kinds()`)."""
 
 from __future__ import annotations
-
-import sqlite3
 
 from flask import Response, request
 from werkzeug.exceptions import BadRequest
 
-from tardist import answers
 from tardist.languages import is_language
 from tardist.web import context
 from tardist.web.reader import Answer
@@ -28,16 +27,6 @@ def respond(key: str, compute, max_age: int | None = None, mimetype: str = "appl
     return Response(answer.body, mimetype=mimetype, headers=headers)
 
 
-def configured_kinds() -> tuple[str, ...]:
-    """Kinds named by the configured sources, in configuration order."""
-    return answers.configured_kinds(context.settings())
-
-
-def check_kind(conn: sqlite3.Connection | None, kind: str) -> None:
-    """404 unless kind is configured or recorded."""
-    answers.check_kind(conn, configured_kinds(), kind)
-
-
 def prefers_html() -> bool:
     """True when the client (a browser) ranks text/html above JSON in its Accept header."""
     accept = request.accept_mimetypes
@@ -54,8 +43,3 @@ def parse_uselang(args) -> str | None:
     if not is_language(code):
         raise BadRequest(f"uselang: {code[:100]!r} is not a language code such as 'de' or 'de-at'")
     return code
-
-
-def stored_info(conn: sqlite3.Connection | None, kind: str, name: str) -> bytes:
-    """The stored /info JSON of one repository, or 404."""
-    return answers.info_one(conn, configured_kinds(), kind, name)

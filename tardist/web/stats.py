@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response
 from werkzeug.exceptions import NotFound
 
-from tardist import queries
-from tardist.web import responses
-from tardist.settings import is_plain_name
+from tardist import answers, queries
+from tardist.web import context, responses
+from tardist.layout import is_plain_name
 
 bp = Blueprint("stats", __name__)
 
@@ -19,7 +19,7 @@ def kind_totals(kind: str) -> Response:
     since = queries.first_day(today)
 
     def compute(conn):
-        responses.check_kind(conn, kind)
+        answers.check_kind(conn, context.configured_kinds(), kind)
         if conn is None:
             return {kind: {}}
         totals = queries.download_totals(conn, kind, since)
@@ -35,7 +35,7 @@ def repo_days(kind: str, name: str) -> Response:
     since = queries.first_day(today)
 
     def compute(conn):
-        responses.check_kind(conn, kind)
+        answers.check_kind(conn, context.configured_kinds(), kind)
         if conn is None or not is_plain_name(name) or name not in queries.present_names(conn).get(kind, []):
             raise NotFound(f"no {kind} named {name[:100]!r}")
         branches = {}
