@@ -7,8 +7,8 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import git
-from gitservers import RefusingGitServer
+from helpers import git
+from loopback.gitdaemon import RefusingGitServer
 
 from worker.sync import sync_one
 
@@ -51,6 +51,7 @@ def broken(deployment, upstream, refusing):
     return cite
 
 
+@pytest.mark.slow
 def test_a_branch_that_failed_is_retried_with_backoff(deployment, broken, refusing):
     first = deployment.sync(check=False)
     assert first.returncode == 1

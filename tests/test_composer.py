@@ -18,14 +18,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import TARDIST, Deployment, extension_files, git
-from gitservers import closed_port
+from helpers import TARDIST, Deployment, extension_files, git
+from loopback.servers import closed_port
 
 from worker.composer import scratch_root
 from worker.sandbox import find_bwrap
 
-pytestmark = pytest.mark.skipif(shutil.which("composer") is None,
-                                reason="composer is not installed (./scripts/test installs it)")
+pytestmark = [pytest.mark.composer, pytest.mark.skipif(shutil.which("composer") is None,
+                                                       reason="composer is not installed (./scripts/test installs it)")]
 
 PLUGIN_PHP = """<?php
 namespace Acme\\Plugin;

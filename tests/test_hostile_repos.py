@@ -16,8 +16,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, directory_source, extension_files, git
-from gitservers import closed_port, git_daemon, silent_server
+from helpers import Deployment, directory_source, extension_files, git
+from loopback.gitdaemon import git_daemon
+from loopback.servers import closed_port, silent_server
 
 PWNED = Path("/tmp/pwned")  # what the ext:: submodule URL of the brief would create
 
@@ -420,6 +421,7 @@ def test_branch_names_that_cannot_be_file_names_are_refused_at_config_load(deplo
 
 # --- remotes -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_unreachable_and_silent_remotes_fail_alone(deployment, upstream, tmp_path):
     upstream("Cite")
     with silent_server() as port:
@@ -449,6 +451,7 @@ def served(tmp_path: Path, deployment: Deployment, upstream):
         yield repos
 
 
+@pytest.mark.slow
 def test_repository_that_disappears_keeps_its_old_tarballs(deployment, served, tmp_path):
     sync(deployment, expect=0)
     old = info(deployment, "Cite")["branches"]["master"]
@@ -464,6 +467,7 @@ def test_repository_that_disappears_keeps_its_old_tarballs(deployment, served, t
     assert list(repository_errors(deployment)) == ["Cite"]
 
 
+@pytest.mark.slow
 def test_branch_force_pushed_to_an_unrelated_history_is_rebuilt(deployment, served):
     repo = served["Echo"]
     git(repo.path, "branch", "REL1_45")

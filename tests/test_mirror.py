@@ -11,8 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from conftest import git
-from gitservers import processes_naming
+from helpers import git, processes_naming
 
 from worker.lock import file_lock
 from worker.mirror import ensure_mirror, fetch_branches, run_git, use_git_config

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 
 import pytest
-from conftest import extension_files, git
+from helpers import extension_files, git
 
 from tardist import schema
 

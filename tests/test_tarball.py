@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from conftest import extension_files
+from helpers import extension_files
 from worker.mirror import GitError, ObjectReader
 from worker.sources import Repo
 from worker.sync import mirror_path
