@@ -342,6 +342,7 @@ def generation_record(generation: int) -> RepoRecord:
         for branch in ("REL1_44", "master", "REL1_45")])
 
 
+@pytest.mark.slow
 def test_an_unmigrated_database_is_a_503_until_init_db(deployment, upstream):
     upstream("Cite")
     database = deployment.settings().database

@@ -109,6 +109,7 @@ def test_a_fixed_branch_forgets_its_failures(deployment, broken):
     assert [f["branches"] for f in info["failures"]] == [["REL1_45"]]
 
 
+@pytest.mark.slow
 def test_a_failed_fetch_backs_off_but_ls_remote_never_does(deployment, upstream, tmp_path):
     cite = upstream("Cite")
     gone = tmp_path / "nowhere/Gone.git"

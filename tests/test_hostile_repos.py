@@ -146,6 +146,7 @@ HOSTILE_MANIFESTS = {
 }
 
 
+@pytest.mark.slow
 def test_hostile_manifests_are_manifest_errors_and_tarballs_are_still_built(deployment, upstream):
     for name, (files, _error) in HOSTILE_MANIFESTS.items():
         upstream(name, files=files)
@@ -230,6 +231,7 @@ def test_symlinks_out_of_the_tree_looping_or_dangling_are_left_out_with_warnings
     assert "dangling -> no/such/file: it points to nothing" in warnings
 
 
+@pytest.mark.slow
 def test_folder_links_that_multiply_stop_at_max_files(deployment, upstream):
     repo = upstream("Bomb", files={"l30/leaf": "leaf\n"})
     for level in range(30):  # 2**30 paths if every link were followed
@@ -276,6 +278,7 @@ def test_tree_entries_named_dot_dot_are_left_out(deployment, upstream):
     assert "left out sub/../pwned: not a safe path" in warnings
 
 
+@pytest.mark.slow
 def test_file_names_that_are_not_utf8_are_packed_and_reported_readably(deployment, upstream):
     repo = upstream("Bytes", files={"README.md": "hi\n"})
     odd = os.fsdecode(b"caf\xe9.txt")
@@ -324,6 +327,7 @@ def test_size_and_file_count_limits_fail_only_that_branch(deployment, upstream, 
 
 # --- submodules ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_submodule_urls_are_checked_before_git_sees_them(deployment, upstream, tmp_path):
     deployment.write_config(directory_source("extensions", tmp_path / "upstream/extensions"),
                             submodule_protocols=["git", "https"])
@@ -352,6 +356,7 @@ def test_submodule_urls_are_checked_before_git_sees_them(deployment, upstream, t
     assert not (deployment.root / "mirrors/_modules").exists(), "no refused URL reached git"
 
 
+@pytest.mark.slow
 def test_relative_submodule_urls_resolve_against_the_parents_remote(deployment, upstream, tmp_path):
     served = tmp_path / "upstream"
     lib = upstream("Lib", kind="lib", files={"lib.txt": "lib v1\n"})

@@ -11,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from helpers import git, processes_naming
 
 from worker.lock import file_lock
@@ -67,6 +68,7 @@ def test_no_hook_runs_even_when_the_settings_name_a_hook_folder(tmp_path, upstre
     assert not marker.exists(), "a hook ran"
 
 
+@pytest.mark.slow
 def test_a_mirror_with_hooks_or_foreign_config_is_repaired(deployment, upstream, tmp_path):
     repo = upstream("Cite")
     deployment.sync()
@@ -141,6 +143,7 @@ def test_the_time_limit_holds_while_tardist_cannot_act(tmp_path, hanging_remote)
         child.wait()
 
 
+@pytest.mark.slow
 def test_the_mirror_lock_is_free_only_once_every_git_of_a_dead_tardist_has_ended(tmp_path, upstream):
     """A git child that outlives tardist a while (here an ssh that shrugs off SIGTERM) keeps the lock."""
     mirror = tmp_path / "Cite.git"

@@ -170,6 +170,7 @@ def test_fifty_concurrent_requests_for_one_missing_tarball_make_one_build(stack)
     assert stack.worker.text().count("synced extensions/Echo: 1 built") == 1
 
 
+@pytest.mark.slow
 @needs_nginx
 @pytest.mark.nginx
 def test_a_flood_of_made_up_sha7s_costs_no_fetch_and_a_couple_of_ls_remote_per_repository(stack):
@@ -291,6 +292,7 @@ def hook(port: int, kind: str, name: str) -> serving.Answer:
                    Authorization=f"Bearer {SECRET}")
 
 
+@pytest.mark.slow
 @pytest.mark.nginx
 def test_remotes_that_never_answer_hold_up_no_other_repository(tmp_path, hanging_remote):
     healthy = Repo(tmp_path / "served/extensions/Healthy")

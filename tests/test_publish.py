@@ -208,6 +208,7 @@ def test_a_reader_of_a_published_file_keeps_its_whole_answer_while_a_new_one_rep
     assert path.read_bytes() != old
 
 
+@pytest.mark.slow
 def test_publishes_take_turns(deployment, upstream):
     upstream("Cite")
     deployment.sync()

@@ -256,6 +256,7 @@ def test_browsers_get_the_pages_and_clients_the_json_through_the_cache(served):
     assert again.status == 304
 
 
+@pytest.mark.slow
 def test_downloads_through_nginx_are_counted_once_from_its_log(served):
     log = served.deployment.root.parent / "nginx/tardist.access.log"  # written by deploy/nginx.conf's format
     before = served.deployment.cli("stats", "ingest", str(log))

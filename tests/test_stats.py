@@ -198,6 +198,7 @@ def test_export_writes_an_anonymised_day_and_stores_no_address_or_agent(deployme
     assert unwritable.returncode == 1 and "cannot write into" in unwritable.stderr
 
 
+@pytest.mark.slow
 def test_stats_answers_per_kind_and_per_repository(deployment, upstream, tmp_path):
     upstream("Cite")
     upstream("Echo")
@@ -219,6 +220,7 @@ def test_stats_answers_per_kind_and_per_repository(deployment, upstream, tmp_pat
     assert client.get("/stats/nope").status_code == 404
 
 
+@pytest.mark.slow
 def test_two_ingests_at_once_count_each_line_once_and_the_loser_says_it_stored_nothing(deployment, tmp_path):
     total = 5000
     log = tmp_path / "access.log"
