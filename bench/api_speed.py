@@ -48,7 +48,6 @@ import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from gitdaemon import free_port, stop
 from report import write_results
 
 from tardist import schema, store
@@ -56,6 +55,9 @@ from tardist.info import InfoView
 from tardist.settings import load_settings
 from tardist.records import BranchRecord, RepoRecord
 from worker.publish import publish
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: loopback/ is shared with tests/
+from loopback.gitdaemon import free_port, stop  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

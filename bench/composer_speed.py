@@ -23,9 +23,11 @@ import time
 from pathlib import Path
 
 import corpus
-from gitdaemon import git_daemon
 from report import write_results
 from sync_speed import median_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: loopback/ is shared with tests/
+from loopback.gitdaemon import git_daemon  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 TARDIST = BENCH.parent / ".venv" / "bin" / "tardist"

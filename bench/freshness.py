@@ -29,8 +29,10 @@ from pathlib import Path
 
 import corpus
 from api_speed import GUNICORN, HOST, ROOT, nginx, nginx_config, render, server
-from gitdaemon import git_daemon, stop
 from report import write_results
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: loopback/ is shared with tests/
+from loopback.gitdaemon import git_daemon, stop  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 TARDIST = ROOT / ".venv" / "bin" / "tardist"

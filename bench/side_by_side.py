@@ -29,11 +29,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from api_speed import GUNICORN, HOST, ROOT, server
-from gitdaemon import stop
 from report import write_results
 from freshness import request
 
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the repository root: loopback/ is shared with tests/
+from loopback.gitdaemon import stop  # noqa: E402
 from tardist import schema  # noqa: E402
 from tardist.queue import Queue  # noqa: E402
 from tardist.settings import load_settings  # noqa: E402

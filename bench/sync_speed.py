@@ -24,8 +24,10 @@ from pathlib import Path
 
 import corpus
 import extdist_baseline
-from gitdaemon import git_daemon
 from report import write_results
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: loopback/ is shared with tests/
+from loopback.gitdaemon import git_daemon  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 TARDIST = BENCH.parent / ".venv" / "bin" / "tardist"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, Repo, directory_source, extension_files, git, make_old_database
+from helpers import Deployment, Repo, extension_files, git, make_old_database
 
 from tardist import create_app, schema, store
 from tardist.web import context, reader
@@ -66,20 +66,10 @@ def make_repositories(make) -> dict[str, Repo]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Site:
+def site(module_upstream, module_deployment) -> Site:
     """One deployment synced by the real worker, shared by the tests that only read."""
-    tmp = tmp_path_factory.mktemp("api")
-
-    def make(name: str, kind: str = "extensions", files: dict | None = None) -> Repo:
-        repo = Repo(tmp / "upstream" / kind / name)
-        repo.commit(extension_files(name) if files is None else files)
-        return repo
-
-    repos = make_repositories(make)
-    (tmp / "deploy").mkdir()
-    deployment = Deployment(tmp / "deploy", tmp / "deploy" / "tardist.toml")
-    deployment.write_config(directory_source("extensions", tmp / "upstream/extensions")
-                            + directory_source("skins", tmp / "upstream/skins"))
+    deployment = module_deployment
+    repos = make_repositories(module_upstream)
     result = deployment.sync(check=False)
     assert result.returncode == 1, result.stderr  # Broken's master fails; the rest is built
     return Site(deployment, repos)
@@ -352,6 +342,7 @@ def generation_record(generation: int) -> RepoRecord:
         for branch in ("REL1_44", "master", "REL1_45")])
 
 
+@pytest.mark.slow
 def test_an_unmigrated_database_is_a_503_until_init_db(deployment, upstream):
     upstream("Cite")
     database = deployment.settings().database

@@ -7,8 +7,8 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import git
-from gitservers import RefusingGitServer
+from helpers import git
+from loopback.gitdaemon import RefusingGitServer
 
 from worker.run import sync_one
 
@@ -51,6 +51,7 @@ def broken(deployment, upstream, refusing):
     return cite
 
 
+@pytest.mark.slow
 def test_a_branch_that_failed_is_retried_with_backoff(deployment, broken, refusing):
     first = deployment.sync(check=False)
     assert first.returncode == 1
@@ -108,6 +109,7 @@ def test_a_fixed_branch_forgets_its_failures(deployment, broken):
     assert [f["branches"] for f in info["failures"]] == [["REL1_45"]]
 
 
+@pytest.mark.slow
 def test_a_failed_fetch_backs_off_but_ls_remote_never_does(deployment, upstream, tmp_path):
     cite = upstream("Cite")
     gone = tmp_path / "nowhere/Gone.git"

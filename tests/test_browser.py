@@ -11,16 +11,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import Deployment, Repo, directory_source, extension_files, git
+from helpers import Deployment, extension_files, git
+from serving import free_port, start_gunicorn
 
-from bench.gitdaemon import free_port, stop
-from test_serving import start_gunicorn
+from loopback.gitdaemon import stop
 
 HOST = "127.0.0.1"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                reason="chromium is not installed (Debian: apt install chromium chromium-driver)")
+pytestmark = [pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                 reason="chromium is not installed (Debian: apt install chromium chromium-driver)"),
+              pytest.mark.browser, pytest.mark.nginx]
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402  (after the skip: selenium is a test extra)
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -34,22 +35,19 @@ HOSTILE_AUTHORS = ["[javascript:alert(1) Mallory]", '<a href="javascript:alert(2
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(module_tmp, module_upstream, module_deployment):
     """A synced deployment (Cite in English and German, Echo, a skin) with download counts, under gunicorn."""
-    tmp = tmp_path_factory.mktemp("browser")
-    cite = Repo(tmp / "upstream/extensions/Cite")
-    cite.commit({**extension_files("Cite"), "i18n/en.json": json.dumps({"cite-desc": "Adds footnotes and references"}),
-                 "i18n/de.json": json.dumps({"cite-desc": "Fügt Fußnoten und Einzelnachweise hinzu"})})
+    tmp, deployment = module_tmp, module_deployment
+    cite = module_upstream("Cite", files={
+        **extension_files("Cite"), "i18n/en.json": json.dumps({"cite-desc": "Adds footnotes and references"}),
+        "i18n/de.json": json.dumps({"cite-desc": "Fügt Fußnoten und Einzelnachweise hinzu"})})
     git(cite.path, "branch", "REL1_45")
-    Repo(tmp / "upstream/extensions/Echo").commit(
-        {**extension_files("Echo"), "i18n/en.json": json.dumps({"echo-desc": "Notifications for wiki users"})})
-    Repo(tmp / "upstream/skins/Vector").commit({"skin.json": json.dumps({"name": "Vector", "description": "A skin"})})
+    module_upstream("Echo", files={**extension_files("Echo"),
+                                   "i18n/en.json": json.dumps({"echo-desc": "Notifications for wiki users"})})
+    module_upstream("Vector", kind="skins",
+                    files={"skin.json": json.dumps({"name": "Vector", "description": "A skin"})})
     for name, url in HOSTILE_HOMEPAGES.items():
-        Repo(tmp / f"upstream/extensions/{name}").commit(extension_files(name, url=url, author=HOSTILE_AUTHORS))
-    (tmp / "deploy").mkdir()
-    deployment = Deployment(tmp / "deploy", tmp / "deploy/tardist.toml")
-    deployment.write_config(directory_source("extensions", tmp / "upstream/extensions")
-                            + directory_source("skins", tmp / "upstream/skins"))
+        module_upstream(name, files=extension_files(name, url=url, author=HOSTILE_AUTHORS))
     deployment.sync()
     count_downloads(deployment, tmp)
 

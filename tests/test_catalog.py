@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Repo
+from helpers import Repo
 
 from tardist import catalog, schema
 from tardist.settings import Settings, load_settings

@@ -18,14 +18,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import TARDIST, Deployment, extension_files, git
-from gitservers import closed_port
+from helpers import TARDIST, Deployment, extension_files, git
+from loopback.servers import closed_port
 
 from tardist.layout import scratch_root
 from worker.sandbox import find_bwrap
 
-pytestmark = pytest.mark.skipif(shutil.which("composer") is None,
-                                reason="composer is not installed (./scripts/test installs it)")
+pytestmark = [pytest.mark.composer, pytest.mark.skipif(shutil.which("composer") is None,
+                                                       reason="composer is not installed (./scripts/test installs it)")]
 
 PLUGIN_PHP = """<?php
 namespace Acme\\Plugin;
@@ -108,6 +108,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_a_branch_requiring_packages_ships_vendor_reproducibly_and_info_lists_them(deployment, upstream, composer_home):
     configure(deployment, composer_home)
     needy = upstream("Needy", files={**extension_files("Needy"), "composer.json": composer_json(
@@ -148,6 +149,7 @@ def test_a_branch_requiring_packages_ships_vendor_reproducibly_and_info_lists_th
                                      "built without vendor/"]
 
 
+@pytest.mark.slow
 def test_an_unresolvable_require_fails_that_branch_only_and_its_last_tarball_stays(deployment, upstream, composer_home):
     configure(deployment, composer_home)
     needy = needing(upstream, "Needy", {"acme/hello": "^1"})
@@ -462,6 +464,7 @@ VECTORS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sandbox", sandboxes())
 @pytest.mark.parametrize("vector", sorted(VECTORS))
 def test_a_branch_asking_for_the_build_host_fails_and_publishes_none_of_it(deployment, upstream, composer_home,

@@ -22,11 +22,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TARDIST, Deployment, Repo, directory_source, extension_files, git
-from gitservers import HangingFetchServer, git_daemon, processes_naming
+from helpers import (TARDIST, Deployment, Repo, directory_source, extension_files, git, make_deployment,
+                     processes_naming)
+from loopback.gitdaemon import git_daemon
+from loopback.servers import HangingFetchServer
 from test_publish import assert_published_is_the_app
 
 from tardist.answers import GERRIT_XSSI_PREFIX
+
+pytestmark = pytest.mark.slow  # each test kills a sync, fills a disk or hangs a fetch on purpose
 
 KILLS = 32
 KINDS = ("extensions", "skins")
@@ -59,11 +63,8 @@ def make_corpus(root: Path) -> None:
 
 def new_deployment(root: Path, corpus: Path) -> Deployment:
     """A deployment folder syncing the corpus."""
-    root.mkdir()
-    deployment = Deployment(root, root / "tardist.toml")
-    deployment.write_config(directory_source("extensions", corpus / "extensions")
-                            + directory_source("skins", corpus / "skins"), jobs=2)
-    return deployment
+    return make_deployment(root.parent, directory_source("extensions", corpus / "extensions")
+                           + directory_source("skins", corpus / "skins"), folder=root.name, jobs=2)
 
 
 def reset(deployment: Deployment) -> None:
@@ -211,8 +212,7 @@ def test_sigkill_during_a_hanging_fetch_leaves_no_git_and_the_next_fetch_is_safe
     repo = upstream("Cite")
     bare = tmp_path / "served/Cite.git"
     git(tmp_path, "clone", "--quiet", "--bare", str(repo.path), str(bare))
-    deployment = Deployment(tmp_path / "deploy", tmp_path / "deploy/tardist.toml")
-    deployment.root.mkdir()
+    deployment = make_deployment(tmp_path, "")  # its sources are written once the daemon runs
     with git_daemon(tmp_path / "served") as daemon:
         proxy = HangingFetchServer(daemon)
         try:
@@ -258,8 +258,7 @@ def small_tarballs_disk(tmp_path: Path):
 def test_disk_full_while_writing_a_tarball_leaves_no_partial_file(tmp_path, upstream, small_tarballs_disk):
     upstream("Huge", files={"blob.bin": random.Random(1).randbytes(2 * 1024 * 1024)})
     upstream("Small")
-    deployment = Deployment(tmp_path / "deploy", tmp_path / "deploy/tardist.toml")
-    deployment.write_config(directory_source("extensions", tmp_path / "upstream/extensions"), jobs=1)
+    deployment = make_deployment(tmp_path, directory_source("extensions", tmp_path / "upstream/extensions"), jobs=1)
     result = deployment.sync(check=False)
     assert result.returncode == 1, result.stderr
     summary = deployment.summary(result)

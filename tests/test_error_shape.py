@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, Repo, directory_source, extension_files
+from helpers import Deployment, directory_source
 
 TOO_MANY_NAMES = "|".join(f"Name{i}" for i in range(501))
 LONG = "A" * 10_000
@@ -52,12 +52,10 @@ def assert_error_shape(response, status: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def deployment_with_cite(tmp_path_factory) -> Deployment:
+def deployment_with_cite(module_tmp, module_upstream, module_deployment) -> Deployment:
     """A deployment where the worker synced extensions/Cite (master only), plus a file outside tarballs/."""
-    tmp = tmp_path_factory.mktemp("errors")
-    Repo(tmp / "upstream/extensions/Cite").commit(extension_files("Cite"))
-    (tmp / "deploy").mkdir()
-    deployment = Deployment(tmp / "deploy", tmp / "deploy/tardist.toml")
+    tmp, deployment = module_tmp, module_deployment
+    module_upstream("Cite")
     deployment.write_config(directory_source("extensions", tmp / "upstream/extensions"))
     deployment.sync()
     (tmp / "deploy/secret.tar.gz").write_text("outside tarballs/")

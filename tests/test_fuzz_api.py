@@ -8,7 +8,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from sample_deployment import populate
+from helpers import populate
 from schemathesis import GenerationMode
 from schemathesis.checks import (content_type_conformance, not_a_server_error, response_headers_conformance,
                                  response_schema_conformance, status_code_conformance)
@@ -35,6 +35,7 @@ def gerrit_aware_json(ctx, response):
     return json.loads(text)
 
 
+@pytest.mark.slow
 def test_fuzzed_requests_get_documented_answers(app):
     # schemathesis' pytest integration (from_fixture) does not run under pytest 9: drive hypothesis directly
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)

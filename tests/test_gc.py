@@ -7,7 +7,8 @@ import os
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
-from conftest import directory_source, git
+import pytest
+from helpers import directory_source, git
 
 from tardist import records, schema, store
 from tardist.timestamps import utc_iso
@@ -87,6 +88,7 @@ def test_gc_clears_what_a_killed_run_left_of_a_mirror(deployment, upstream):
     assert (deployment.root / "mirrors/extensions/Cite.git").is_dir()
 
 
+@pytest.mark.slow
 def test_gc_command_dry_run_lists_and_removes_nothing(deployment, upstream):
     repo = upstream("Cite")
     deployment.sync()
@@ -102,6 +104,7 @@ def test_gc_command_dry_run_lists_and_removes_nothing(deployment, upstream):
     assert json.loads(result.stdout)["tarballs"] == 1 and len(tarballs(deployment)) == 1
 
 
+@pytest.mark.slow
 def test_a_source_that_suddenly_lists_nothing_removes_nothing(deployment, upstream, tmp_path):
     repo = upstream("Cite")
     deployment.sync()
@@ -141,6 +144,7 @@ def test_an_emptied_source_keeps_its_repositories_whatever_another_source_of_its
     assert client.get("/list/extensions").get_json() == {"extensions": ["Cite", "Echo"]}
 
 
+@pytest.mark.slow
 def test_submodule_mirrors_go_when_no_kept_tarball_uses_them(deployment, upstream):
     lib = upstream("Lib", kind="lib", files={"lib.js": "lib\n"})
     other = upstream("Other", kind="lib", files={"other.js": "other\n"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from sample_deployment import populate
+from helpers import populate
 
 
 def extdist_decode(body: bytes):

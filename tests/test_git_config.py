@@ -9,8 +9,9 @@ import subprocess
 import tarfile
 
 import pytest
-from conftest import TARDIST, directory_source
-from gitservers import closed_port, git_daemon
+from helpers import TARDIST, directory_source
+from loopback.gitdaemon import git_daemon
+from loopback.servers import closed_port
 
 from tardist.settings import SettingsError, load_settings
 from worker.git import run_git

@@ -8,9 +8,10 @@ import http.client
 import json
 
 import pytest
-import test_serving as serving
-from bench.gitdaemon import stop
-from conftest import directory_source
+import serving
+from helpers import directory_source
+
+from loopback.gitdaemon import stop
 
 from tardist.queue import Queue
 from tardist.settings import load_settings
@@ -185,6 +186,7 @@ def test_a_signed_body_nested_200000_deep_is_400_not_500(app, deployment):
     assert queued(deployment) == []
 
 
+@pytest.mark.nginx
 def test_a_chunked_body_over_one_mib_is_413_through_gunicorn(deployment, upstream):
     """The Flask test client always sends a length; gunicorn passes a chunked body as a stream of unknown length."""
     upstream("Cite")

@@ -16,8 +16,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, directory_source, extension_files, git
-from gitservers import closed_port, git_daemon, silent_server
+from helpers import Deployment, directory_source, extension_files, git
+from loopback.gitdaemon import git_daemon
+from loopback.servers import closed_port, silent_server
 
 PWNED = Path("/tmp/pwned")  # what the ext:: submodule URL of the brief would create
 
@@ -145,6 +146,7 @@ HOSTILE_MANIFESTS = {
 }
 
 
+@pytest.mark.slow
 def test_hostile_manifests_are_manifest_errors_and_tarballs_are_still_built(deployment, upstream):
     for name, (files, _error) in HOSTILE_MANIFESTS.items():
         upstream(name, files=files)
@@ -229,6 +231,7 @@ def test_symlinks_out_of_the_tree_looping_or_dangling_are_left_out_with_warnings
     assert "dangling -> no/such/file: it points to nothing" in warnings
 
 
+@pytest.mark.slow
 def test_folder_links_that_multiply_stop_at_max_files(deployment, upstream):
     repo = upstream("Bomb", files={"l30/leaf": "leaf\n"})
     for level in range(30):  # 2**30 paths if every link were followed
@@ -275,6 +278,7 @@ def test_tree_entries_named_dot_dot_are_left_out(deployment, upstream):
     assert "left out sub/../pwned: not a safe path" in warnings
 
 
+@pytest.mark.slow
 def test_file_names_that_are_not_utf8_are_packed_and_reported_readably(deployment, upstream):
     repo = upstream("Bytes", files={"README.md": "hi\n"})
     odd = os.fsdecode(b"caf\xe9.txt")
@@ -323,6 +327,7 @@ def test_size_and_file_count_limits_fail_only_that_branch(deployment, upstream, 
 
 # --- submodules ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_submodule_urls_are_checked_before_git_sees_them(deployment, upstream, tmp_path):
     deployment.write_config(directory_source("extensions", tmp_path / "upstream/extensions"),
                             submodule_protocols=["git", "https"])
@@ -351,6 +356,7 @@ def test_submodule_urls_are_checked_before_git_sees_them(deployment, upstream, t
     assert not (deployment.root / "mirrors/_modules").exists(), "no refused URL reached git"
 
 
+@pytest.mark.slow
 def test_relative_submodule_urls_resolve_against_the_parents_remote(deployment, upstream, tmp_path):
     served = tmp_path / "upstream"
     lib = upstream("Lib", kind="lib", files={"lib.txt": "lib v1\n"})
@@ -420,6 +426,7 @@ def test_branch_names_that_cannot_be_file_names_are_refused_at_config_load(deplo
 
 # --- remotes -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_unreachable_and_silent_remotes_fail_alone(deployment, upstream, tmp_path):
     upstream("Cite")
     with silent_server() as port:
@@ -449,6 +456,7 @@ def served(tmp_path: Path, deployment: Deployment, upstream):
         yield repos
 
 
+@pytest.mark.slow
 def test_repository_that_disappears_keeps_its_old_tarballs(deployment, served, tmp_path):
     sync(deployment, expect=0)
     old = info(deployment, "Cite")["branches"]["master"]
@@ -464,6 +472,7 @@ def test_repository_that_disappears_keeps_its_old_tarballs(deployment, served, t
     assert list(repository_errors(deployment)) == ["Cite"]
 
 
+@pytest.mark.slow
 def test_branch_force_pushed_to_an_unrelated_history_is_rebuilt(deployment, served):
     repo = served["Echo"]
     git(repo.path, "branch", "REL1_45")

@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 import pytest
-from conftest import extension_files, git
+from helpers import extension_files, git
 
 from tardist.languages import accepted, fallbacks, is_language
 from worker.manifest import read_manifest

@@ -7,7 +7,8 @@ import shutil
 import subprocess
 import time
 
-from conftest import TARDIST, git
+import pytest
+from helpers import TARDIST, git
 
 
 def mirror_refs(deployment, name: str) -> list[str]:
@@ -24,6 +25,7 @@ def test_only_snapshot_branches_are_fetched(deployment, upstream):
     assert mirror_refs(deployment, "Cite") == ["refs/heads/REL1_44", "refs/heads/master"]
 
 
+@pytest.mark.slow
 def test_noop_sync_does_not_fetch(deployment, upstream):
     upstream("Cite")
     changed = upstream("Echo")
@@ -40,6 +42,7 @@ def test_noop_sync_does_not_fetch(deployment, upstream):
     assert not (deployment.root / "mirrors/extensions/Cite.git").exists()
 
 
+@pytest.mark.slow
 def test_missing_tarball_file_is_rebuilt(deployment, upstream):
     repo = upstream("Cite")
     deployment.sync()
@@ -84,6 +87,7 @@ def test_progress_lines_when_not_on_a_terminal(deployment, upstream):
     assert lines[-1].startswith("1/1 repositories, 1 tarballs built, 0 failed")
 
 
+@pytest.mark.slow
 def test_a_branch_moved_back_to_a_kept_tarball_is_not_rebuilt(deployment, upstream):
     repo = upstream("Cite")
     old = repo.head()

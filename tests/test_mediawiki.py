@@ -17,11 +17,11 @@ from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import pytest
-from conftest import Deployment, Repo, directory_source, extension_files, git
+from helpers import Deployment, git
+from serving import (HOST, NGINX, Answer, fetch, free_port, nginx_main_config, render_site, start_gunicorn,
+                     wait_until_serving)
 
-from bench.gitdaemon import stop
-from test_serving import (HOST, NGINX, Answer, fetch, free_port, nginx_main_config, render_site, start_gunicorn,
-                          wait_until_serving)
+from loopback.gitdaemon import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIAWIKI = Path("/usr/share/mediawiki")
@@ -38,6 +38,7 @@ pytestmark = [
     pytest.mark.skipif(not (EXTDIST / "extension.json").is_file(),
                        reason="ExtensionDistributor's source is not packaged in Debian and cannot be downloaded "
                               f"here: put a copy of its REL1_39 branch at {EXTDIST} or set TARDIST_EXTDIST_SOURCE"),
+    pytest.mark.nginx,
 ]
 
 
@@ -173,20 +174,16 @@ def install_wiki(tmp: Path, port: int, tardist: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def wiki(tmp_path_factory) -> Iterator[Wiki]:
+def wiki(module_tmp, module_upstream, module_deployment) -> Iterator[Wiki]:
     """Sync Cite (master, REL1_45, REL1_39) and the Vector skin; serve tardist behind nginx, and a freshly
     installed wiki on php -S."""
-    tmp = tmp_path_factory.mktemp("mediawiki")
-    cite = Repo(tmp / "upstream/extensions/Cite")
-    cite.commit(extension_files("Cite"))
+    tmp, deployment = module_tmp, module_deployment
+    cite = module_upstream("Cite")
     git(cite.path, "branch", "REL1_39")
     cite.commit({"README.md": "# Cite, newer\n"})
     git(cite.path, "branch", "REL1_45")
-    Repo(tmp / "upstream/skins/Vector").commit({"skin.json": json.dumps({"name": "Vector", "type": "skin"})})
-    (tmp / "deploy").mkdir()
-    deployment = Deployment(tmp / "deploy", tmp / "deploy/tardist.toml")
-    deployment.write_config(directory_source("extensions", tmp / "upstream/extensions")
-                            + directory_source("skins", tmp / "upstream/skins"), branches=BRANCHES)
+    module_upstream("Vector", kind="skins", files={"skin.json": json.dumps({"name": "Vector", "type": "skin"})})
+    deployment.write_config(branches=BRANCHES)
     deployment.sync()
     with tardist_behind_nginx(deployment, tmp) as tardist_port:
         port = free_port()

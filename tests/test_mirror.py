@@ -11,8 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from conftest import git
-from gitservers import processes_naming
+import pytest
+from helpers import git, processes_naming
 
 from worker.lock import file_lock
 from worker.git import run_git
@@ -62,6 +62,7 @@ def test_no_hook_runs_even_when_the_settings_name_a_hook_folder(tmp_path, upstre
     assert not marker.exists(), "a hook ran"
 
 
+@pytest.mark.slow
 def test_a_mirror_with_hooks_or_foreign_config_is_repaired(deployment, upstream, tmp_path):
     repo = upstream("Cite")
     deployment.sync()
@@ -136,6 +137,7 @@ def test_the_time_limit_holds_while_tardist_cannot_act(tmp_path, hanging_remote)
         child.wait()
 
 
+@pytest.mark.slow
 def test_the_mirror_lock_is_free_only_once_every_git_of_a_dead_tardist_has_ended(tmp_path, upstream):
     """A git child that outlives tardist a while (here an ssh that shrugs off SIGTERM) keeps the lock."""
     mirror = tmp_path / "Cite.git"

@@ -17,17 +17,16 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-import test_serving as serving
-from conftest import Deployment, Repo, directory_source, extension_files, git
-from test_worker_requests import Worker
+import serving
+from helpers import Deployment, Repo, Worker, directory_source, extension_files, git, make_deployment
 
-from bench.gitdaemon import git_daemon, stop
+from loopback.gitdaemon import git_daemon, stop
 from tardist.queue import HEADS, Queue
 from worker.dispatcher import HEAD_THREADS
 
 SECRET = "hook-secret"
 HOST = "127.0.0.1"
-needs_nginx = serving.pytestmark  # on the tests through nginx only: the Flask-only ones run everywhere
+needs_nginx = serving.needs_nginx  # on the tests through nginx only: the Flask-only ones run everywhere
 
 
 def request(port: int, path: str, method: str = "GET", body: bytes | None = None, timeout: float = 90,
@@ -82,9 +81,8 @@ class Stack:
 @contextlib.contextmanager
 def serve(tmp: Path, sources: str, ready: str, **config) -> Iterator[Stack]:
     """A deployment of sources in tmp served by `tardist worker` (once it logs ready), gunicorn and nginx."""
-    (tmp / "deploy").mkdir(parents=True)
-    deployment = Deployment(tmp / "deploy", tmp / "deploy/tardist.toml")
-    deployment.write_config(sources, **{"hook_secret": SECRET, "schedule": "0 0 1 1 *", "build_wait": 60, **config})
+    deployment = make_deployment(tmp, sources, **{"hook_secret": SECRET, "schedule": "0 0 1 1 *", "build_wait": 60,
+                                                  **config})
     git_log = tmp / "git-commands.log"
     worker = Worker(deployment, tmp / "worker.log", env={"PATH": git_shim(tmp / "shim", git_log)})
     api_port, web_port = serving.free_port(), serving.free_port()
@@ -127,12 +125,11 @@ def serve(tmp: Path, sources: str, ready: str, **config) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ondemand")
+def stack(module_tmp, module_upstream):
+    tmp = module_tmp
     repos = {}
     for name in ("Cite", "Echo", "Math", "Pushed", "Moved"):
-        repos[name] = Repo(tmp / "upstream/extensions" / name)
-        repos[name].commit(extension_files(name))
+        repos[name] = module_upstream(name)
     git(repos["Cite"].path, "branch", "REL1_45")
     with serve(tmp, directory_source("extensions", tmp / "upstream/extensions"), "sync finished") as served:
         served.repos.update(repos)
@@ -140,6 +137,7 @@ def stack(tmp_path_factory):
 
 
 @needs_nginx
+@pytest.mark.nginx
 def test_a_current_head_tarball_not_built_yet_is_built_and_served_through_nginx(stack):
     head = stack.repos["Cite"].commit({"NEWS": "on demand\n"})
     answer = request(stack.port, f"/dist/extensions/Cite-master-{head[:7]}.tar.gz")
@@ -153,6 +151,7 @@ def test_a_current_head_tarball_not_built_yet_is_built_and_served_through_nginx(
 
 
 @needs_nginx
+@pytest.mark.nginx
 def test_fifty_concurrent_requests_for_one_missing_tarball_make_one_build(stack):
     head = stack.repos["Echo"].commit({"NEWS": "fifty\n"})
     path = f"/dist/extensions/Echo-master-{head[:7]}.tar.gz"
@@ -171,7 +170,9 @@ def test_fifty_concurrent_requests_for_one_missing_tarball_make_one_build(stack)
     assert stack.worker.text().count("synced extensions/Echo: 1 built") == 1
 
 
+@pytest.mark.slow
 @needs_nginx
+@pytest.mark.nginx
 def test_a_flood_of_made_up_sha7s_costs_no_fetch_and_a_couple_of_ls_remote_per_repository(stack):
     upstream = stack.repos["Math"].path.parent
     names = [f"Flood{i:02d}" for i in range(50)]  # known to the directory source, never synced
@@ -204,6 +205,7 @@ def test_a_flood_of_made_up_sha7s_costs_no_fetch_and_a_couple_of_ls_remote_per_r
 
 
 @needs_nginx
+@pytest.mark.nginx
 def test_a_head_pushed_right_after_a_download_is_built_not_a_404(stack):
     pushed = stack.repos["Pushed"]
     before = len(stack.git_commands())
@@ -217,6 +219,7 @@ def test_a_head_pushed_right_after_a_download_is_built_not_a_404(stack):
 
 
 @needs_nginx
+@pytest.mark.nginx
 def test_a_branch_that_moves_before_the_build_says_so_and_names_the_new_file(stack):
     moved = stack.repos["Moved"]
     old = moved.commit({"NEWS": "old\n"})  # not built: nobody asked for it yet
@@ -233,6 +236,7 @@ def test_a_branch_that_moves_before_the_build_says_so_and_names_the_new_file(sta
 
 
 @needs_nginx
+@pytest.mark.nginx
 def test_names_that_cannot_be_a_current_head_are_404_without_any_git_command(stack):
     before = len(stack.git_commands())
     for path in ("/dist/extensions/Nope-master-1234567.tar.gz", "/dist/extensions/Cite-REL1_1-1234567.tar.gz",
@@ -245,6 +249,7 @@ def test_names_that_cannot_be_a_current_head_are_404_without_any_git_command(sta
 
 
 @needs_nginx
+@pytest.mark.nginx
 def test_a_webhook_through_nginx_makes_the_push_downloadable(stack):
     head = stack.repos["Cite"].commit({"NEWS": "hooked\n"})
     hooked = request(stack.port, "/hooks/push", "POST", json.dumps({"kind": "extensions", "name": "Cite"}).encode(),
@@ -287,6 +292,8 @@ def hook(port: int, kind: str, name: str) -> serving.Answer:
                    Authorization=f"Bearer {SECRET}")
 
 
+@pytest.mark.slow
+@pytest.mark.nginx
 def test_remotes_that_never_answer_hold_up_no_other_repository(tmp_path, hanging_remote):
     healthy = Repo(tmp_path / "served/extensions/Healthy")
     healthy.commit(extension_files("Healthy"))

@@ -7,7 +7,7 @@ import re
 
 import jsonschema
 import pytest
-from sample_deployment import populate
+from helpers import populate
 
 # The official OpenAPI 3.1 schema (spec.openapis.org/oas/3.1/schema/2022-10-07), as schemathesis ships it.
 from schemathesis.specs.openapi.definitions import OPENAPI_31

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 
 import pytest
-from conftest import extension_files, git
+from helpers import extension_files, git
 
 from tardist import schema
 
@@ -177,6 +177,7 @@ HOSTILE_HOMEPAGES = {"Js": "javascript:alert(document.domain)//", "Spaced": " Ja
                      "Slashless": "https:/\\evil.example/", "Vb": "vbscript:msgbox(1)"}
 
 
+@pytest.mark.slow
 def test_only_http_homepages_become_links_and_info_gives_null_with_a_warning(deployment, upstream):
     for name, url in {**HOSTILE_HOMEPAGES, "Good": "https://www.mediawiki.org/wiki/Extension:Good"}.items():
         upstream(name, files={"extension.json": json.dumps({"name": name, "url": url})})

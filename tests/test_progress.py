@@ -6,7 +6,7 @@ import os
 import pty
 import subprocess
 
-from conftest import TARDIST
+from helpers import TARDIST
 
 
 def test_sync_draws_a_progress_bar_on_a_terminal(deployment, upstream, tmp_path):

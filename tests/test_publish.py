@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TARDIST, Deployment, directory_source, git
-from sample_deployment import populate
+from helpers import TARDIST, Deployment, directory_source, git, populate
 
 from tardist import schema
 from worker.publish import _publish_lock, publish, published_files
@@ -55,6 +54,7 @@ def test_every_published_file_is_the_apps_answer(deployment, upstream, tmp_path)
     assert list(cite["branches"]) == ["master", "REL1_45"]
 
 
+@pytest.mark.slow
 def test_only_what_changed_is_rewritten_and_removed_answers_go(deployment, upstream, tmp_path):
     cite = upstream("Cite")
     upstream("Echo")
@@ -98,6 +98,7 @@ def test_a_settings_change_republishes_every_answer(deployment, upstream):
     assert cite["branches"]["master"]["url"].startswith("https://downloads.example.org/dist/extensions/Cite-master-")
 
 
+@pytest.mark.slow
 def test_gc_repairs_published_and_init_db_publishes(deployment, upstream):
     upstream("Cite")
     deployment.sync()
@@ -116,6 +117,7 @@ def test_gc_repairs_published_and_init_db_publishes(deployment, upstream):
     assert_published_is_the_app(deployment)
 
 
+@pytest.mark.slow
 def test_a_failed_publish_is_a_warning_and_the_next_one_checks_everything(deployment, upstream):
     cite = upstream("Cite")
     upstream("Echo")
@@ -206,6 +208,7 @@ def test_a_reader_of_a_published_file_keeps_its_whole_answer_while_a_new_one_rep
     assert path.read_bytes() != old
 
 
+@pytest.mark.slow
 def test_publishes_take_turns(deployment, upstream):
     upstream("Cite")
     deployment.sync()

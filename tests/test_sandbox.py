@@ -84,6 +84,7 @@ def scratch_of():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.composer
 def test_in_the_bwrap_sandbox_nothing_tardist_keeps_is_visible_or_writable(kept, scratch_of):
     reason = bwrap_works()
     if reason:
@@ -103,6 +104,7 @@ def test_in_the_bwrap_sandbox_nothing_tardist_keeps_is_visible_or_writable(kept,
     assert not any((folder / "pwned").exists() for folder in folders)
 
 
+@pytest.mark.composer
 def test_in_the_bwrap_sandbox_no_process_of_the_host_is_visible(kept, scratch_of):
     """A new PID namespace (--unshare-all): tardist's own environment is not in /proc/<pid>/environ."""
     reason = bwrap_works()

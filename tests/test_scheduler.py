@@ -8,7 +8,8 @@ import subprocess
 import threading
 import time
 
-from conftest import TARDIST
+import pytest
+from helpers import TARDIST
 
 from worker.lock import sync_lock
 
@@ -53,6 +54,7 @@ def runs(deployment) -> list[dict]:
     return json.loads(deployment.cli("status").stdout)["runs"]
 
 
+@pytest.mark.slow
 def test_worker_syncs_at_start_and_stops_cleanly_on_sigterm(deployment, upstream):
     upstream("Cite")
     worker = start_worker(deployment)

@@ -6,11 +6,12 @@ import json
 import sqlite3
 
 import pytest
-from conftest import make_old_database
+from helpers import make_old_database
 
 from tardist.schema import MIGRATIONS, SchemaTooNew, open_writer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", range(1, len(MIGRATIONS)))
 def test_a_database_of_each_older_schema_is_migrated_and_keeps_its_data(deployment, upstream, version):
     repo = upstream("Cite")
@@ -35,6 +36,7 @@ def test_a_database_of_each_older_schema_is_migrated_and_keeps_its_data(deployme
     assert status["counts"]["tarballs"] == 1
 
 
+@pytest.mark.slow
 def test_a_database_made_by_a_newer_tardist_is_refused(deployment, upstream):
     upstream("Cite")
     deployment.sync()

@@ -4,120 +4,21 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import json
-import os
 import re
-import shutil
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from conftest import Deployment, Repo, directory_source, extension_files, git
-from bench.gitdaemon import stop
+from helpers import Deployment, git
+from serving import (HOST, NGINX, Answer, fetch, free_port, needs_nginx, nginx_main_config, render_site,
+                     start_gunicorn, wait_until_serving)
 
-ROOT = Path(__file__).resolve().parents[1]
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
-HOST = "127.0.0.1"
+from loopback.gitdaemon import stop
 
-pytestmark = pytest.mark.skipif(not os.access(NGINX, os.X_OK),
-                                reason="nginx is not installed (Debian: apt install nginx-light; CI installs it)")
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Answer:
-    """One HTTP answer: status, headers (lower-case names) and body."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self):
-        """The body decoded as JSON."""
-        return json.loads(self.body)
-
-
-def fetch(port: int, path: str, method: str = "GET", **headers: str) -> Answer:
-    """GET (or method) path from 127.0.0.1:port, without following redirects."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        conn.request(method, path, headers=headers)
-        response = conn.getresponse()
-        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
-    finally:
-        conn.close()
-
-
-def wait_until_serving(process: subprocess.Popen, port: int, log: Path, timeout: float = 20) -> None:
-    """Wait until the process answers HTTP on port; fail with its log if it dies or takes too long."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"{process.args[0]} exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            fetch(port, "/dist/")
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail(f"{process.args[0]} did not answer on port {port} in {timeout} s:\n{log.read_text()}")
-            time.sleep(0.1)
-
-
-def start_gunicorn(deployment: Deployment, port: int, log: Path) -> subprocess.Popen:
-    """gunicorn serving wsgi:app for the deployment with the shipped settings (2 workers), answering on port."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [GUNICORN, "-c", "deploy/gunicorn.conf.py", "--bind", f"{HOST}:{port}", "--workers", "2", "wsgi:app"],
-            cwd=ROOT, env={**env, "TARDIST_CONFIG": str(deployment.config)},
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_until_serving(process, port, log)
-    except BaseException:
-        stop(process)
-        raise
-    return process
-
-
-def render_site(values: dict[str, str], site: str = "deploy/nginx.conf") -> str:
-    """An nginx site of deploy/ with its @PLACEHOLDERS@ filled in."""
-    text = (ROOT / site).read_text()
-    for key, value in values.items():
-        text = text.replace(f"@{key}@", value)
-    assert not re.search(r"@[A-Z_]+@", text), "every placeholder is documented and filled"
-    return text
-
-
-def nginx_main_config(tmp: Path, *sites: Path) -> str:
-    """A minimal nginx.conf around the sites, with every file it writes kept under tmp."""
-    temp_paths = "\n".join(f"    {kind}_temp_path {tmp / kind};" for kind in
-                           ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    # Workers of a root master run as nobody, who cannot enter pytest's 0700 temporary folders.
-    user = "user root;" if os.geteuid() == 0 else ""
-    return f"""daemon off;
-{user}
-worker_processes 1;
-pid {tmp / 'nginx.pid'};
-error_log {tmp / 'error.log'};
-events {{ worker_connections 64; }}
-http {{
-    access_log {tmp / 'access.log'};
-{temp_paths}
-{"".join(f"    include {site};{chr(10)}" for site in sites)}}}
-"""
+pytestmark = [needs_nginx, pytest.mark.nginx]
 
 
 @dataclass
@@ -130,18 +31,13 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[Served]:
+def served(module_tmp, module_upstream, module_deployment) -> Iterator[Served]:
     """Sync three repositories, then start gunicorn and nginx on free loopback ports; stop both afterwards."""
-    tmp = tmp_path_factory.mktemp("serving")
-    cite = Repo(tmp / "upstream/extensions/Cite")
-    cite.commit(extension_files("Cite"))
+    tmp, deployment = module_tmp, module_deployment
+    cite = module_upstream("Cite")
     git(cite.path, "branch", "REL1_45")
-    Repo(tmp / "upstream/extensions/Echo").commit(extension_files("Echo"))
-    Repo(tmp / "upstream/skins/Vector").commit({"skin.json": json.dumps({"name": "Vector"})})
-    (tmp / "deploy").mkdir()
-    deployment = Deployment(tmp / "deploy", tmp / "deploy/tardist.toml")
-    deployment.write_config(directory_source("extensions", tmp / "upstream/extensions")
-                            + directory_source("skins", tmp / "upstream/skins"))
+    module_upstream("Echo")
+    module_upstream("Vector", kind="skins", files={"skin.json": json.dumps({"name": "Vector"})})
     deployment.sync()
 
     api_port, web_port, static_port = free_port(), free_port(), free_port()
@@ -360,6 +256,7 @@ def test_browsers_get_the_pages_and_clients_the_json_through_the_cache(served):
     assert again.status == 304
 
 
+@pytest.mark.slow
 def test_downloads_through_nginx_are_counted_once_from_its_log(served):
     log = served.deployment.root.parent / "nginx/tardist.access.log"  # written by deploy/nginx.conf's format
     before = served.deployment.cli("stats", "ingest", str(log))

@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TARDIST, Repo, extension_files
+from helpers import TARDIST, Repo, extension_files
+
+pytestmark = pytest.mark.slow  # a big repository, signalled mid-fetch and mid-pack
 
 BIG_FILES, BIG_FILE_BYTES = 160, 256 * 1024  # 40 MiB that does not compress: seconds to fetch and to pack
 

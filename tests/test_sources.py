@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from gitservers import closed_port
+from loopback.servers import closed_port
 
 from tardist.settings import SettingsError, load_settings
 from worker.sources import Repo, list_repos
@@ -90,6 +90,7 @@ def test_a_gerrit_that_cannot_be_listed_costs_only_its_own_source(tmp_path, gerr
     assert warnings[1].endswith("its repositories were not synced and keep what they have")
 
 
+@pytest.mark.slow
 def test_a_source_that_cannot_be_listed_keeps_its_repositories_and_the_run_goes_on(deployment, upstream, tmp_path):
     cite = upstream("Cite")
     upstream("Vector", kind="skins", files={"skin.json": json.dumps({"name": "Vector"})})

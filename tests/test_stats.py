@@ -12,7 +12,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from conftest import TARDIST, Deployment
+import pytest
+from helpers import TARDIST, Deployment
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 CITE = "/dist/extensions/Cite-master-0123abc.tar.gz"
@@ -64,6 +65,7 @@ def test_an_unfinished_last_line_waits_for_its_end(deployment, tmp_path):
     assert counts(deployment) == {("extensions", "Cite", "master"): 3}
 
 
+@pytest.mark.slow
 def test_rotated_and_gzipped_log_continues_where_the_plain_one_stopped(deployment, tmp_path):
     log = tmp_path / "access.log"
     log.write_text(line(ip="192.0.2.1") * 5)
@@ -95,6 +97,7 @@ def test_garbage_lines_are_counted_as_skipped(deployment, tmp_path):
         assert conn.execute("SELECT lines, skipped FROM log_files").fetchall() == [(10_321, 10_000)]
 
 
+@pytest.mark.slow
 def test_a_line_of_many_megabytes_is_one_skipped_line(deployment, tmp_path):
     log = tmp_path / "access.log"
     log.write_bytes(line().encode() + b"x" * 9_000_000 + b"\n" + line().encode() + b"y" * 3_000_000)
@@ -105,6 +108,7 @@ def test_a_line_of_many_megabytes_is_one_skipped_line(deployment, tmp_path):
     assert (ingest(deployment, log)["skipped"], counts(deployment)) == (1, {("extensions", "Cite", "master"): 3})
 
 
+@pytest.mark.slow
 def test_a_kill_mid_ingest_loses_and_duplicates_nothing(deployment, tmp_path):
     total = 300_000
     log = tmp_path / "access.log"
@@ -159,6 +163,7 @@ def test_with_tarballs_on_a_cdn_the_download_redirects_are_counted(deployment, t
     assert counts(deployment) == {("extensions", "Cite", "master"): 2}
 
 
+@pytest.mark.slow
 def test_export_writes_an_anonymised_day_and_stores_no_address_or_agent(deployment, tmp_path):
     yesterday = NOW - timedelta(days=1)
     log = tmp_path / "access.log"
@@ -193,6 +198,7 @@ def test_export_writes_an_anonymised_day_and_stores_no_address_or_agent(deployme
     assert unwritable.returncode == 1 and "cannot write into" in unwritable.stderr
 
 
+@pytest.mark.slow
 def test_stats_answers_per_kind_and_per_repository(deployment, upstream, tmp_path):
     upstream("Cite")
     upstream("Echo")
@@ -214,6 +220,7 @@ def test_stats_answers_per_kind_and_per_repository(deployment, upstream, tmp_pat
     assert client.get("/stats/nope").status_code == 404
 
 
+@pytest.mark.slow
 def test_two_ingests_at_once_count_each_line_once_and_the_loser_says_it_stored_nothing(deployment, tmp_path):
     total = 5000
     log = tmp_path / "access.log"

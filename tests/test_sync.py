@@ -9,7 +9,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from conftest import TARDIST, Deployment, git
+import pytest
+from helpers import TARDIST, Deployment, git
 
 from worker.lock import sync_lock
 from worker.tree import MAX_SUBMODULE_DEPTH
@@ -99,6 +100,7 @@ def test_second_sync_rebuilds_nothing(deployment, upstream):
     assert {p: p.stat().st_mtime_ns for p in (deployment.root / "tarballs").rglob("*.tar.gz")} == before
 
 
+@pytest.mark.slow
 def test_new_commit_rebuilds_only_that_branch_and_keeps_the_old_tarball(deployment, upstream):
     repo = upstream("Cite")
     git(repo.path, "branch", "REL1_45")
@@ -117,6 +119,7 @@ def test_new_commit_rebuilds_only_that_branch_and_keeps_the_old_tarball(deployme
     assert facts["branches"]["REL1_45"]["commit"] == old
 
 
+@pytest.mark.slow
 def test_force_rebuild_is_byte_identical(deployment, upstream):
     repo = upstream("Cite")
     deployment.sync()
@@ -272,6 +275,7 @@ def test_overlapping_sync_exits_at_once_with_status_0(deployment, upstream):
     assert deployment.summary(deployment.sync())["built"] == 1
 
 
+@pytest.mark.slow
 def test_only_and_kind_limit_the_run(deployment, upstream):
     upstream("Cite")
     upstream("Echo")
@@ -295,6 +299,7 @@ def test_deleted_branch_disappears_from_info(deployment, upstream):
     assert list(info(deployment, "Cite")["branches"]) == ["master"]
 
 
+@pytest.mark.slow
 def test_config_errors_name_file_key_and_expectation(deployment):
     deployment.config.write_text('jobs = "many"\n')
     result = deployment.sync(check=False)
@@ -323,6 +328,7 @@ def test_missing_default_config_means_nothing_configured_but_a_named_one_is_an_e
     assert json.loads(result.stdout)["repositories"] == 0
 
 
+@pytest.mark.slow
 def test_info_is_rendered_again_when_branches_or_tarball_url_change(deployment, upstream):
     repo = upstream("Cite")
     git(repo.path, "branch", "REL1_45")

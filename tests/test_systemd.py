@@ -13,8 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
-pytestmark = pytest.mark.skipif(SYSTEMD_ANALYZE is None,
-                                reason="systemd-analyze is not installed (Debian: apt install systemd; CI installs it)")
+pytestmark = [pytest.mark.systemd, pytest.mark.skipif(
+    SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (Debian: apt install systemd; CI installs it)")]
 
 
 def readme_install_line() -> str:

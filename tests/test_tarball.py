@@ -8,9 +8,10 @@ import os
 
 import pytest
 
-from conftest import extension_files
-from worker.git import GitError, ObjectReader
+from helpers import extension_files
+
 from tardist.layout import TEMP_PREFIX, mirror_path, tarball_name
+from worker.git import GitError, ObjectReader
 from worker.tarball import TarballWriteError, build_tarball, extra_files, remove_stale_temporaries
 from worker.tree import read_tree
 

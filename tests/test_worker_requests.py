@@ -8,10 +8,9 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from conftest import TARDIST, directory_source
+from helpers import TARDIST, Worker, directory_source, wait_done
 
 from tardist.queue import HEADS, SYNC, Queue
 from worker.dispatcher import Dispatcher
@@ -19,43 +18,7 @@ from tardist.layout import repo_lock_path
 from worker.lock import file_lock, sync_lock
 
 
-class Worker:
-    """A `tardist worker` process whose log goes to a file; ready once it says so."""
-
-    def __init__(self, deployment, log: Path, env: dict[str, str] | None = None) -> None:
-        self.log = log
-        self.offset = log.stat().st_size if log.exists() else 0
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                [TARDIST, "worker"], cwd=deployment.root, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                env={"TARDIST_CONFIG": str(deployment.config), "PATH": "/usr/bin:/bin", **(env or {})})
-        self.wait_for("worker ready: serving requests")
-
-    def text(self) -> str:
-        """What this process has logged."""
-        return self.log.read_text()[self.offset:]
-
-    def wait_for(self, line: str, seconds: float = 60) -> None:
-        """Wait until the worker logs line; fail with its log if it exits or takes too long."""
-        deadline = time.monotonic() + seconds
-        while line not in self.text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"worker did not log {line!r}:\n{self.text()}")
-            time.sleep(0.05)
-
-    def stop(self, signum: int = signal.SIGTERM) -> None:
-        """Signal the worker and wait for it to exit."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        self.process.wait(timeout=60)
-
-
-def wait_done(queue: Queue, request_id: int, seconds: float = 60):
-    answered = queue.wait(request_id, seconds)
-    assert answered is not None, f"request {request_id} was not served in {seconds} s"
-    return answered
-
-
+@pytest.mark.slow
 def test_a_request_made_while_the_worker_is_down_is_served_once_even_across_a_sigkill(
         deployment, upstream, hanging_remote, tmp_path):
     cite = upstream("Cite")
@@ -92,6 +55,7 @@ def test_a_request_made_while_the_worker_is_down_is_served_once_even_across_a_si
     assert log.read_text().count("synced extensions/Cite") == 1
 
 
+@pytest.mark.slow
 def test_a_requested_repository_syncs_while_a_full_sync_is_stuck_and_only_works_beside_it(
         deployment, upstream, hanging_remote, tmp_path):
     cite = upstream("Cite")

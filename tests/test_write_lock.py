@@ -11,8 +11,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from conftest import TARDIST, directory_source
-from test_worker_requests import Worker, wait_done
+import pytest
+from helpers import TARDIST, Worker, directory_source, wait_done
 
 from tardist import schema
 from tardist.queue import SYNC, Queue
@@ -96,6 +96,7 @@ def test_a_record_the_database_refuses_fails_that_repository_and_the_run_still_e
     assert stale_published(settings) == []
 
 
+@pytest.mark.slow
 def test_worker_requests_syncs_a_full_sync_gc_and_stats_ingest_side_by_side(deployment, upstream, tmp_path):
     names = [f"E{index}" for index in range(6)]
     repos = {name: upstream(name) for name in names}

@@ -1,16 +1,13 @@
-"""Loopback git servers for tests: a real `git daemon`, one that never answers, a closed port."""
+"""Git remotes on loopback that misbehave: one that never answers, one that hangs in the fetch; a closed port."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 from typing import Iterator
 
-from bench.gitdaemon import HOST, RefusingGitServer, git_daemon  # the benchmark's servers, shared
-
-__all__ = ["closed_port", "git_daemon", "RefusingGitServer", "SilentServer", "silent_server"]
+from loopback.gitdaemon import HOST
 
 
 def closed_port() -> int:
@@ -119,24 +116,3 @@ class HangingFetchServer:
         for conn in self.held:
             conn.close()
 
-
-def processes_naming(token: str) -> list[str]:
-    """Command lines of live processes (not zombies) whose command line, working folder or environment names token."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                if stat.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                    continue
-            with open(f"/proc/{entry}/cmdline", "rb") as file:
-                cmdline = file.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{entry}/environ", "rb") as file:
-                environ = file.read().decode(errors="replace")
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-        except OSError:
-            continue
-        if token in cmdline or token in cwd or token in environ:
-            found.append(f"{entry}: {cmdline}")
-    return found
