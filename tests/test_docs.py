@@ -348,3 +348,26 @@ def test_the_code_map_lists_every_module_with_the_process_that_imports_it():
     actual = {path: {(True, True): "both", (True, False): "web", (False, True): "worker"}.get(
         (module_name(path) in web, module_name(path) in worker), "neither") for path in on_disk}
     assert documented == actual
+
+
+def test_every_benchmark_command_names_a_script_and_its_options():
+    readme = (ROOT / "bench/README.md").read_text()
+    [commands] = fenced(readme, "sh")
+    scripts = set()
+    for line in commands.splitlines():
+        command = line.split("#")[0].split("&&")[-1].split()
+        assert command[0] == ".venv/bin/python" and command[1].startswith("bench/"), line
+        scripts.add(Path(command[1]).name)
+        result = subprocess.run([sys.executable, command[1], "--help"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+        for option in (word for word in command[2:] if word.startswith("--")):
+            assert re.search(rf"(?<![\w-]){option}(?![\w-])", result.stdout), f"{line}: {option} unknown"
+    described = set(re.findall(r"^## ([a-z_]+\.py)$", readme, re.M))
+    listed = {cell.strip("`") for row in table_rows(readme, "| file | what it is |")
+              for cell in row[0].split(", ")}
+    on_disk = {path.name for path in (ROOT / "bench").glob("*.py")}
+    assert listed == on_disk, "the table of bench/README.md lists every file in bench/"
+    benchmarks = {path.name for path in (ROOT / "bench").glob("*.py")
+                  if path.name != "report.py" and "write_results(" in path.read_text()}
+    assert described == scripts == benchmarks, "each benchmark has a command and a section"
