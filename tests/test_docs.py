@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TARDIST, Repo, extension_files
 
 from tardist.settings import SETTINGS, load_settings
 from worker.cli import build_parser
@@ -251,17 +250,16 @@ def get(port: int, path: str, seconds: float = 20) -> tuple[int, bytes]:
             conn.close()
 
 
-def test_the_readme_minimal_configuration_and_commands_work_as_written(checkout, tmp_path):
+def test_the_readme_minimal_configuration_and_commands_work_as_written(checkout, upstream, tmp_path):
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## A minimal configuration\n", 1)[1].split("\n## ", 1)[0]
     [toml] = fenced(section, "toml")
     [shell] = fenced(section, "sh")
-    upstream = tmp_path / "git/extensions"
-    cite = Repo(upstream / "Cite")
-    head = cite.commit(extension_files("Cite"))
+    head = upstream("Cite").head()
     assert '"/srv/git/extensions"' in toml
     (checkout / "instance").mkdir()
-    (checkout / "instance/tardist.toml").write_text(toml.replace('"/srv/git/extensions"', f'"{upstream}"'))
+    (checkout / "instance/tardist.toml").write_text(toml.replace('"/srv/git/extensions"',
+                                                                 f'"{tmp_path / "upstream/extensions"}"'))
     lines = [line for line in shell.splitlines() if line.strip()]
     assert [line.split()[0] for line in lines] == [".venv/bin/tardist"] * 3 + [".venv/bin/gunicorn"]
     for line in lines[:3]:
