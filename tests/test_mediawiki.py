@@ -1,4 +1,4 @@
-"""A real MediaWiki (Debian's 1.39) with ExtensionDistributor REL1_39, configured as the README says, in front of
+"""A real MediaWiki (Debian's 1.39) with ExtensionDistributor REL1_39, configured as docs/api.md says, in front of
 tardist served by real gunicorn and nginx: its API and its special page link to tarballs that download."""
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ pytestmark = [
 
 
 def readme_localsettings() -> str:
-    """The PHP block of README's ExtensionDistributor section, as an operator pastes it into LocalSettings.php."""
-    section = (ROOT / "README.md").read_text().split("### ExtensionDistributor\n", 1)[1].split("\n## ", 1)[0]
+    """The PHP block of docs/api.md's ExtensionDistributor section, as an operator pastes it into LocalSettings.php."""
+    section = (ROOT / "docs/api.md").read_text().split("## ExtensionDistributor\n", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```php\n(.*?)```", section, re.S)
     assert len(blocks) == 1, "one LocalSettings.php block"
     return blocks[0]
@@ -148,7 +148,7 @@ def tardist_behind_nginx(deployment: Deployment, tmp: Path) -> Iterator[int]:
 
 def install_wiki(tmp: Path, port: int, tardist: str) -> dict[str, str]:
     """install.php into tmp (SQLite), ExtensionDistributor cloned from a local git copy and configured with
-    README's block; return the environment that makes /usr/share/mediawiki run this wiki."""
+    docs/api.md's block; return the environment that makes /usr/share/mediawiki run this wiki."""
     origin = tmp / "ExtensionDistributor.git"
     shutil.copytree(EXTDIST, origin, ignore=shutil.ignore_patterns(".git"))
     git(origin, "init", "-q", "-b", "REL1_39")
@@ -247,8 +247,8 @@ def test_the_special_page_form_downloads_each_branch(wiki, branch):
     versions = wiki.submit(start, chooser, extdistname="Cite")
     assert versions.status == 200, versions.body
     [picker] = [form for form in page_forms(versions.body) if "extdistversion" in form["options"]]
-    assert picker["options"]["extdistversion"] == ["master", "REL1_45", "REL1_39"], "in README's order"
-    assert picker["fields"]["extdistversion"] == "REL1_45", "README's $wgExtDistDefaultSnapshot, preselected"
+    assert picker["options"]["extdistversion"] == ["master", "REL1_45", "REL1_39"], "in docs/api.md's order"
+    assert picker["fields"]["extdistversion"] == "REL1_45", "docs/api.md's $wgExtDistDefaultSnapshot, preselected"
     done = wiki.submit(start, picker, **({} if branch == "REL1_45" else {"extdistversion": branch}))
     assert done.status == 200, done.body
     name = expected_tarballs(wiki, "extensions", "Cite")[branch]

@@ -84,8 +84,8 @@ def test_environment_errors_name_the_variable():
         load_settings(environ={"TARDIST_JOBS": "-3"})
 
 
-def test_the_readme_documents_every_setting():
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+def test_the_configuration_page_documents_every_setting():
+    readme = (Path(__file__).parents[1] / "docs/configuration.md").read_text()
     table = readme[readme.index("| key | default | meaning |"):]
     table = table[:table.index("\n\n")]
     undocumented = [key for key in SETTINGS if f"`{key}`" not in table]

@@ -1,4 +1,4 @@
-"""deploy/systemd/: every unit passes `systemd-analyze verify` with no warning, filled in as the README says."""
+"""deploy/systemd/: every unit passes `systemd-analyze verify` with no warning, filled in as docs/deploying.md says."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ pytestmark = [pytest.mark.systemd, pytest.mark.skipif(
 
 
 def readme_install_line() -> str:
-    """The README's shell line that fills in and installs the units."""
-    lines = [line for line in (ROOT / "README.md").read_text().splitlines()
+    """docs/deploying.md's shell line that fills in and installs the units."""
+    lines = [line for line in (ROOT / "docs/deploying.md").read_text().splitlines()
              if line.startswith("for unit in deploy/systemd/")]
-    assert len(lines) == 1, "the README installs the units with one for loop"
+    assert len(lines) == 1, "docs/deploying.md installs the units with one for loop"
     return lines[0]
 
 
@@ -40,7 +40,7 @@ def deployment_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def installed(tmp_path: Path, deployment_root: Path) -> list[Path]:
-    """The units as the README's install line writes them, into a stand-in for /etc/systemd/system."""
+    """The units as docs/deploying.md's install line writes them, into a stand-in for /etc/systemd/system."""
     etc = tmp_path / "etc-systemd-system"
     etc.mkdir()
     line = readme_install_line().replace("/etc/systemd/system/", f"{etc}/")
@@ -50,7 +50,7 @@ def installed(tmp_path: Path, deployment_root: Path) -> list[Path]:
         "tardist-gc.service", "tardist-gc.timer", "tardist-sync.service", "tardist-sync.timer",
         "tardist-web.service", "tardist-worker.service"]
     for unit in units:
-        assert not re.search(r"@[A-Z_]+@", unit.read_text()), f"{unit.name}: a placeholder the README does not fill"
+        assert not re.search(r"@[A-Z_]+@", unit.read_text()), f"{unit.name}: a placeholder docs/deploying.md does not fill"
     return units
 
 
