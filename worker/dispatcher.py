@@ -37,7 +37,7 @@ class Dispatcher:
     """Takes requests from the queue and serves them until stopped."""
 
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
-        use_git_config(settings.git_config)  # head checks run git before any sync has set it
+        use_git_config(settings.git_config, settings.directory_folders)  # head checks run git before any sync has set it
         self.settings = settings
         self.stop = stop
         self.queue = Queue(settings.queue_file)

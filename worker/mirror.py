@@ -7,10 +7,12 @@ import hashlib
 import logging
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from worker.children import BACKSTOP, MissingTool, bounded_command, kill_group, timed_out
@@ -36,12 +38,31 @@ BASE_ENV = {
 # No hook ever runs: git looks for hooks under /dev/null, where nothing can be put.
 SAFETY_CONFIG = (("fetch.unpackLimit", "1"), ("gc.autoDetach", "false"), ("core.hooksPath", os.devnull))
 _operator_config: tuple[tuple[str, str], ...] = ()
+_directory_sources: frozenset[Path] = frozenset()
 
 
-def use_git_config(pairs: tuple[tuple[str, str], ...]) -> None:
-    """Give every git process from now on the operator's `git_config` settings (checked by tardist.settings)."""
-    global _operator_config
+def use_git_config(pairs: tuple[tuple[str, str], ...], directory_sources: Iterable[Path] = ()) -> None:
+    """Give every git process from now on the operator's `git_config` settings (checked by tardist.settings),
+    and trust the repositories directly inside the folders of `directory` sources, whoever owns them."""
+    global _operator_config, _directory_sources
     _operator_config = tuple(pairs)
+    _directory_sources = frozenset(directory_sources)
+
+
+def upload_pack(url: str) -> list[str]:
+    """The --upload-pack option that lets git read a directory source's repository that another user owns.
+
+    git refuses a repository whose owner is not the user running it ("detected dubious ownership")
+    unless safe.directory names it; the folder of a directory source is the operator's consent for the
+    repositories in it, each named alone (its bare path, or its .git of a work tree), never `*`. git
+    reads a local repository through `git upload-pack`, which does not see the caller's `-c` settings,
+    so they go on that command.
+    """
+    path = Path(url)
+    if not path.is_absolute() or path.parent not in _directory_sources:
+        return []
+    trusted = " ".join(f"-c {shlex.quote(f'safe.directory={where}')}" for where in (path, path / ".git"))
+    return [f"--upload-pack=git {trusted} upload-pack"]
 
 
 class GitError(Exception):
@@ -115,7 +136,7 @@ def remote_heads(url: str, branches: tuple[str, ...], timeout: float) -> dict[st
     """The head commit of every snapshot branch the remote has, in one round trip."""
     check_url(url)
     wanted = {f"refs/heads/{b}": b for b in branches}
-    out = run_git(["ls-remote", url, *wanted], timeout=timeout)
+    out = run_git(["ls-remote", *upload_pack(url), url, *wanted], timeout=timeout)
     heads: dict[str, str] = {}
     for line in out.decode(errors="replace").splitlines():
         sha, _, ref = line.partition("\t")
@@ -207,7 +228,7 @@ def fetch_branches(path: Path, url: str, branches: list[str], timeout: float) ->
     check_url(url)
     ensure_mirror(path)
     refspecs = [f"+refs/heads/{b}:refs/heads/{b}" for b in branches]
-    run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url, *refspecs],
+    run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", *upload_pack(url), url, *refspecs],
             cwd=path, timeout=timeout)
 
 

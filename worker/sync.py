@@ -55,7 +55,7 @@ def sync_repo(settings: Settings, repo: Repo, recorded: dict[str, dict], force: 
     before its retry time, unless ``retry`` or ``force``. Nothing here writes to
     the database: the caller records the result in one transaction.
     """
-    use_git_config(settings.git_config)
+    use_git_config(settings.git_config, settings.directory_folders)
     retry = retry or force
     now = store.utcnow()
     record = RepoRecord(repo.kind, repo.name, repo.public_url, source=repo.source)
