@@ -6,6 +6,7 @@ Marked `systemd`: `-m "not systemd"` leaves them out of a quick loop.
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 import time
 from collections.abc import Iterator
@@ -23,9 +24,11 @@ SLOW_COMPOSER = Path("/srv/slow-composer")  # composer, 4 s late: a build that a
 # Properties of a unit that say what it runs and how it is supervised; the rest is its sandbox.
 NOT_SANDBOX = {"Type", "NotifyAccess", "ExecStart", "ExecReload", "Restart", "RestartSec", "KillMode",
                "TimeoutStopSec"}
+HOOK_SECRET = "a-long-random-hook-secret"
 CONFIG = f"""
 branches = ["master"]
 composer = "{SLOW_COMPOSER}"
+hook_secret = "{HOOK_SECRET}"
 
 [[source]]
 kind = "extensions"
@@ -58,6 +61,8 @@ def write_packages(system: System) -> None:
     home.mkdir(parents=True)
     (home / "config.json").write_text(json.dumps({"repositories": [
         {"type": "path", "url": f"{PACKAGES}/*/*"}, {"packagist.org": False}]}))
+    (home / "auth.json").write_text(json.dumps({"http-basic": {"repo.example.org": {
+        "username": "tardist", "password": "the-worker's-secret"}}}))
     system.run("chown", "-R", "tardist:", str(DEPLOYMENT / "mirrors"))
     system.path(SLOW_COMPOSER).write_text('#!/bin/sh\nsleep 4\nexec composer "$@"\n')
     system.path(SLOW_COMPOSER).chmod(0o755)
@@ -123,6 +128,24 @@ def probe_writes(system: System, unit: str, paths: list[str]) -> dict[str, str]:
     return json.loads(result.stdout)
 
 
+def probe_reads(system: System, unit: str, path: str) -> str:
+    """Read a file from inside the unit's sandbox: "ok" or the error."""
+    script = "import sys\ntry:\n    open(sys.argv[1]).read()\n    print('ok')\nexcept OSError as exc:\n" \
+             "    print(exc.strerror)\n"
+    result = system.run("systemd-run", "--quiet", "--wait", "--pipe", *sandbox_of(system, unit),
+                        "/usr/bin/python3", "-c", script, path, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def wait_for(what, timeout: float, why) -> None:
+    """Poll what() until true, or fail with why()."""
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, why()
+        time.sleep(0.2)
+
+
 def test_the_system_boots_and_the_units_install_with_the_readme_line(system):
     assert system.run("systemctl", "is-system-running").stdout.strip() == "running"
     for unit in ("tardist-web.service", "tardist-worker.service", "tardist-sync.timer", "tardist-gc.timer"):
@@ -179,6 +202,7 @@ def test_the_web_unit_writes_its_instance_folder_and_nothing_else(synced):
         "/var/tmp", "/etc", "/srv"])
     assert found.pop(f"{root}/instance") == "ok"
     assert found.pop("/var/tmp") == "ok" and not system.path("/var/tmp/probe").exists()  # PrivateTmp: its own
+    assert found.pop(f"{root}/mirrors") == "Permission denied"  # InaccessiblePaths
     assert set(found.values()) == {"Read-only file system"}, found
 
 
@@ -209,3 +233,51 @@ def test_stopping_a_sync_during_a_build_finishes_the_branch_in_hand(synced):
     assert "Later/vendor/acme/hello/src/Hello.php" in tarball_members(system, "Later"), \
         system.journal("tardist-sync.service")
     assert "finishing the repositories in hand" in system.journal("tardist-sync.service")
+
+
+def test_the_web_unit_cannot_read_the_workers_secrets(synced):
+    system = synced
+    auth = str(DEPLOYMENT / "mirrors/_composer/home/auth.json")
+    assert probe_reads(system, "tardist-worker.service", auth) == "ok"
+    assert probe_reads(system, "tardist-web.service", auth) in ("Permission denied", "No such file or directory")
+
+
+def test_systemd_rates_the_loaded_units_as_the_offline_check_does(synced):
+    system = synced
+    for unit, threshold in (("tardist-web.service", 25), ("tardist-sync.service", 35), ("tardist-gc.service", 25),
+                            ("tardist-worker.service", 35)):
+        result = system.run("systemd-analyze", "security", f"--threshold={threshold}", unit, check=False)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+        exposure = re.search(r"Overall exposure level for \S+: (\d+\.\d)", result.stdout)
+        assert exposure and float(exposure[1]) <= threshold / 10, result.stdout[-300:]
+
+
+def test_the_worker_unit_serves_a_webhook_and_a_stop_finishes_the_branch_in_hand(synced):
+    system = synced
+    upstream(system, "Hooked", {**extension_files("Hooked"), "composer.json": json.dumps(
+        {"name": "mediawiki/hooked", "type": "mediawiki-extension", "require": {"acme/hello": "^1.0"}})})
+    system.systemctl("start", "tardist-web.service", "tardist-worker.service", timeout=60)
+    wait_for(lambda: system.run("curl", "-sf", "http://127.0.0.1:8000/list", check=False).returncode == 0, 30,
+             lambda: system.journal("tardist-web.service"))
+    answer = system.run("curl", "-sS", "-w", "%{http_code}", "-H", f"Authorization: Bearer {HOOK_SECRET}",
+                        "-d", '{"kind": "extensions", "name": "Hooked"}', "http://127.0.0.1:8000/hooks/push").stdout
+    assert answer.endswith("202"), answer
+    wait_for(lambda: system.run("pgrep", "-f", str(SLOW_COMPOSER), check=False).returncode == 0, 60,
+             lambda: system.journal("tardist-worker.service"))
+    started = time.monotonic()
+    system.systemctl("stop", "tardist-worker.service", timeout=120)
+    assert time.monotonic() - started > 2  # composer (4 s late) was waited for, not killed
+    assert "Hooked/vendor/acme/hello/src/Hello.php" in tarball_members(system, "Hooked"), \
+        system.journal("tardist-worker.service")
+    assert system.show("tardist-worker.service", "Result") == "success", system.journal("tardist-worker.service")
+
+
+def test_the_worker_restarts_after_kill_9(synced):
+    system = synced
+    system.systemctl("start", "tardist-worker.service", timeout=60)
+    first = system.show("tardist-worker.service", "MainPID")
+    system.run("kill", "-9", first)
+    wait_for(lambda: system.show("tardist-worker.service", "MainPID") not in ("0", first), 60,  # RestartSec=30
+             lambda: system.journal("tardist-worker.service"))
+    assert system.show("tardist-worker.service", "NRestarts") == "1"
+    system.systemctl("stop", "tardist-worker.service", timeout=120)
