@@ -132,6 +132,11 @@ class Settings:
         return layout.sync_lock_file(self.database)
 
     @property
+    def directory_folders(self) -> tuple[Path, ...]:
+        """The folders of the `directory` sources: git may read the repositories in them whoever owns them."""
+        return tuple(source.path for source in self.sources if source.type == "directory" and source.path)
+
+    @property
     def queue_file(self) -> Path:
         """The SQLite file of requests the web app and the command line leave for `tardist worker`."""
         return layout.queue_file(self.database)

@@ -3,20 +3,25 @@ tardist starts outlives tardist or its time limit, or lets go of the lock of the
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from helpers import git, processes_naming
+from helpers import directory_source, git, processes_naming, wait_done
 
+from tardist.queue import HEADS, Queue
+from worker.dispatcher import Dispatcher
 from worker.lock import file_lock
 from worker.git import run_git
-from worker.mirror import ensure_mirror, fetch_branches
+from worker.mirror import ensure_mirror, fetch_branches, remote_heads
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -180,3 +185,57 @@ def test_git_variables_of_tardists_environment_never_reach_git(tmp_path, upstrea
     fetch_branches(mirror, str(repo.path), ["master"], timeout=30)
     assert not marker.exists(), "a hook ran"
     assert git(mirror, "rev-parse", "refs/heads/master") == repo.head()
+
+
+NOBODY = 65534
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving repositories to another user (chown) needs root")
+
+
+def give_away(folder: Path) -> None:
+    """Make folder and everything in it belong to nobody, as repositories that Gerrit or a git user owns."""
+    for path in (folder, *folder.rglob("*")):
+        os.lchown(path, NOBODY, NOBODY)
+
+
+@needs_root
+def test_a_directory_sources_repositories_sync_whoever_owns_them(deployment, upstream, tmp_path):
+    cite = upstream("Cite")  # a work tree: git names its .git
+    git(cite.path, "branch", "REL1_45")
+    vector = upstream("Vector", kind="skins", files={"skin.json": json.dumps({"name": "Vector", "type": "skin"})})
+    git(tmp_path / "upstream/skins", "clone", "--quiet", "--bare", str(vector.path), "Bare.git")  # bare: its folder
+    shutil.rmtree(vector.path)
+    give_away(tmp_path / "upstream")
+    result = deployment.sync(check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert deployment.summary(result)["built"] == 3  # Cite master and REL1_45, Bare master
+
+
+@needs_root
+def test_only_the_repositories_of_directory_sources_are_trusted(deployment, upstream, tmp_path):
+    elsewhere = upstream("Elsewhere", kind="other")  # named by a list source: the operator named a URL, not a folder
+    deeper = upstream("Deeper", kind="apps/nested")  # inside a source's folder, but not directly
+    give_away(tmp_path / "upstream")
+    deployment.write_config(directory_source("apps", tmp_path / "upstream/apps")
+                            + f'\n[[source]]\nkind = "tools"\ntype = "list"\n'
+                            f'repos = {{ Elsewhere = "{elsewhere.path}", Deeper = "{deeper.path}" }}\n')
+    result = deployment.sync(check=False)
+    assert deployment.summary(result)["failed"] == 2, result.stdout + result.stderr
+    assert result.stderr.count("detected dubious ownership") == 2, result.stderr
+
+
+@needs_root
+def test_the_workers_head_checks_trust_directory_sources_too(deployment, upstream, tmp_path):
+    head = upstream("Cite").head()
+    give_away(tmp_path / "upstream")
+    settings = deployment.settings()
+    stop = threading.Event()
+    thread = threading.Thread(target=Dispatcher(settings, stop).run)  # no sync ran: what a webhook's check meets
+    thread.start()
+    queue = Queue(settings.queue_file)
+    try:
+        answer = wait_done(queue, queue.request(HEADS, "extensions", "Cite", reason="build"))
+        assert answer.result.get("heads") == {"master": head}, answer.result
+    finally:
+        stop.set()
+        thread.join(60)
+        queue.close()

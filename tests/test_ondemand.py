@@ -197,7 +197,9 @@ def test_a_flood_of_made_up_sha7s_costs_no_fetch_and_a_couple_of_ls_remote_per_r
                for a, path in zip(answers, wanted))
     commands = stack.git_commands()[before:]
     assert not [c for c in commands if not c.startswith("ls-remote")], commands
-    per_repo = Counter(c.split()[1].rsplit("/", 1)[-1] for c in commands)
+    # the repository is the first path (options such as a directory source's --upload-pack come before it)
+    per_repo = Counter(next(arg for arg in c.split()[1:] if arg.startswith("/")).rsplit("/", 1)[-1]
+                       for c in commands)
     # Per 5 s (HEADS_TTL): one look, one fresh look that finds the heads unchanged, one more for the
     # requests that came while it was under way; then every made-up sha7 is a 404 from memory.
     windows = int(seconds // 5) + 1

@@ -156,7 +156,7 @@ class Dispatcher:
         else:
             try:
                 result = {"heads": remote_heads(found[0], self.settings.branches, self.settings.heads_timeout,
-                                                   self.settings.git_config)}
+                                                   self.settings.git_config, self.settings.directory_folders)}
             except GitError as exc:
                 result = {"error": str(exc)}
         # Settled: a fresh look found the heads as they were, so a sha7 that matches none is made up and

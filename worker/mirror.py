@@ -9,8 +9,10 @@ import functools
 import logging
 import os
 import re
+import shlex
 import shutil
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from tardist.layout import TEMP_PREFIX, module_lock_path
@@ -19,17 +21,34 @@ from worker.lock import file_lock
 
 log = logging.getLogger("tardist.mirror")
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+def upload_pack(url: str, trusted: Collection[Path]) -> list[str]:
+    """The --upload-pack option that lets git read a directory source's repository that another user owns.
+
+    git refuses a repository whose owner is not the user running it ("detected dubious ownership")
+    unless safe.directory names it; the folder of a directory source (one of ``trusted``) is the
+    operator's consent for the repositories directly in it, each named alone (its bare path, or its
+    .git of a work tree), never `*`. git reads a local repository through `git upload-pack`, which
+    does not see the caller's `-c` settings, so they go on that command.
+    """
+    path = Path(url)
+    if not path.is_absolute() or path.parent not in trusted:
+        return []
+    named = " ".join(f"-c {shlex.quote(f'safe.directory={where}')}" for where in (path, path / ".git"))
+    return [f"--upload-pack=git {named} upload-pack"]
+
+
 def check_url(url: str) -> None:
     """Refuse URLs git would read as an option."""
     if not url or url.startswith("-"):
         raise GitError(f"refusing repository URL {url!r}")
 
 
-def remote_heads(url: str, branches: tuple[str, ...], timeout: float, config: GitConfig = ()) -> dict[str, str]:
-    """The head commit of every snapshot branch the remote has, in one round trip."""
+def remote_heads(url: str, branches: tuple[str, ...], timeout: float, config: GitConfig = (),
+                 trusted: Collection[Path] = ()) -> dict[str, str]:
+    """The head commit of every snapshot branch the remote has, in one round trip (``trusted``: upload_pack)."""
     check_url(url)
     wanted = {f"refs/heads/{b}": b for b in branches}
-    out = run_git(["ls-remote", url, *wanted], timeout=timeout, config=config)
+    out = run_git(["ls-remote", *upload_pack(url, trusted), url, *wanted], timeout=timeout, config=config)
     heads: dict[str, str] = {}
     for line in out.decode(errors="replace").splitlines():
         sha, _, ref = line.partition("\t")
@@ -116,12 +135,13 @@ def remove_stale_locks(path: Path) -> None:
         lock.unlink(missing_ok=True)
 
 
-def fetch_branches(path: Path, url: str, branches: list[str], timeout: float, config: GitConfig = ()) -> None:
+def fetch_branches(path: Path, url: str, branches: list[str], timeout: float, config: GitConfig = (),
+                   trusted: Collection[Path] = ()) -> None:
     """Fetch just the given branches into the mirror's refs/heads (force, no tags)."""
     check_url(url)
     ensure_mirror(path, config)
     refspecs = [f"+refs/heads/{b}:refs/heads/{b}" for b in branches]
-    run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url, *refspecs],
+    run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", *upload_pack(url, trusted), url, *refspecs],
             cwd=path, timeout=timeout, config=config)
 
 

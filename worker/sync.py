@@ -74,7 +74,7 @@ def sync_repo(settings: Settings, repo: Repo, known: Known, force: bool = False,
     mirror = mirror_path(settings, repo.kind, repo.name)
     try:
         # A head check is one short round trip: a remote that never answers costs heads_timeout, not git_timeout.
-        heads = remote_heads(repo.url, settings.branches, settings.heads_timeout, config)
+        heads = remote_heads(repo.url, settings.branches, settings.heads_timeout, config, settings.directory_folders)
     except GitError as exc:
         record.error = str(exc)
         return record
@@ -105,7 +105,7 @@ def sync_repo(settings: Settings, repo: Repo, known: Known, force: bool = False,
             delete_branches(mirror, record.gone, config)
             return record
         if missing:
-            fetch_branches(mirror, repo.url, missing, settings.git_timeout, config)
+            fetch_branches(mirror, repo.url, missing, settings.git_timeout, config, settings.directory_folders)
             for branch in missing:  # pushed to again since ls-remote: build what was fetched
                 if not has_commit(mirror, heads[branch], config):
                     heads[branch] = branch_head(mirror, branch, config)
