@@ -52,7 +52,8 @@ def test_a_signal_to_the_process_group_finishes_the_repository_in_hand(deploymen
                                                                        signum, moment, pattern):
     small = upstream("Small")
     deployment.write_config(f'[[source]]\nkind = "extensions"\ntype = "list"\n'
-                            f'repos = {{ Big = "{big_repo.path}", Small = "{small.path}" }}\n', jobs=1)
+                            f'repos = {{ Big = "{big_repo.path}", Small = "{small.path}" }}\n', jobs=1,
+                            git_timeout=300)  # the 40 MiB fetch must outlast a loaded machine
     env = {k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")}
     process = subprocess.Popen([TARDIST, "sync"], cwd=deployment.root, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True,
