@@ -50,6 +50,11 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "composer_home": ("", "COMPOSER_HOME (config.json with repositories, auth); \"\" means mirrors/_composer/home"),
     "composer_timeout": (300, "seconds one composer install may take before it is killed"),
     "build_sandbox": ("", "\"bwrap\" or \"none\": where composer runs; \"\" means bwrap when it is on PATH"),
+    "site_url": ("", "public base URL of the site (https://extdist.example.org), used in the verify commands "
+                     "/browse shows; never taken from a request's Host"),
+    "signing_key": ("", "OpenSSH private key file (mode 0600) the worker signs checksum files with; \"\": unsigned"),
+    "retired_signing_keys": ([], "former signing keys, each \"<valid-before YYYYMMDD> <type> <base64>\": "
+                                 "published in allowed_signers, trusted for signatures made before that date"),
 }
 SANDBOXES = ("bwrap", "none")
 PATH_KEYS = ("database", "mirrors", "tarballs")
@@ -134,6 +139,9 @@ class Settings:
     build_sandbox: str
     git_config: tuple[tuple[str, str], ...] = ()  # (name, value) in configuration order
     sources: tuple[Source, ...] = ()
+    site_url: str = ""
+    signing_key: Path | None = None
+    retired_signing_keys: tuple[tuple[str, str], ...] = ()  # (valid-before, "type base64")
 
     @property
     def lock_file(self) -> Path:
@@ -234,6 +242,9 @@ def _build(raw: dict[str, Any], where: str, origins: dict[str, str] | None = Non
         raise SettingsError(f"{where}: key 'build_sandbox': expected one of {', '.join(SANDBOXES)}, "
                             f"got {values['build_sandbox']!r}")
     values["tarball_url"] = values["tarball_url"].rstrip("/")
+    values["site_url"] = values["site_url"].rstrip("/")
+    if values["site_url"] and not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?", values["site_url"]):
+        raise SettingsError(f"{where}: key 'site_url': expected an http(s) URL such as https://extdist.example.org")
     values["branches"] = tuple(values["branches"])
     values["submodule_protocols"] = tuple(values["submodule_protocols"])
     values["git_config"] = git_config_pairs((origins or {}).get("git_config", where), values["git_config"])
@@ -241,6 +252,8 @@ def _build(raw: dict[str, Any], where: str, origins: dict[str, str] | None = Non
     if not isinstance(sources, list):
         raise SettingsError(f"{where}: key 'source': expected [[source]] tables")
     values["sources"] = tuple(_source(where, index, entry) for index, entry in enumerate(sources))
+    values["signing_key"] = Path(values["signing_key"]).absolute() if values["signing_key"] else None
+    values["retired_signing_keys"] = tuple(_retired_key(where, entry) for entry in values["retired_signing_keys"])
     return Settings(config_file=Path(where), **values)
 
 
@@ -321,6 +334,21 @@ def git_config_pairs(where: str, table: dict[str, Any]) -> tuple[tuple[str, str]
                                 f"true/false, got {value!r}")
         pairs.append((key, value))
     return tuple(pairs)
+
+
+# A retired key: when it stops being trusted (allowed_signers valid-before: YYYYMMDD[HHMM[SS]], Z for UTC)
+# and the public key, of a type ssh-keygen signs with; any comment after it is dropped.
+RETIRED_KEY_RE = re.compile(r"^(\d{8}(?:\d{4}(?:\d{2})?)?Z?) +(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)"
+                            r"|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) +([A-Za-z0-9+/]+=*)"
+                            r"(?: +[^\n\r]*)?$")
+
+
+def _retired_key(where: str, entry: str) -> tuple[str, str]:
+    match = RETIRED_KEY_RE.fullmatch(entry.strip())
+    if not match:
+        raise SettingsError(f"{where}: key 'retired_signing_keys': {entry[:100]!r} is not \"<valid-before date "
+                            "YYYYMMDD> <public key type> <base64>\", such as \"20270101 ssh-ed25519 AAAAC3...\"")
+    return match.group(1), f"{match.group(2)} {match.group(3)}"
 
 
 def _source(where: str, index: int, entry: Any) -> Source:

@@ -24,6 +24,7 @@ import sqlite_utils
 from tardist import answers, queries
 from tardist.schema import write_transaction
 from tardist.settings import Settings
+from worker.checksums import checksums_path, write_checksums
 from worker.lock import file_lock
 from worker.mirror import TEMP_PREFIX
 from worker.tarball import fsync_dir
@@ -97,6 +98,7 @@ def publish(settings: Settings, db: sqlite_utils.Database,
         try:
             with _snapshot(db.conn) as conn:
                 _publish(settings, conn, None if full else set(changed or ()), report)
+            report["checksums"] = write_checksums(settings, db)["versions"]
         except BaseException:
             _set_failed(db, True)  # the next publish checks everything again
             raise
@@ -140,7 +142,7 @@ def _publish(settings: Settings, conn: sqlite3.Connection, changed: set[tuple[st
         wanted = {root / relative: body for relative, (_url, body) in published_files(settings, conn).items()}
         _write_all(wanted, report, touched)
         for path in _files_under(root):
-            if path not in wanted:
+            if path not in wanted and not checksums_path(settings, path):
                 _remove(root, path, report, touched)
     else:
         configured = answers.configured_kinds(settings)
