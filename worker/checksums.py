@@ -73,7 +73,8 @@ def run_ssh_keygen(args: list[str], data: bytes = b"") -> bytes:
 
 
 def public_key(settings: Settings) -> str:
-    """The public key of the signing_key setting, as one `type base64` line; "" when signing is off."""
+    """The public key of the signing_key setting, as one `type base64` line; "" when signing is off
+    (then no checksum file is written)."""
     if not settings.signing_key:
         return ""
     words = run_ssh_keygen(["-y", "-f", str(settings.signing_key)]).decode().split()
@@ -82,7 +83,7 @@ def public_key(settings: Settings) -> str:
 
 def allowed_signers(settings: Settings, current_key: str) -> str:
     """The allowed_signers file: the current key, then each retired key valid only before its date."""
-    lines = [f'{PRINCIPAL} namespaces="{NAMESPACE}" {current_key}'] if current_key else []
+    lines = [f'{PRINCIPAL} namespaces="{NAMESPACE}" {current_key}']
     for valid_before, key in settings.retired_signing_keys:
         lines.append(f'{PRINCIPAL} namespaces="{NAMESPACE}",valid-before="{valid_before}" {key}')
     return "".join(line + "\n" for line in lines)
@@ -104,6 +105,11 @@ def write_checksums(settings: Settings, db: sqlite_utils.Database) -> dict[str, 
         return report
     root = settings.published / FOLDER
     key = public_key(settings)
+    if not key:  # a list anyone could have written proves nothing an edge could not forge
+        if root.exists():
+            shutil.rmtree(root)
+        _record(db, {}, "")
+        return report
     signers = allowed_signers(settings, key)
     conn = db.conn
     kinds = [row[0] for row in conn.execute("SELECT DISTINCT kind FROM tarballs ORDER BY kind")]
@@ -115,31 +121,26 @@ def write_checksums(settings: Settings, db: sqlite_utils.Database) -> dict[str, 
         folder = root / kind
         _clear_leftovers(folder)
         if not (folder / version).is_dir():
-            _write_version(settings, folder, version, sums, bool(key))
+            _write_version(settings, folder, version, sums)
             report["versions"] += 1
         _point_current(folder, version)
         report["removed"] += _remove_old_versions(folder, version)
     for gone in sorted(root.iterdir()) if root.is_dir() else []:
         if gone.is_dir() and gone.name not in versions:  # a kind without tarballs any more
             shutil.rmtree(gone)
-    if key:
-        _write_small(root / ALLOWED_SIGNERS, signers.encode())
-        _write_small(root / PUBLIC_KEY, f"{key} {PRINCIPAL}\n".encode())
-    else:
-        for name in (ALLOWED_SIGNERS, PUBLIC_KEY):
-            (root / name).unlink(missing_ok=True)
+    _write_small(root / ALLOWED_SIGNERS, signers.encode())
+    _write_small(root / PUBLIC_KEY, f"{key} {PRINCIPAL}\n".encode())
     _record(db, versions, signers)
     return report
 
 
-def _write_version(settings: Settings, folder: Path, version: str, sums: bytes, signed: bool) -> None:
+def _write_version(settings: Settings, folder: Path, version: str, sums: bytes) -> None:
     """Write a version's files into a .tmp- folder, then rename the folder into place: both appear at once."""
     temp = folder / f"{TEMP_PREFIX}{version}.{os.getpid()}"
     temp.mkdir(parents=True)
     try:
         _write_file(temp / SUMS, sums)
-        if signed:
-            _write_file(temp / SIGNATURE, sign(settings, sums))
+        _write_file(temp / SIGNATURE, sign(settings, sums))
         fsync_dir(temp)
         os.rename(temp, folder / version)
     except BaseException:
@@ -202,7 +203,8 @@ def _write_small(path: Path, data: bytes) -> None:
 def _record(db: sqlite_utils.Database, versions: dict[str, str], signers: str) -> None:
     """Record what the pages show (the current version per kind, allowed_signers) when it changed."""
     wanted = {f"checksums:{kind}": version for kind, version in versions.items()}
-    wanted["allowed_signers"] = signers
+    if signers:
+        wanted["allowed_signers"] = signers
     stored = dict(db.execute("SELECT key, value FROM meta WHERE key LIKE 'checksums:%' "
                              "OR key = 'allowed_signers'").fetchall())
     if stored == wanted:

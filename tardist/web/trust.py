@@ -31,22 +31,19 @@ def checksums_version(conn: sqlite3.Connection | None, kind: str) -> str | None:
 
 def verify_commands(conn: sqlite3.Connection | None, site_url: str, kind: str, tarball: str,
                     tarball_url: str) -> dict[str, str] | None:
-    """The shell commands that check one tarball against the signed checksum file; None if there is none.
+    """The shell commands that check one tarball against the signed checksum file; None without one.
 
     The URLs are the version folder's (which never changes), not current/: the list and its
     signature always belong together. Without site_url the commands name no host.
     """
     version = checksums_version(conn, kind)
     allowed = signers(conn)
-    if version is None or not site_url:
+    if version is None or not allowed or not site_url:
         return None
     base = f"{site_url}{CHECKSUMS}/{kind}/{version}"
     url = tarball_url if tarball_url.startswith(("https://", "http://")) else site_url + tarball_url
-    download = ["curl", "-fsS", "-O", url, "-O", f"{base}/SHA256SUMS"]
-    check = "sha256sum --ignore-missing -c SHA256SUMS"
-    if allowed:
-        download += ["-O", f"{base}/SHA256SUMS.sig"]
-        check = (f"ssh-keygen -Y verify -f allowed_signers -I {PRINCIPAL} -n {NAMESPACE} -s SHA256SUMS.sig "
-                 f"< SHA256SUMS && {check}")
+    download = ["curl", "-fsS", "-O", url, "-O", f"{base}/SHA256SUMS", "-O", f"{base}/SHA256SUMS.sig"]
+    check = (f"ssh-keygen -Y verify -f allowed_signers -I {PRINCIPAL} -n {NAMESPACE} -s SHA256SUMS.sig "
+             "< SHA256SUMS && sha256sum --ignore-missing -c SHA256SUMS")
     return {"download": shlex.join(download), "verify": check,
-            "signers": "printf '%s' " + shlex.quote(allowed) + " > allowed_signers" if allowed else ""}
+            "signers": "printf '%s' " + shlex.quote(allowed) + " > allowed_signers"}
