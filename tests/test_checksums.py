@@ -22,6 +22,7 @@ from test_serving import NGINX, HOST, fetch, free_port, nginx_main_config, rende
 from bench.gitdaemon import stop
 
 from tardist import schema
+from tardist.settings import SettingsError, load_settings
 from worker.checksums import FOLDER, write_checksums
 from worker.publish import publish
 
@@ -133,6 +134,9 @@ def test_the_page_shows_the_key_and_commands_that_verify_a_good_download(site):
     assert published.status == 200 and published.body.decode() == f'tardist namespaces="file" {public(site.key)}\n'
     commands = page_commands(site)
     assert len(commands) == 3 and commands[0].endswith("> allowed_signers")
+    # A version folder, never current/: the list and its signature a user downloads always belong together.
+    version = os.readlink(site.deployment.settings().published / FOLDER / "extensions/current")
+    assert f"/checksums/extensions/{version}/SHA256SUMS.sig" in commands[1] and "current" not in commands[1]
     for port in (site.port, site.edge_port):
         done = run_shell(commands if port == site.port else from_edge(site, commands), site.tmp / f"good-{port}")
         assert done.returncode == 0, done.stderr
@@ -250,13 +254,17 @@ def test_a_full_publish_leaves_the_checksum_files_alone(deployment, upstream, tm
     upstream("Cite", files=extension_files("Cite"))
     deployment.sync()
     settings = deployment.settings()
-    before = sorted(p.relative_to(settings.published) for p in (settings.published / FOLDER).rglob("*"))
+    def files():  # path -> (inode, mtime): a file removed and written again shows
+        return {p.relative_to(settings.published): (p.lstat().st_ino, p.lstat().st_mtime_ns)
+                for p in (settings.published / FOLDER).rglob("*")}
+
+    before = files()
     db = schema.open_writer(settings.database, settings.database_timeout)
     try:
         publish(settings, db, None)
     finally:
         db.close()
-    assert sorted(p.relative_to(settings.published) for p in (settings.published / FOLDER).rglob("*")) == before
+    assert files() == before
 
 
 def test_a_file_signed_before_a_key_rotation(deployment, upstream, tmp_path):
@@ -291,3 +299,20 @@ def test_a_file_signed_before_a_key_rotation(deployment, upstream, tmp_path):
     then = verify(before, signers, tarballs, f"-Overify-time={signed_at.strftime('%Y%m%d%H%M%SZ')}")
     assert then.returncode == 0, then.stderr
     assert then.stdout.endswith(": OK\n")
+
+
+@pytest.mark.parametrize("entry", [
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO",  # no date
+    "20270101 ssh-dss AAAAB3NzaC1kc3MAAACBAP",  # a key type ssh-keygen does not sign with
+    '20270101 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO\ntardist ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE',  # a second line
+    '20270101" cert-authority ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO',  # options smuggled in
+])
+def test_a_retired_key_that_is_not_a_date_and_a_key_is_refused(entry):
+    with pytest.raises(SettingsError, match="retired_signing_keys"):
+        load_settings(None, {"retired_signing_keys": [entry]}, environ={})
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "https://example.org/'; rm -rf ~; '", "example.org"])
+def test_a_site_url_that_is_not_a_plain_http_url_is_refused(url):
+    with pytest.raises(SettingsError, match="site_url"):
+        load_settings(None, {"site_url": url}, environ={})
