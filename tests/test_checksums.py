@@ -247,6 +247,14 @@ def test_versions_change_only_with_the_tarballs_and_list_retained_ones(deploymen
     assert done.returncode == 0, done.stderr
     assert done.stdout.count(": OK") == 2  # the current and the retained tarball
     assert not list(kind_folder.glob(".tmp-*"))
+    deployment.write_config(signing_key=str(key), retention_days=0)
+    assert deployment.cli("gc").returncode == 0  # the retained tarball goes: so does its line
+    third = os.readlink(kind_folder / "current")
+    assert third not in (first, second)
+    assert (kind_folder / third / "SHA256SUMS").read_text().splitlines() == [
+        line for line in lines if (settings.tarballs / "extensions" / line.split("  ")[1]).is_file()]
+    assert verify(kind_folder / third, f'tardist namespaces="file" {public(key)}\n',
+                  settings.tarballs / "extensions").stdout.count(": OK") == 1
 
 
 def test_a_full_publish_leaves_the_checksum_files_alone(deployment, upstream, tmp_path):
