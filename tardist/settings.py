@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tardist import layout
+from tardist import signers
 from tardist.gitconfig import git_config_pairs
 from tardist.layout import is_branch_name, is_kind, is_plain_name
 
@@ -53,6 +54,11 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "composer_home": ("", "COMPOSER_HOME (config.json with repositories, auth); \"\" means mirrors/_composer/home"),
     "composer_timeout": (300, "seconds one composer install may take before it is killed"),
     "build_sandbox": ("", "\"bwrap\" or \"none\": where composer runs; \"\" means bwrap when it is on PATH"),
+    "site_url": ("", "public base URL of the site (https://extdist.example.org), used in the verify commands "
+                     "/browse shows; never taken from a request's Host"),
+    "signing_key": ("", "OpenSSH private key file (mode 0600) the worker signs checksum files with; \"\": unsigned"),
+    "retired_signing_keys": ([], "former signing keys, each \"<valid-before YYYYMMDD> <type> <base64>\": "
+                                 "published in allowed_signers, trusted for signatures made before that date"),
 }
 SandboxMode = Literal["bwrap", "none"]  # where composer runs: in bubblewrap, or not confined
 SANDBOXES: tuple[SandboxMode, ...] = ("bwrap", "none")
@@ -125,6 +131,9 @@ class Settings:
     build_sandbox: SandboxMode
     git_config: tuple[tuple[str, str], ...] = ()  # (name, value) in configuration order
     sources: tuple[Source, ...] = ()
+    site_url: str = ""
+    signing_key: Path | None = None
+    retired_signing_keys: tuple[tuple[str, str], ...] = ()  # (valid-before, "type base64")
 
     @property
     def lock_file(self) -> Path:
@@ -231,6 +240,9 @@ def _build(raw: dict[str, Any], where: str, origins: dict[str, str] | None = Non
         raise SettingsError(f"{where}: key 'build_sandbox': expected one of {', '.join(SANDBOXES)}, "
                             f"got {values['build_sandbox']!r}")
     values["tarball_url"] = values["tarball_url"].rstrip("/")
+    values["site_url"] = values["site_url"].rstrip("/")
+    if values["site_url"] and not signers.is_site_url(values["site_url"]):
+        raise SettingsError(f"{where}: key 'site_url': expected an http(s) URL such as https://extdist.example.org")
     values["branches"] = tuple(values["branches"])
     values["submodule_protocols"] = tuple(values["submodule_protocols"])
     try:
@@ -241,6 +253,8 @@ def _build(raw: dict[str, Any], where: str, origins: dict[str, str] | None = Non
     if not isinstance(sources, list):
         raise SettingsError(f"{where}: key 'source': expected [[source]] tables")
     values["sources"] = tuple(_source(where, index, entry) for index, entry in enumerate(sources))
+    values["signing_key"] = Path(values["signing_key"]).absolute() if values["signing_key"] else None
+    values["retired_signing_keys"] = tuple(_retired_key(where, entry) for entry in values["retired_signing_keys"])
     return Settings(config_file=Path(where), **values)
 
 
@@ -300,3 +314,11 @@ def _source(where: str, index: int, entry: Any) -> Source:
         if not isinstance(entry[key], str):
             raise SettingsError(f"{at}: key {key!r}: expected a string")
     return Source(kind, type_, url=entry["url"].rstrip("/"), prefix=entry["prefix"], public_url=public)
+
+
+def _retired_key(where: str, entry: str) -> tuple[str, str]:
+    parsed = signers.retired_key(entry)
+    if parsed is None:
+        raise SettingsError(f"{where}: key 'retired_signing_keys': {entry[:100]!r} is not \"<valid-before date "
+                            "YYYYMMDD> <public key type> <base64>\", such as \"20270101 ssh-ed25519 AAAAC3...\"")
+    return parsed

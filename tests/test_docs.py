@@ -304,11 +304,14 @@ def test_the_cli_synopsis_runs_on_a_small_deployment(deployment, upstream, tmp_p
             continue
         for placeholder, value in fill.items():
             command = command.replace(placeholder, value)
+        if "FILE-OR-URL" in command:  # the tarball the sync above built, checked against its own upstream
+            built = next((deployment.root / "tarballs/extensions").glob("Cite-master-*.tar.gz"))
+            command = command.replace("FILE-OR-URL", str(built)).replace("[--source URL]", f"--source {cite.path}")
         assert not re.search(r"\[|[A-Z]{3,}", command), f"a placeholder left in {command!r}"
         result = deployment.cli(*command.split()[1:])
         assert result.returncode == 0, f"{command}\n{result.stderr}"
         ran.append(command.split()[1])
-    assert ran == ["sync", "status", "gc", "init-db", "publish", "stats", "stats"]
+    assert ran == ["sync", "status", "gc", "init-db", "publish", "stats", "stats", "verify"]
     assert (tmp_path / "out/tardist-requests-2026-11-27.jsonl.gz").is_file()
     result = deployment.cli("--help")
     assert result.returncode == 0 and "init-db" in result.stdout

@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run syncs (and gc) on a schedule, for hosts without cron")
     commands.add_parser("init-db", help="create or migrate the database (and publish its answers)")
     commands.add_parser("publish", help="write every API answer under published/ again (only what changed)")
+    verify = commands.add_parser("verify", help="rebuild a tarball from git and compare (exit 0 identical, "
+                                                "1 differs, 2 cannot verify)")
+    verify.add_argument("tarball", metavar="FILE-OR-URL", help="a tardist tarball: a file or an http(s) URL")
+    verify.add_argument("--source", metavar="URL", help="clone from here, not from gitinfo.json's remoteURL")
     stats = commands.add_parser("stats", help="download counts from nginx access logs")
     stats_commands = stats.add_subparsers(dest="stats_command", required=True, metavar="STATS_COMMAND")
     ingest = stats_commands.add_parser("ingest", help="count the downloads in access logs (plain or .gz) "
@@ -221,6 +225,22 @@ def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
 
 
 
+def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.verify import CannotVerify, verify
+    try:
+        verdict = verify(settings, args.tarball, args.source)
+    except CannotVerify as exc:
+        print(f"tardist verify: cannot verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not verdict.identical:
+        print(f"differs: {verdict.difference}")
+        return EXIT_FAILED
+    print(f"identical{' outside vendor/' if verdict.notes else ''} (sha256 {verdict.sha256})")
+    for note in verdict.notes:
+        print(note)
+    return EXIT_OK
+
+
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     """`tardist stats ingest|export`."""
     from worker import stats, stats_export  # only these commands need them
@@ -262,7 +282,7 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"sync": cmd_sync, "status": cmd_status, "gc": cmd_gc, "worker": cmd_worker, "init-db": cmd_init_db,
-            "publish": cmd_publish, "stats": cmd_stats}
+            "publish": cmd_publish, "stats": cmd_stats, "verify": cmd_verify}
 
 if __name__ == "__main__":
     sys.exit(main())

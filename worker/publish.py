@@ -25,6 +25,7 @@ from tardist import answers, queries
 from tardist.schema import write_transaction
 from tardist.settings import Settings
 from tardist.layout import TEMP_PREFIX, atomic_write, fsync_dir, publish_lock_file
+from worker.checksums import checksums_path, write_checksums
 from worker.lock import file_lock
 
 log = logging.getLogger("tardist.publish")
@@ -96,6 +97,7 @@ def publish(settings: Settings, db: sqlite_utils.Database,
         try:
             with _snapshot(db.conn) as conn:
                 _publish(settings, conn, None if full else set(changed or ()), report)
+            report["checksums"] = write_checksums(settings, db)["versions"]
         except BaseException:
             _set_failed(db, True)  # the next publish checks everything again
             raise
@@ -139,7 +141,7 @@ def _publish(settings: Settings, conn: sqlite3.Connection, changed: set[tuple[st
         wanted = {root / relative: body for relative, (_url, body) in published_files(settings, conn).items()}
         _write_all(wanted, report, touched)
         for path in _files_under(root):
-            if path not in wanted:
+            if path not in wanted and not checksums_path(settings, path):
                 _remove(root, path, report, touched)
     else:
         configured = answers.configured_kinds(settings)

@@ -18,7 +18,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import BadRequest, NotFound
 
 from tardist import answers, queries
-from tardist.web import context, responses
+from tardist.web import context, responses, trust
 from tardist.info import localize, web_url
 from tardist.languages import accepted, fallbacks
 from tardist.layout import is_plain_name
@@ -105,7 +105,7 @@ def listing(kind: str | None) -> Response:
         groups = [(k, [row for row in shown if row["kind"] == k]) for k in kinds]
         return render_template("browse.html", kind=kind, groups=groups, query=query, sort=sort,
                                total=len(shown), uselang=request.args.get("uselang", "").lower(),
-                               recent_days=RECENT_DAYS).encode()
+                               recent_days=RECENT_DAYS, signers=trust.signers(conn)).encode()
     key = f"/browse/{kind or ''}?q={query}&sort={sort}&{lang_key}&day={day}"
     return page(key, compute)
 
@@ -128,8 +128,10 @@ def browse_repo(kind: str, name: str) -> Response:
         info = json.loads(localize(stored.decode(), found))
         days = queries.downloads_by_day(conn, kind, name, queries.first_day(day, CHART_DAYS))
         chart = downloads_chart(days, list(info["branches"]), day)
+        verify = {branch: trust.verify_commands(conn, context.settings().site_url, kind, b["tarball"], b["url"])
+                  for branch, b in info["branches"].items()}
         return render_template("repo.html", info=info, chart=chart, uselang=request.args.get("uselang", "").lower(),
-                               clone_command=clone_command(info["repository"])).encode()
+                               clone_command=clone_command(info["repository"]), verify=verify).encode()
     if not is_plain_name(name):
         raise NotFound(f"no {kind[:100]} named {name[:100]!r}")
     return page(f"/browse/{kind}/{name}?{lang_key}&day={day}", compute)
