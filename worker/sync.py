@@ -19,6 +19,7 @@ from tardist.info import InfoView
 from tardist.settings import Settings, SettingsError
 from tardist.store import BranchRecord, RepoRecord
 from worker import composer
+from worker.heads import moved, quiet_summary
 from worker.lock import file_lock, repo_lock_path
 from worker.manifest import read_manifest
 from worker.mirror import (GitError, ObjectReader, branch_head, delete_branches, fetch_branches, has_commit,
@@ -301,8 +302,11 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
              jobs: int | None = None, on_repo: Callable[[RepoRecord], None] | None = None,
              on_start: Callable[[int], None] | None = None,
              stop: threading.Event | None = None, warnings: list[str] | None = None,
-             retry: bool = False) -> dict:
+             retry: bool = False, changed: bool = False) -> dict:
     """Sync every selected repository in parallel and record each in its own transaction.
+
+    With ``changed`` (a check run), repositories whose listed heads are what is recorded
+    are left alone without any git process (worker/heads.py); nothing moved, nothing recorded.
 
     With ``retry``, what failed before is tried again now, whatever its backoff.
     A full run's caller holds the sync lock; each repository is synced under its own
@@ -314,6 +318,10 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     listed_at = store.utcnow()
     listing = list_repos(settings, warnings)
     selected = select_repos(settings, listing.repos, only, kind)
+    if changed:
+        selected, settled = moved(settings, selected)
+        if not selected:
+            return quiet_summary(len(listing.unlisted), settled, time.monotonic() - started)
     db = schema.open_writer(settings.database, settings.database_timeout)
     view = InfoView.of(settings)
     try:
@@ -334,6 +342,8 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
             on_start(len(selected))
         summary = {"repositories": 0, "built": 0, "unchanged": 0, "failed": 0, "waiting": 0,
                    "unlisted_sources": len(listing.unlisted)}
+        if changed:
+            summary["settled"] = settled
         last_published = time.monotonic()
         with ThreadPoolExecutor(max_workers=jobs or settings.jobs, thread_name_prefix="sync") as pool:
             futures = {pool.submit(_sync_guarded, settings, repo, force, stop, db, db_lock, view, retry): repo
