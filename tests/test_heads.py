@@ -59,6 +59,11 @@ class Stack:
         """Every git command tardist has run so far."""
         return self.git_log.read_text().splitlines() if self.git_log.exists() else []
 
+    def runs(self) -> int:
+        """How many sync runs the database records."""
+        with sqlite3.connect(self.deployment.settings().database) as db:
+            return db.execute("SELECT count(*) FROM runs").fetchone()[0]
+
     def info(self, name: str) -> dict:
         """/info of an extension, from the database."""
         return self.deployment.app().test_client().get(f"/info/extensions/{name}").get_json()
@@ -112,8 +117,10 @@ def test_the_listing_asks_for_every_snapshot_branch_and_reads_every_page(stack):
 def test_a_listing_that_says_nothing_moved_costs_no_git_process_and_a_moved_head_is_built(stack, tmp_path):
     first, _ = stack.run()
     assert first["built"] == 3
+    runs = stack.runs()
     quiet, commands = stack.run("--changed")
     assert commands == [] and quiet["settled"] == 3 and quiet["repositories"] == 0
+    assert stack.runs() == runs, "a check that found nothing moved records no run"
     cite = stack.repos["Cite"]
     cite.commit({"README.md": "news\n"})
     summary, commands = stack.run("--changed")
@@ -123,6 +130,29 @@ def test_a_listing_that_says_nothing_moved_costs_no_git_process_and_a_moved_head
     assert not any("Echo" in c or "Gadgets" in c for c in commands)
     assert stack.info("Cite")["branches"]["master"]["commit"] == cite.head()
     assert stack.run("--changed")[1] == []
+
+
+def test_a_tarball_gone_from_disk_is_built_again_by_a_check(stack):
+    stack.run()
+    tarballs = stack.deployment.settings().tarballs / "extensions"
+    (tarballs / stack.info("Echo")["branches"]["master"]["tarball"]).unlink()
+    summary, _ = stack.run("--changed")
+    assert (summary["repositories"], summary["built"], summary["settled"]) == (1, 1, 2)
+    assert (tarballs / stack.info("Echo")["branches"]["master"]["tarball"]).is_file()
+
+
+def test_a_gerrit_that_says_more_forever_is_listed_once_per_new_page(tmp_path):
+    projects = {PREFIX + "Cite": {"master": "a" * 40}, PREFIX + "Echo": {"master": "b" * 40}}
+    gerrit = FakeGerrit(lambda: projects, page_size=1)
+    gerrit.answer = lambda query: {PREFIX + "Cite": {"id": "x", "_more_projects": True}}  # S= ignored
+    try:
+        config = tmp_path / "tardist.toml"
+        config.write_text(f'[[source]]\nkind = "extensions"\ntype = "gerrit"\nurl = "{gerrit.base}"\n'
+                          f'prefix = "{PREFIX}"\n')
+        repos = list_repos(load_settings(config, environ={}), []).repos
+    finally:
+        gerrit.close()
+    assert [repo.name for repo in repos] == ["Cite"] and len(gerrit.asked) == 2
 
 
 def test_a_branch_the_listing_no_longer_has_is_removed_by_a_check(stack, tmp_path):
