@@ -54,12 +54,18 @@ HOSTILE = [
     ("{{a{{b}}c}}visible", "visible"),
     ("\ue000code?\ue001", "code?"),
     ("x" * 20_000, "x" * 10_000),
+    ("[[Help:Links|]] and [[Help:Links| ]]", "Help:Links and Help:Links"),
 ]
 
 
 @pytest.mark.parametrize("source, text", HOSTILE)
 def test_hostile_descriptions_become_plain_text(source, text):
     assert to_text(source) == text
+
+
+def test_a_code_mark_whose_pair_a_template_swallowed_makes_nothing_code():
+    assert to_segments("{{ <code>x }} </code> y <code>z</code>") == [("y ", False), ("z", True)]
+    assert to_segments("<code>a {{b</code>}} c") == [("a c", True)]  # code to the end: text all the same
 
 
 def test_none_stays_none():
@@ -73,7 +79,8 @@ def test_info_gives_the_source_and_the_text_and_pages_show_only_text(deployment,
     upstream("Cite", files=cite)
     evil = extension_files("Evil", descriptionmsg="evil-desc")
     evil["i18n/en.json"] = json.dumps({"evil-desc": "<script>alert(1)</script>[javascript:alert(1) x] "
-                                                    "<img src=x onerror=alert(2)> &lt;b&gt;bold&lt;/b&gt;"})
+                                                    "<img src=x onerror=alert(2)> &lt;b&gt;bold&lt;/b&gt; "
+                                                    "<code>&lt;script>alert(3)&lt;/script></code>"})
     upstream("Evil", files=evil)
     deployment.sync()
     client = deployment.app().test_client()
@@ -84,13 +91,14 @@ def test_info_gives_the_source_and_the_text_and_pages_show_only_text(deployment,
         "Ergänzt [[Special:Version|Tags]] <script>x()</script>für", "Ergänzt Tags für", "de")
     listed = client.get("/info/extensions?uselang=de").get_json()["extensions"]
     assert listed["Cite"]["description_text"] == "Ergänzt Tags für"
-    assert listed["Evil"]["description_text"] == "[javascript:alert(1) x] <b>bold</b>"
+    assert listed["Evil"]["description_text"] == "[javascript:alert(1) x] <b>bold</b> <script>alert(3)</script>"
     published = json.loads((deployment.settings().published / "info/extensions/Cite.json").read_text())
     assert published["description_text"] == REAL["Cite"][1]
     page = client.get("/browse/extensions/Cite").get_data(as_text=True)
     assert "Adds <code>&lt;ref&gt;</code> and <code>&lt;references&gt;</code> tags for citations" in page
     evil_page = client.get("/browse/extensions/Evil").get_data(as_text=True)
-    assert "[javascript:alert(1) x] &lt;b&gt;bold&lt;/b&gt;" in evil_page
+    assert "[javascript:alert(1) x] &lt;b&gt;bold&lt;/b&gt; <code>&lt;script&gt;alert(3)&lt;/script&gt;</code>" in evil_page
+    assert "<code>&lt;script&gt;alert(3)" in client.get("/browse/extensions").get_data(as_text=True)
     for markup in ("<script>alert", "<img", "onerror", "href=\"javascript"):
         assert markup not in evil_page
     assert "[[" not in client.get("/browse").get_data(as_text=True)
