@@ -22,13 +22,16 @@ import subprocess
 import tempfile
 import threading
 import time
+import sys
 from functools import partial
 from pathlib import Path
 
-from gitdaemon import git_daemon
 from report import write_results
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))  # the repository root: loopback/ is shared with tests/
+from loopback.gitdaemon import git_daemon  # noqa: E402
+
 TARDIST = BENCH.parent / ".venv" / "bin" / "tardist"
 WORDS = ("function", "return", "this", "var", "const", "ve", "dm", "ce", "ui", "model", "node", "surface",
          "document", "transaction", "selection", "range", "annotation", "inspector", "dialog", "widget")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from tardist.settings import Settings
+from tardist.wikitext import to_text
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def web_url(value: Any) -> str | None:
     return value
 
 
-SHAPE = 5  # bump when render_info's answer changes shape: stored answers are rendered again
+SHAPE = 6  # bump when render_info's answer changes shape: stored answers are rendered again
 
 
 def group_errors(errors: Iterable[tuple[str, str]]) -> list[tuple[list[str], str]]:
@@ -91,11 +92,16 @@ def render_info(view: InfoView, repo: Mapping[str, Any], branch_rows: Sequence[M
                  for branches, reason in group_errors(errors.items())]
     return {
         "name": repo["name"], "kind": repo["kind"], "repository": repo["repository"],
-        "description": facts.get("description"), "license": facts.get("license"), "url": web_url(facts.get("url")),
+        "description": facts.get("description"), "description_text": _text(facts.get("description")),
+        "license": facts.get("license"), "url": web_url(facts.get("url")),
         "authors": facts.get("authors", []), "type": facts.get("type"),
         "branches": branches, "errors": errors, "error": repo["error"],
         "failures": failures,
     }
+
+
+def _text(description: Any) -> str | None:
+    return to_text(description) if isinstance(description, str) else None
 
 
 def facts_branch(view: InfoView, branch_rows: Sequence[Mapping[str, Any]]) -> str | None:
@@ -109,11 +115,13 @@ def facts_branch(view: InfoView, branch_rows: Sequence[Mapping[str, Any]]) -> st
 
 
 _DESCRIPTION_KEY = ',"description":'
+_TEXT_KEY = ',"description_text":'
 _DECODER = json.JSONDecoder()
 
 
 def localize(info: str, found: tuple[str, str] | None) -> str:
-    """A stored /info answer with description replaced by found = (lang, text), plus description_lang.
+    """A stored /info answer with description (and description_text) replaced by found = (lang, text),
+    plus description_lang.
 
     Spliced into the stored string: only the description value is decoded. Without a
     translation the English description stays and description_lang says "en".
@@ -124,4 +132,8 @@ def localize(info: str, found: tuple[str, str] | None) -> str:
         lang, text = ("en" if english is not None else None), english
     else:
         lang, text = found
-    return f"{info[:start]}{json.dumps(text)},\"description_lang\":{json.dumps(lang)}{info[end:]}"
+    rest = info[end:]
+    if found is not None and rest.startswith(_TEXT_KEY):  # render_info puts it right after description
+        _old, text_end = _DECODER.raw_decode(rest, len(_TEXT_KEY))
+        rest = f"{_TEXT_KEY}{json.dumps(_text(text))}{rest[text_end:]}"
+    return f"{info[:start]}{json.dumps(text)},\"description_lang\":{json.dumps(lang)}{rest}"

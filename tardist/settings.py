@@ -43,6 +43,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
                             "transports a repository's submodule URLs may use"),
     "schedule": ("0 * * * *", "cron expression for `tardist worker` syncs"),
     "gc_schedule": ("30 3 * * *", "cron expression for `tardist worker` garbage collection"),
+    "poll_seconds": (60, "seconds between `tardist worker`'s checks for moved heads (`sync --changed`); 0: off"),
     "cache_seconds": (5, "Cache-Control max-age of API answers (then revalidated by ETag)"),
     "serve_tarballs": (True, "let Flask serve /dist/ (nginx serves it in production)"),
     "git_config": ({}, "git settings (name = value) given to every git command tardist runs"),
@@ -120,6 +121,7 @@ class Settings:
     submodule_protocols: tuple[str, ...]
     schedule: str
     gc_schedule: str
+    poll_seconds: int
     cache_seconds: int
     serve_tarballs: bool
     hook_secret: str
@@ -227,6 +229,8 @@ def _build(raw: dict[str, Any], where: str, origins: dict[str, str] | None = Non
                 "max_files", "max_manifest_bytes", "composer_timeout"):
         if values[key] < 1:
             raise SettingsError(f"{where}: key {key!r}: expected a whole number >= 1")
+    if values["poll_seconds"] < 0:
+        raise SettingsError(f"{where}: key 'poll_seconds': expected a whole number >= 0 (0: no polling)")
     for protocol in values["submodule_protocols"]:
         if protocol not in PROTOCOLS:
             raise SettingsError(f"{where}: key 'submodule_protocols': {protocol!r} is not one of "

@@ -295,7 +295,7 @@ def test_the_cli_synopsis_runs_on_a_small_deployment(deployment, upstream, tmp_p
                  '.tar.gz HTTP/1.1" 200 1234 "-" "curl/8.0" 0.001 -\n')
     log.write_text("")
     fill = {"[--only NAME]...": "--only Cite", "[--kind KIND]": "--kind extensions", "[--force]": "--force",
-            "[--retry]": "--retry", "[--jobs N]": "--jobs 2", "[--dry-run]": "--dry-run",
+            "[--retry]": "--retry", "[--jobs N]": "--jobs 2", "[--changed]": "--changed", "[--dry-run]": "--dry-run",
             "FILE...": f"{log} {tmp_path / 'access.log.gz'}", "YYYY-MM-DD": "2026-11-27", "DIR": str(tmp_path / "out")}
     ran = []
     for line in synopsis.splitlines():

@@ -68,7 +68,7 @@ def test_gerrit_source_takes_active_projects_one_level_below_the_prefix(tmp_path
     repos = list_repos(settings, warnings).repos
     cite, echo = f"{base}/mediawiki/extensions/Cite", f"{base}/mediawiki/extensions/Echo"
     assert repos == [Repo("extensions", "Cite", cite, cite), Repo("extensions", "Echo", echo, echo)]
-    assert asked == ["/r/projects/?p=mediawiki%2Fextensions%2F"]
+    assert asked == ["/r/projects/?p=mediawiki%2Fextensions%2F&b=master&b=REL1_45&b=REL1_44&b=REL1_43&b=REL1_39"]
     assert warnings == ["source[0]: skipped 'Bad Name': not a plain repository name"]
 
 

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--retry", action="store_true",
                       help="try again now what failed before, without waiting for its retry time")
     sync.add_argument("--jobs", type=_positive, metavar="N", help="repositories synced in parallel")
+    sync.add_argument("--changed", action="store_true",
+                      help="sync only repositories whose listed heads moved (cheap; for frequent cron runs)")
     commands.add_parser("status", help="JSON: last runs, counts, what is in error")
     gc = commands.add_parser("gc", help="remove tarballs and mirrors past the retention period")
     gc.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
@@ -111,7 +113,8 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
         # works while a worker or cron syncs everything (it waits for a sync of the same repository).
         with (sync_lock(settings.lock_file) if not args.only else nullcontext()), StopOnSignals(stop):
             summary = run_sync(settings, only=tuple(args.only), kind=args.kind, force=args.force, jobs=args.jobs,
-                               on_repo=progress.update, on_start=progress.start, stop=stop, retry=args.retry)
+                               on_repo=progress.update, on_start=progress.start, stop=stop, retry=args.retry,
+                               changed=args.changed)
             progress.finish()
     except AlreadyRunning as exc:
         print(f"tardist: {exc}; not starting another", file=sys.stderr)

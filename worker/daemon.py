@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from tardist.queue import Queue, WorkerRunning
 from tardist.settings import Settings, SettingsError
@@ -58,6 +59,18 @@ def _run(settings: Settings) -> None:
         except SettingsError as exc:
             log.error("sync not possible: %s", exc)
 
+    def poll_job() -> None:
+        try:
+            with sync_lock(settings.lock_file):
+                summary = run_sync(settings, stop=stop, changed=True)
+        except AlreadyRunning:
+            return  # the run in hand checks every repository anyway
+        except SettingsError as exc:
+            log.error("check not possible: %s", exc)
+            return
+        if summary.repositories or summary.unlisted_sources:
+            log.info("check finished: %s", json.dumps(summary.as_json()))
+
     def gc_job() -> None:
         try:
             with sync_lock(settings.lock_file):
@@ -69,6 +82,9 @@ def _run(settings: Settings) -> None:
 
     scheduler.add_job(sync_job, _trigger(settings, "schedule"), id="sync", max_instances=1, coalesce=True,
                       next_run_time=datetime.now(timezone.utc))
+    if settings.poll_seconds:
+        scheduler.add_job(poll_job, IntervalTrigger(seconds=settings.poll_seconds, timezone=timezone.utc), id="poll",
+                          max_instances=1, coalesce=True)
     scheduler.add_job(gc_job, _trigger(settings, "gc_schedule"), id="gc", max_instances=1, coalesce=True)
 
     def shutdown(signum: int, frame: object) -> None:
@@ -78,7 +94,8 @@ def _run(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    log.info("worker started: sync on %r, gc on %r (UTC)", settings.schedule, settings.gc_schedule)
+    log.info("worker started: sync on %r, gc on %r (UTC), moved heads checked every %d s",
+             settings.schedule, settings.gc_schedule, settings.poll_seconds)
     dispatcher = Dispatcher(settings, stop)
     threading.Thread(target=dispatcher.run, name="dispatcher").start()
     log.info("worker ready: serving requests from %s", settings.queue_file)

@@ -23,6 +23,7 @@ from tardist.records import RepoRecord
 from tardist.settings import Settings, SettingsError
 from tardist.timestamps import utcnow
 from worker import composer_install
+from worker.heads import moved
 from worker.publish import publish
 from worker.sources import Listing, Repo, list_repos
 from worker.sync import Recorder, failed_record, sync_locked
@@ -43,6 +44,7 @@ class RunSummary:
     failed: int = 0
     waiting: int = 0
     unlisted_sources: int = 0
+    settled: int | None = None  # a check run (--changed): repositories left alone, their listed heads as recorded
     interrupted: bool = False
     seconds: float = 0.0
     unrecorded: bool = False  # the end of the run could not be recorded
@@ -72,6 +74,8 @@ class RunSummary:
         del shown["warnings"]
         if not self.unrecorded:
             del shown["unrecorded"]
+        if self.settled is None:
+            del shown["settled"]
         return shown
 
 
@@ -151,8 +155,11 @@ def _retry_settings_key(settings: Settings) -> str:
 def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None = None, force: bool = False,
              jobs: int | None = None, on_repo: Callable[[RepoRecord], None] | None = None,
              on_start: Callable[[int], None] | None = None,
-             stop: threading.Event | None = None, retry: bool = False) -> RunSummary:
+             stop: threading.Event | None = None, retry: bool = False, changed: bool = False) -> RunSummary:
     """Sync every selected repository in parallel and record each in its own transaction.
+
+    With ``changed`` (a check run), repositories whose listed heads are what is recorded
+    are left alone without any git process (worker/heads.py); nothing moved, nothing recorded.
 
     With ``retry``, what failed before is tried again now, whatever its backoff.
     A full run's caller holds the sync lock; each repository is synced under its own
@@ -165,6 +172,12 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
     listed_at = utcnow()
     listing = list_repos(settings, warnings)
     selected = select_repos(settings, listing.repos, only, kind)
+    summary.unlisted_sources = len(listing.unlisted)
+    if changed:
+        selected, summary.settled = moved(settings, selected)
+        if not selected:
+            summary.seconds = round(time.monotonic() - started, 3)
+            return summary
     db = schema.open_writer(settings.database, settings.database_timeout)
     recorder = Recorder(db, InfoView.of(settings))
     try:

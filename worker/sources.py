@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 
 from tardist.layout import is_plain_name
 from tardist.settings import Settings, Source
-
-GERRIT_XSSI_PREFIX = ")]}'"
+from worker import gerrit_listing
+from worker.heads import local_heads
 
 
 @dataclass(frozen=True)
@@ -23,6 +19,7 @@ class Repo:
     url: str
     public_url: str | None = None  # the clone URL shown to people; None: show none
     source: str = field(default="", compare=False)  # the key of the source that lists it
+    heads: dict[str, str] | None = field(default=None, compare=False)  # as the source lists them; None: unknown
 
 
 class SourceError(Exception):
@@ -77,27 +74,22 @@ def _list_source(settings: Settings, index: int, source: Source, warnings: list[
         folders = [child for child in sorted(source.path.iterdir())
                    if (child / "HEAD").is_file() or (child / ".git").exists()]
         return [Repo(source.kind, folder.name.removesuffix(".git"), str(folder),
-                     source.shown_url(folder.name.removesuffix(".git"), str(folder)), source.key) for folder in folders]
+                     source.shown_url(folder.name.removesuffix(".git"), str(folder)), source.key,
+                     local_heads(folder, settings.branches)) for folder in folders]
     return _list_gerrit(settings, source)
 
 
 def _list_gerrit(settings: Settings, source: Source) -> list[Repo]:
-    query = urllib.parse.urlencode({"p": source.prefix})
-    address = f"{source.url}/projects/?{query}"
     try:
-        with urllib.request.urlopen(address, timeout=settings.git_timeout) as answer:
-            body = answer.read().decode("utf-8")
-        body = body.removeprefix(GERRIT_XSSI_PREFIX)
-        projects = json.loads(body)
-    except (urllib.error.URLError, OSError, UnicodeDecodeError, ValueError) as exc:
-        raise SourceError(f"cannot list Gerrit projects at {address}: {exc}") from None
-    if not isinstance(projects, dict):
-        raise SourceError(f"{address} did not answer with a Gerrit project listing")
+        projects = gerrit_listing.list_projects(settings, source)
+    except gerrit_listing.ListingError as exc:
+        raise SourceError(str(exc)) from None
     repos = []
     for project, facts in sorted(projects.items()):
         name = project[len(source.prefix):] if project.startswith(source.prefix) else ""
         state = facts.get("state", "ACTIVE") if isinstance(facts, dict) else "ACTIVE"
         if name and "/" not in name and state != "READ_ONLY":
             url = f"{source.url}/{project}"
-            repos.append(Repo(source.kind, name, url, source.shown_url(name, url), source.key))
+            repos.append(Repo(source.kind, name, url, source.shown_url(name, url), source.key,
+                              gerrit_listing.listed_heads(facts, settings.branches)))
     return repos

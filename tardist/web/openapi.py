@@ -96,11 +96,13 @@ SCHEMAS = {
     },
     "Repository": {
         "type": "object",
-        "required": ["name", "kind", "repository", "description", "license", "url", "authors", "type",
-                     "branches", "errors", "error", "failures"],
+        "required": ["name", "kind", "repository", "description", "description_text", "license", "url", "authors",
+                     "type", "branches", "errors", "error", "failures"],
         "properties": {
             "name": {"type": "string"}, "kind": {"type": "string"}, "repository": NULLABLE_STRING,
             "description": NULLABLE_STRING,
+            "description_text": {"type": ["string", "null"],
+                                 "description": "description (wikitext) as plain text, as a wiki shows it"},
             "description_lang": {"type": ["string", "null"],
                                  "description": "with ?uselang: the language description is in"},
             "license": NULLABLE_STRING, "url": NULLABLE_STRING,

@@ -22,6 +22,7 @@ from tardist.web import context, responses, trust
 from tardist.info import localize, web_url
 from tardist.languages import accepted, fallbacks
 from tardist.layout import is_plain_name
+from tardist.wikitext import to_segments, to_text
 
 bp = Blueprint("pages", __name__)
 SORTS = ("name", "downloads")
@@ -112,7 +113,7 @@ def listing(kind: str | None) -> Response:
 
 def matches(row: dict[str, Any], query: str) -> bool:
     """True when every word of the query is in the repository's name or description."""
-    text = f"{row['name']} {row['description'] or ''}".lower()
+    text = f"{row['name']} {to_text(row['description']) or ''}".lower()  # what the reader sees
     return all(word in text for word in query.lower().split())
 
 
@@ -160,6 +161,12 @@ def downloads_chart(days: dict[str, dict[str, int]], branches: list[str], end: d
                        "best_day": max(zip(counts, dates))[1] if any(counts) else None})
     return {"series": series, "width": CHART_WIDTH, "height": CHART_HEIGHT, "pad": CHART_PAD, "peak": peak,
             "first": dates[0], "last": dates[-1], "days": CHART_DAYS, "total": sum(s["total"] for s in series)}
+
+
+@bp.app_template_filter("description_segments")
+def description_segments(description: str) -> list[tuple[str, bool]]:
+    """A description's wikitext as (text, is_code) pieces, for the templates to escape and show."""
+    return to_segments(description)
 
 
 @bp.app_template_filter("size")
