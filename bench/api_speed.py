@@ -52,8 +52,8 @@ from report import write_results
 
 from tardist import schema, store
 from tardist.info import InfoView
-from tardist.settings import load_settings
 from tardist.records import BranchRecord, RepoRecord
+from tardist.settings import load_settings
 from worker.publish import publish
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: loopback/ is shared with tests/
@@ -100,7 +100,7 @@ def synthetic_record(index: int, rng: random.Random, name: str | None = None) ->
                           "Katherine Johnson", "Edsger Dijkstra"], rng.randint(1, 4))
     branches = []
     for position, branch in enumerate(BRANCHES):
-        commit = "%040x" % rng.getrandbits(160)
+        commit = f"{rng.getrandbits(160):040x}"
         requires = {"MediaWiki": f">= 1.{45 - position}.0"}
         if rng.random() < 0.3:
             requires["extensions"] = {rng.choice(WORDS): "*"}
@@ -112,7 +112,7 @@ def synthetic_record(index: int, rng: random.Random, name: str | None = None) ->
         branches.append(BranchRecord(
             branch, commit, "built", committed_at=f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}T10:00:00Z",
             tarball=f"{name}-{branch}-{commit[:7]}.tar.gz", size=rng.randint(20_000, 5_000_000),
-            sha256="%064x" % rng.getrandbits(256), manifest=manifest))
+            sha256=f"{rng.getrandbits(256):064x}", manifest=manifest))
     return RepoRecord("extensions", name, f"https://gerrit.example.org/r/mediawiki/extensions/{name}", branches)
 
 

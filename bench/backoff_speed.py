@@ -5,7 +5,8 @@
 N healthy repositories and `--broken` copies of one whose master and REL1_45
 pin a submodule nobody serves, all served by a real `git daemon` on --port. The
 submodule's host (--port + 1) answers every request with a git error after
---delay seconds: a remote that is slow to say no, as a real one across a network is. After a first sync, no-op runs are timed side by side, interleaved:
+--delay seconds: a remote that is slow to say no, as a real one across a network is. After a first sync,
+no-op runs are timed side by side, interleaved:
 with backoff (what failed is left alone until its retry time) and without it
 (`--retry`, what every run did before), against the floor of a run where no
 repository is broken. Prints a table and writes bench/results/backoff_speed-N.json.

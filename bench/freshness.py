@@ -197,7 +197,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             targets = [(rng.choice(names), f"{rng.getrandbits(28):07x}") for _ in range(args.bogus)]
             started = time.monotonic()
             with ThreadPoolExecutor(10) as pool:
-                statuses = list(pool.map(lambda t: request(web_port, f"/dist/extensions/{t[0]}-master-{t[1]}.tar.gz")[0],
+                statuses = list(pool.map(
+                    lambda t: request(web_port, f"/dist/extensions/{t[0]}-master-{t[1]}.tar.gz")[0],
                                          targets))
             seconds = time.monotonic() - started
             commands = git_log.read_text().splitlines()[before:]
@@ -246,7 +247,8 @@ def print_table(results: dict, met: dict) -> None:
           f"{flood['seconds']} s, answers {flood['statuses']}")
     print(f"  git commands {flood['git_commands']}, fetches {flood['fetches']}, ls-remote {flood['ls_remote']} "
           f"(max {flood['max_ls_remote_per_repo']} per repository, allowed {flood['allowed_per_repo']})")
-    print(f"  pushes fully inside the forced sync: {results['push_during_forced_sync']['pushes_fully_inside_the_sync']}")
+    inside = results['push_during_forced_sync']['pushes_fully_inside_the_sync']
+    print(f"  pushes fully inside the forced sync: {inside}")
     print("\ngoals:")
     for goal, ok in met.items():
         print(f"  {'met ' if ok else 'MISSED'}  {goal}")

@@ -38,10 +38,10 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
-from loopback.gerrit import FakeGerrit  # noqa: E402
-from loopback.gitdaemon import git_daemon  # noqa: E402
 from report import write_results  # noqa: E402
 
+from loopback.gerrit import FakeGerrit  # noqa: E402
+from loopback.gitdaemon import git_daemon  # noqa: E402
 from tardist import answers, schema  # noqa: E402
 from tardist.settings import load_settings  # noqa: E402
 from worker.run import run_sync  # noqa: E402
@@ -184,7 +184,8 @@ def main() -> None:
                 config = root / "tardist.toml"
                 config.write_text("\n".join([
                     f"database = {json.dumps(str(root / 'tardist.sqlite3'))}",
-                    f"mirrors = {json.dumps(str(root / 'mirrors'))}", f"tarballs = {json.dumps(str(root / 'tarballs'))}",
+                    f"mirrors = {json.dumps(str(root / 'mirrors'))}",
+                    f"tarballs = {json.dumps(str(root / 'tarballs'))}",
                     'published = ""', f'branches = ["{BRANCH}"]', f"jobs = {args.jobs}",
                     'submodule_protocols = ["git"]', f'git_config = {{ "url.{daemon}/.insteadOf" = "{gerrit.base}/" }}',
                     "[[source]]", 'kind = "extensions"', 'type = "gerrit"', f'url = "{gerrit.base}"',

@@ -25,12 +25,12 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from api_speed import GUNICORN, HOST, ROOT, server
-from report import write_results
 from freshness import request
+from report import write_results
 
 sys.path.insert(0, str(ROOT))  # the repository root: loopback/ is shared with tests/
 from loopback.gitdaemon import stop  # noqa: E402
@@ -81,7 +81,7 @@ def write_config(path: Path, state: Path, upstream: Path) -> None:
 
 def log_lines(names: list[str], count: int, rng: random.Random) -> str:
     """count access log lines: downloads of the repositories' tarballs."""
-    stamp = datetime.now(timezone.utc).strftime("%d/%b/%Y:%H:%M:%S %z")
+    stamp = datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S %z")
     return "".join(f'198.51.100.{rng.randrange(250)} - - [{stamp}] "GET /dist/extensions/{rng.choice(names)}'
                    f'-master-0123abc.tar.gz HTTP/1.1" 200 4242 "-" "curl/8.5.0"\n' for _ in range(count))
 

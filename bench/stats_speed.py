@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = {"log_mib": round(log.stat().st_size / 2**20, 1),
                  "gzip_mib": round((work / "access.log.1.gz").stat().st_size / 2**20, 1),
                  "database_mib": round((work / "plain.sqlite3").stat().st_size / 2**20, 1)}
-    print(f"\n{args.lines:,} lines ({sizes['log_mib']} MiB, {sizes['gzip_mib']} MiB gzip'd) generated in {generated} s; "
+    print(f"\n{args.lines:,} lines ({sizes['log_mib']} MiB, {sizes['gzip_mib']} MiB gzip'd) "
+          f"generated in {generated} s; "
           f"database after one ingest: {sizes['database_mib']} MiB\n")
     print(f"{'run':<34}{'lines':>10}{'downloads':>11}{'seconds':>9}{'lines/s':>10}{'cpu s':>8}"
           f"{'lines/cpu s':>13}{'peak MiB':>10}")

@@ -19,10 +19,10 @@ import random
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-import sys
 from functools import partial
 from pathlib import Path
 

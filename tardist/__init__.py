@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
 
-def create_app(test_config: dict[str, Any] | None = None) -> "Flask":
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """The Flask app (tardist.web.app.create_app), for `flask --app tardist` and wsgi.py."""
     # Imported here: the worker shares this package (settings, store) but never needs Flask,
     # and cron starts it once an hour for what is often a one-second no-op.

@@ -9,7 +9,7 @@ the failures; `worker.sync` asks here whether to try again.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tardist.timestamps import utc_iso
 
@@ -24,7 +24,7 @@ def retry_delay(failures: int) -> int:
 
 def retry_time(failures: int) -> str:
     """When to try again, as utc_iso, what failed `failures` times in a row."""
-    return utc_iso(datetime.now(timezone.utc) + timedelta(seconds=retry_delay(failures)))
+    return utc_iso(datetime.now(UTC) + timedelta(seconds=retry_delay(failures)))
 
 
 def retry_heads_key(heads: dict[str, str]) -> str:

@@ -7,8 +7,9 @@ repositories is a join of stored strings, not 10,000 rows decoded and encoded.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from tardist.settings import Settings
 from tardist.wikitext import to_text
@@ -22,7 +23,7 @@ class InfoView:
     tarball_url: str
 
     @classmethod
-    def of(cls, settings: Settings) -> "InfoView":
+    def of(cls, settings: Settings) -> InfoView:
         """The view of the given settings."""
         return cls(settings.branches, settings.tarball_url)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 RECENT_DAYS = 30  # "recent" downloads: /stats' last_30_days, ?sort=downloads, the pages
@@ -12,7 +12,7 @@ RECENT_DAYS = 30  # "recent" downloads: /stats' last_30_days, ?sort=downloads, t
 
 def utc_today() -> date:
     """Today in UTC: the day download windows end."""
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def first_day(today: date, days: int = RECENT_DAYS) -> str:
@@ -79,7 +79,7 @@ def translations(conn: sqlite3.Connection, kind: str, chain: list[str],
     """name -> (lang, description) in the first language of chain each repository's facts branch has."""
     if not chain:
         return {}
-    where, params = "d.kind = ? AND d.lang IN (%s)" % ", ".join("?" * len(chain)), [kind, *chain]
+    where, params = f"d.kind = ? AND d.lang IN ({', '.join('?' * len(chain))})", [kind, *chain]
     if names is not None:
         where += f" AND d.name IN ({', '.join('?' * len(names))})"
         params += names

@@ -16,10 +16,11 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Iterator, Literal
+from typing import Any, Final, Literal
 
 from tardist.schema import write_transaction
 

@@ -7,9 +7,9 @@ The worker opens it for writing (creating and migrating it); the web app and
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import sqlite_utils
 

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tardist import layout
-from tardist import signers
+from tardist import layout, signers
 from tardist.gitconfig import git_config_pairs
 from tardist.layout import is_branch_name, is_kind, is_plain_name
 

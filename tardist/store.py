@@ -9,7 +9,8 @@ web app's reads in `tardist.queries`.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import sqlite_utils
 

@@ -4,8 +4,8 @@ a git remote that hangs. The helpers they are built on are in helpers.py."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from helpers import Deployment, make_deployment, unpack_every_tarball, upstream_maker

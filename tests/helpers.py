@@ -215,7 +215,7 @@ def make_old_database(path: Path, version: int) -> None:
         if table == "meta":
             continue  # what tardist keeps about itself: the old one had its own
         columns = set(db[table].columns_dict)
-        db[table].insert_all(({k: v for k, v in row.items() if k in columns} for row in source[table].rows))
+        db[table].insert_all({k: v for k, v in row.items() if k in columns} for row in source[table].rows)
     db.conn.commit()
     db.close()
     source.close()

@@ -14,10 +14,10 @@ import pytest
 from helpers import Deployment, Repo, extension_files, git, make_old_database
 
 from tardist import create_app, schema, store
-from tardist.web import context, reader
-from worker.lock import sync_lock
 from tardist.info import InfoView
 from tardist.records import BranchRecord, RepoRecord
+from tardist.web import context, reader
+from worker.lock import sync_lock
 
 JSON_URLS = ["/", "/list", "/list/extensions", "/info/extensions", "/info/extensions/Cite",
              "/info/extensions?names=Cite|Broken", "/status"]

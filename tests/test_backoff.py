@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from helpers import git
-from loopback.gitdaemon import RefusingGitServer
 
+from loopback.gitdaemon import RefusingGitServer
 from worker.run import sync_one
 
 
@@ -22,7 +22,7 @@ def refusing():
 
 def utcnow() -> datetime:
     """Now, as a naive UTC datetime comparable with when()."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def when(text: str) -> datetime:

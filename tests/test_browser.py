@@ -6,7 +6,7 @@ import hashlib
 import json
 import shutil
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,7 +26,6 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402  (after the skip: selenium is a test extra)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
 
 # Homepages (extension.json's "url") that would run script if they became links, and authors that try to be links.
 HOSTILE_HOMEPAGES = {"JsUrl": "javascript:alert(document.domain)//", "MixedCaseUrl": " JaVaScRiPt:alert(1)",
@@ -62,7 +61,7 @@ def site(module_tmp, module_upstream, module_deployment):
 def count_downloads(deployment: Deployment, tmp: Path) -> None:
     """Downloads of the last weeks, as nginx would log them, ingested by `tardist stats ingest`."""
     info = deployment.app().test_client().get("/info/extensions/Cite").get_json()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     lines = []
     for day in range(60):
         moment = (now - timedelta(days=day)).strftime("%d/%b/%Y:%H:%M:%S +0000")

@@ -13,13 +13,22 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, Repo, directory_source, extension_files, git
-from test_serving import NGINX, HOST, fetch, free_port, nginx_main_config, render_site, start_gunicorn, wait_until_serving
 from bench.gitdaemon import stop
+from conftest import Deployment, Repo, directory_source, extension_files, git
+from test_serving import (
+    HOST,
+    NGINX,
+    fetch,
+    free_port,
+    nginx_main_config,
+    render_site,
+    start_gunicorn,
+    wait_until_serving,
+)
 
 from tardist import schema
 from tardist.settings import SettingsError, load_settings
@@ -141,7 +150,8 @@ def test_the_page_shows_the_key_and_commands_that_verify_a_good_download(site):
         done = run_shell(commands if port == site.port else from_edge(site, commands), site.tmp / f"good-{port}")
         assert done.returncode == 0, done.stderr
         tarball = re.search(r"Cite-master-[0-9a-f]{7}\.tar\.gz", commands[1])[0]
-        assert done.stdout.startswith('Good "file" signature for tardist') and done.stdout.endswith(f"\n{tarball}: OK\n")
+        assert done.stdout.startswith('Good "file" signature for tardist')
+        assert done.stdout.endswith(f"\n{tarball}: OK\n")
 
 
 def test_a_tarball_changed_by_one_byte_on_the_edge_fails(site):
@@ -242,7 +252,8 @@ def test_versions_change_only_with_the_tarballs_and_list_retained_ones(deploymen
     second = os.readlink(kind_folder / "current")
     assert second != first and (kind_folder / first / "SHA256SUMS").read_bytes() == first_sums  # old pair kept
     lines = (kind_folder / second / "SHA256SUMS").read_text().splitlines()
-    assert len(lines) == 2 and all(re.fullmatch(r"[0-9a-f]{64}  Cite-master-[0-9a-f]{7}\.tar\.gz", l) for l in lines)
+    listed = r"[0-9a-f]{64}  Cite-master-[0-9a-f]{7}\.tar\.gz"
+    assert len(lines) == 2 and all(re.fullmatch(listed, line) for line in lines)
     done = verify(kind_folder / second, f'tardist namespaces="file" {public(key)}\n', settings.tarballs / "extensions")
     assert done.returncode == 0, done.stderr
     assert done.stdout.count(": OK") == 2  # the current and the retained tarball
@@ -283,7 +294,7 @@ def test_a_file_signed_before_a_key_rotation(deployment, upstream, tmp_path):
     settings = deployment.settings()
     kind_folder = settings.published / FOLDER / "extensions"
     before = kind_folder / os.readlink(kind_folder / "current")
-    signed_at = datetime.now(timezone.utc)
+    signed_at = datetime.now(UTC)
     retired = (signed_at + timedelta(seconds=1)).strftime("%Y%m%d%H%M%SZ")
     deployment.write_config(signing_key=str(new), retired_signing_keys=[f"{retired} {public(old)} old key"])
     settings = deployment.settings()

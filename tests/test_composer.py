@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 from helpers import TARDIST, Deployment, extension_files, git
-from loopback.servers import closed_port
 
+from loopback.servers import closed_port
 from tardist.layout import scratch_root
 from worker.sandbox import find_bwrap
 

@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import (TARDIST, Deployment, Repo, directory_source, extension_files, git, make_deployment,
-                     processes_naming)
-from loopback.gitdaemon import git_daemon
-from loopback.servers import HangingFetchServer
+from helpers import TARDIST, Deployment, Repo, directory_source, extension_files, git, make_deployment, processes_naming
 from test_publish import assert_published_is_the_app
 
+from loopback.gitdaemon import git_daemon
+from loopback.servers import HangingFetchServer
 from tardist.answers import GERRIT_XSSI_PREFIX
 
 pytestmark = pytest.mark.slow  # each test kills a sync, fills a disk or hangs a fetch on purpose

@@ -329,7 +329,8 @@ def imported_by(package_modules: list[str]) -> set[str]:
             f"for name in {package_modules!r}: importlib.import_module(name)\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tardist', 'worker', 'wsgi'))))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                            env={"PATH": "/usr/bin:/bin", "TARDIST_CONFIG": str(ROOT / "instance/tardist.toml.example")})
+                            env={"PATH": "/usr/bin:/bin",
+                                 "TARDIST_CONFIG": str(ROOT / "instance/tardist.toml.example")})
     assert result.returncode == 0, result.stderr
     return set(json.loads(result.stdout))
 

@@ -6,12 +6,17 @@ import json
 
 import pytest
 import schemathesis
+from helpers import populate
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from helpers import populate
 from schemathesis import GenerationMode
-from schemathesis.checks import (content_type_conformance, not_a_server_error, response_headers_conformance,
-                                 response_schema_conformance, status_code_conformance)
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]

@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from helpers import directory_source, git
 
 from tardist import records, schema, store
-from tardist.timestamps import utc_iso
 from tardist.info import InfoView
+from tardist.timestamps import utc_iso
 from worker.gc import collect_garbage
 from worker.lock import sync_lock
 
-LATER = datetime.now(timezone.utc) + timedelta(days=8)
+LATER = datetime.now(UTC) + timedelta(days=8)
 
 
 def tarballs(deployment) -> set[str]:
@@ -44,7 +44,7 @@ def test_current_tarballs_are_never_removed(deployment, upstream):
     upstream("Cite")
     deployment.sync()
     before = tarballs(deployment)
-    report = collect_garbage(deployment.settings(), now=datetime.now(timezone.utc) + timedelta(days=3650))
+    report = collect_garbage(deployment.settings(), now=datetime.now(UTC) + timedelta(days=3650))
     assert report["tarballs"] == 0 and tarballs(deployment) == before
 
 
@@ -188,7 +188,7 @@ def test_orphan_tarballs_go_after_the_retention_period(deployment, upstream):
     orphan, fresh = folder / "Cite-master-0000000.tar.gz", folder / "Cite-master-1111111.tar.gz"
     orphan.write_bytes(b"published, never recorded")
     fresh.write_bytes(b"published, never recorded, just now")
-    eight_days_ago = (datetime.now(timezone.utc) - timedelta(days=8)).timestamp()
+    eight_days_ago = (datetime.now(UTC) - timedelta(days=8)).timestamp()
     os.utime(orphan, (eight_days_ago, eight_days_ago))
     report = collect_garbage(deployment.settings())
     assert report["removed"] == [str(orphan)] and report["tarballs"] == 1
@@ -243,7 +243,7 @@ def test_a_repository_that_returns_within_the_retention_period_is_whole_again(de
 def test_a_repository_recorded_beside_a_full_run_is_not_marked_removed_by_it(deployment, upstream):
     upstream("Cite")
     deployment.sync()
-    listed_at = utc_iso(datetime.now(timezone.utc) - timedelta(seconds=1))  # the full run lists...
+    listed_at = utc_iso(datetime.now(UTC) - timedelta(seconds=1))  # the full run lists...
     db = schema.open_writer(deployment.settings().database)
     try:
         # ...then the worker syncs a repository pushed since (a webhook), which that listing lacks.

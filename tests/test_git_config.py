@@ -10,9 +10,9 @@ import tarfile
 
 import pytest
 from helpers import TARDIST, directory_source
+
 from loopback.gitdaemon import git_daemon
 from loopback.servers import closed_port
-
 from tardist.settings import SettingsError, load_settings
 from worker.git import run_git
 
@@ -112,7 +112,8 @@ def test_malformed_git_config_names_the_file_and_key(tmp_path, text, message):
 def test_every_git_command_sees_the_settings_and_the_safety_settings_still_win(tmp_path):
     config = (("http.proxy", "http://127.0.0.1:3128"), ("fetch.unpackLimit", "1000"))
     assert run_git(["config", "--get", "http.proxy"], cwd=tmp_path, config=config).decode().strip() == "http://127.0.0.1:3128"
-    assert run_git(["config", "--get-all", "fetch.unpackLimit"], cwd=tmp_path, config=config).decode().split() == ["1000", "1"]
+    limits = run_git(["config", "--get-all", "fetch.unpackLimit"], cwd=tmp_path, config=config)
+    assert limits.decode().split() == ["1000", "1"]
     assert run_git(["config", "--get", "fetch.unpackLimit"], cwd=tmp_path, config=config).decode().strip() == "1"
 
 

@@ -3,14 +3,13 @@ and only those cost git processes; `tardist worker` polls with them."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from helpers import TARDIST, Deployment, Repo, directory_source, git

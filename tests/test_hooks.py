@@ -12,7 +12,6 @@ import serving
 from helpers import directory_source
 
 from loopback.gitdaemon import stop
-
 from tardist.queue import Queue
 from tardist.settings import load_settings
 

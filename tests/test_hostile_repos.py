@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers import Deployment, directory_source, extension_files, git
+
 from loopback.gitdaemon import git_daemon
 from loopback.servers import closed_port, silent_server
 

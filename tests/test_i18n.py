@@ -35,7 +35,8 @@ def test_every_translation_of_descriptionmsg_is_read():
 def test_hostile_translation_files_are_manifest_errors_and_the_rest_is_kept():
     manifest = read({"extension.json": MANIFEST, "i18n/en.json": '{"cite-desc": "Citations"}',
                      "i18n/de.json": b"\xff\xfe", "i18n/fr.json": "[1]", "i18n/es.json": "{" * 50 + "}" * 50,
-                     "i18n/it.json": '{"cite-desc": ["not", "text"]}', "i18n/nl.json": '{"cite-desc": "%s"}' % ("x" * 20_000),
+                     "i18n/it.json": '{"cite-desc": ["not", "text"]}',
+                     "i18n/nl.json": json.dumps({"cite-desc": "x" * 20_000}),
                      "i18n/pl.json": '{"cite-desc": NaN}', "i18n/pt.json": "{}" + " " * 3000,
                      "i18n/sv.json": '{"cite-desc": "Fotnoter"}'}, max_bytes=2000)
     assert manifest.descriptions == {"sv": "Fotnoter"}

@@ -55,7 +55,8 @@ def test_missing_tarball_file_is_rebuilt(deployment, upstream):
 def test_a_slow_repository_does_not_hold_up_the_others(deployment, upstream, hanging_remote, tmp_path):
     for name in ("Cite", "Echo", "Math", "Thanks"):
         upstream(name)
-    repos = ", ".join(f'{name} = "{tmp_path}/upstream/extensions/{name}"' for name in ("Cite", "Echo", "Math", "Thanks"))
+    names = ("Cite", "Echo", "Math", "Thanks")
+    repos = ", ".join(f'{name} = "{tmp_path}/upstream/extensions/{name}"' for name in names)
     deployment.write_config(f'[[source]]\nkind = "extensions"\ntype = "list"\n'
                             f'repos = {{ Aaa = "{hanging_remote.url("Aaa")}", {repos} }}\n', jobs=2, git_timeout=120)
     sync = subprocess.Popen([TARDIST, "sync"], cwd=deployment.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

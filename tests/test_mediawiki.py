@@ -18,8 +18,17 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import pytest
 from helpers import Deployment, git
-from serving import (HOST, NGINX, Answer, fetch, free_port, nginx_main_config, render_site, start_gunicorn,
-                     wait_until_serving)
+from serving import (
+    HOST,
+    NGINX,
+    Answer,
+    fetch,
+    free_port,
+    nginx_main_config,
+    render_site,
+    start_gunicorn,
+    wait_until_serving,
+)
 
 from loopback.gitdaemon import stop
 

@@ -19,9 +19,9 @@ from helpers import directory_source, git, processes_naming, wait_done
 
 from tardist.queue import HEADS, Queue
 from worker.dispatcher import Dispatcher
-from worker.lock import file_lock
 from worker.git import run_git
-from worker.mirror import ensure_mirror, fetch_branches, remote_heads
+from worker.lock import file_lock
+from worker.mirror import ensure_mirror, fetch_branches
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
@@ -54,7 +54,7 @@ class Page(HTMLParser):
 
 
 def days_ago(n: int) -> str:
-    return (datetime.now(timezone.utc).date() - timedelta(days=n)).isoformat()
+    return (datetime.now(UTC).date() - timedelta(days=n)).isoformat()
 
 
 @pytest.fixture
@@ -173,7 +173,8 @@ def test_browsers_are_sent_to_browse_and_clients_get_json(site):
 
 
 HOSTILE_HOMEPAGES = {"Js": "javascript:alert(document.domain)//", "Spaced": " JaVaScRiPt:alert(document.domain)//",
-                     "Tabbed": "java\tscript:alert(document.domain)//", "Data": "data:text/html,<script>alert(1)</script>",
+                     "Tabbed": "java\tscript:alert(document.domain)//",
+                     "Data": "data:text/html,<script>alert(1)</script>",
                      "Slashless": "https:/\\evil.example/", "Vb": "vbscript:msgbox(1)"}
 
 
@@ -183,7 +184,7 @@ def test_only_http_homepages_become_links_and_info_gives_null_with_a_warning(dep
         upstream(name, files={"extension.json": json.dumps({"name": name, "url": url})})
     deployment.sync()
     client = deployment.app().test_client()
-    for name, url in HOSTILE_HOMEPAGES.items():
+    for name in HOSTILE_HOMEPAGES:
         info = client.get(f"/info/extensions/{name}").get_json()
         assert info["url"] is None, name
         assert any("url: not an http: or https: URL" in e for e in info["branches"]["master"]["manifest_errors"])

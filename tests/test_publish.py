@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import TARDIST, Deployment, directory_source, git, populate
 
 from tardist import schema

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path

@@ -13,8 +13,18 @@ from dataclasses import dataclass
 
 import pytest
 from helpers import Deployment, git
-from serving import (HOST, NGINX, Answer, fetch, free_port, needs_nginx, nginx_main_config, render_site,
-                     start_gunicorn, wait_until_serving)
+from serving import (
+    HOST,
+    NGINX,
+    Answer,
+    fetch,
+    free_port,
+    needs_nginx,
+    nginx_main_config,
+    render_site,
+    start_gunicorn,
+    wait_until_serving,
+)
 
 from loopback.gitdaemon import stop
 
@@ -46,7 +56,8 @@ def served(module_tmp, module_upstream, module_deployment) -> Iterator[Served]:
         nginx_dir = tmp / "nginx"
         nginx_dir.mkdir()
         settings = deployment.settings()
-        folders = {"TARBALLS": str(settings.tarballs), "PUBLISHED": str(settings.published), "CACHE_SECONDS": str(settings.cache_seconds)}
+        folders = {"TARBALLS": str(settings.tarballs), "PUBLISHED": str(settings.published),
+                   "CACHE_SECONDS": str(settings.cache_seconds)}
         site, static_site = nginx_dir / "tardist.conf", nginx_dir / "tardist-static.conf"
         site.write_text(render_site({"LISTEN": f"{HOST}:{web_port}", "SERVER_NAME": "localhost", **folders,
                                      "GUNICORN": f"{HOST}:{api_port}", "CACHE": str(nginx_dir / "cache"),
@@ -229,7 +240,8 @@ def test_the_static_site_answers_misses_in_the_error_shape(served):
         assert answer.headers["cache-control"] == "no-store"
         assert answer.json()["error"]["status"] == 404
     batch = fetch(served.static_port, "/info/extensions?names=Cite")
-    assert batch.status == 400 and batch.json()["error"]["status"] == 400 and "names" in batch.json()["error"]["message"]
+    assert batch.status == 400 and batch.json()["error"]["status"] == 400
+    assert "names" in batch.json()["error"]["message"]
 
 
 def test_the_static_site_serves_the_tarballs_info_names(served):

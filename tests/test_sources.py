@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from loopback.servers import closed_port
 
+from loopback.servers import closed_port
 from tardist.settings import SettingsError, load_settings
 from worker.sources import Repo, list_repos
 

@@ -9,13 +9,13 @@ import signal
 import sqlite3
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from helpers import TARDIST, Deployment
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 CITE = "/dist/extensions/Cite-master-0123abc.tar.gz"
 VECTOR = "/dist/skins/Vector-REL1_45-fedcba9.tar.gz"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
@@ -182,7 +182,8 @@ def test_export_writes_an_anonymised_day_and_stores_no_address_or_agent(deployme
     assert all(set(r) == {"time", "path", "status", "bytes", "client", "agent"} for r in rows)
     assert rows[0]["time"] == NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert rows[0]["client"] == rows[1]["client"] != rows[2]["client"]
-    day_before = deployment.cli("stats", "export", "--day", yesterday.date().isoformat(), "--out", str(tmp_path / "out"))
+    day_before = deployment.cli("stats", "export", "--day", yesterday.date().isoformat(),
+                                "--out", str(tmp_path / "out"))
     [older] = [json.loads(t) for t in gzip.decompress(Path(json.loads(day_before.stdout)["file"]).read_bytes())
                .decode().splitlines()]
     assert older["client"] != rows[0]["client"]  # the hash is salted per day: days cannot be linked
@@ -270,7 +271,8 @@ def has_read(pid: int, log: Path) -> bool:
 
 def test_export_publishes_only_paths_that_name_a_tarball(deployment, tmp_path):
     hostile = ["/dist/extensions/Cite-master-0123abc.tar.gz.html", "/dist/extensions/BUY-CHEAP-PILLS-at-example.com",
-               "/dist/extensions/../../etc/passwd", "/dist/" + "x" * 900, "/dist/extensions/Cite-master-0123abc.tar.gz/x",
+               "/dist/extensions/../../etc/passwd", "/dist/" + "x" * 900,
+               "/dist/extensions/Cite-master-0123abc.tar.gz/x",
                "/dist/extensions/Cite-master-XYZ.tar.gz", "/dist/a/b/extensions/Cite-master-0123abc.tar.gz",
                "/dist/extensions/"]
     log = tmp_path / "access.log"

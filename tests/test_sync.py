@@ -312,7 +312,8 @@ def test_config_errors_name_file_key_and_expectation(deployment):
     assert result.returncode == 2 and "source[0]: key 'type': expected one of directory, list, gerrit" in result.stderr
     deployment.config.write_text('[[source]]\nkind = "extensions"\ntype = "directory"\npath = "/no/such"\n')
     result = deployment.sync(check=False)  # not a config error: the folder may be unmounted for a while
-    assert result.returncode == 1 and "source[0] (extensions) cannot be listed: /no/such is not a folder" in result.stderr
+    assert result.returncode == 1
+    assert "source[0] (extensions) cannot be listed: /no/such is not a folder" in result.stderr
     deployment.config.write_text('branches = ["wmf/1.45"]\n')
     assert "is not a plain branch name" in deployment.sync(check=False).stderr
     assert deployment.cli("sync", "--jobs", "0").returncode == 2

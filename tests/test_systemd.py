@@ -50,7 +50,8 @@ def installed(tmp_path: Path, deployment_root: Path) -> list[Path]:
         "tardist-gc.service", "tardist-gc.timer", "tardist-sync.service", "tardist-sync.timer",
         "tardist-web.service", "tardist-worker.service"]
     for unit in units:
-        assert not re.search(r"@[A-Z_]+@", unit.read_text()), f"{unit.name}: a placeholder docs/deploying.md does not fill"
+        assert not re.search(r"@[A-Z_]+@", unit.read_text()), (
+            f"{unit.name}: a placeholder docs/deploying.md does not fill")
     return units
 
 

@@ -16,7 +16,8 @@ import pytest
 from helpers import GIT_ENV, extension_files
 from systemd_root import DEPLOYMENT, System, deploy, unavailable
 
-pytestmark = [pytest.mark.systemd, pytest.mark.slow, pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))]
+pytestmark = [pytest.mark.systemd, pytest.mark.slow,
+              pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))]
 
 UPSTREAM = Path("/srv/git/extensions")  # a directory source whose repositories root owns, as a git user would
 PACKAGES = Path("/srv/composer-packages")

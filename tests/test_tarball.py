@@ -7,7 +7,6 @@ import hashlib
 import os
 
 import pytest
-
 from helpers import extension_files
 
 from tardist.layout import TEMP_PREFIX, mirror_path, tarball_name

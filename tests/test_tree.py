@@ -12,7 +12,7 @@ ALL = ("https", "http", "git", "ssh")
 @pytest.mark.parametrize("parent, url, expected", [
     ("https://gerrit.example.org/r/mediawiki/extensions/VisualEditor", "../../lib/ooui",
      "https://gerrit.example.org/r/mediawiki/lib/ooui"),
-    ("https://gerrit.example.org/r/mediawiki/extensions/VisualEditor/", "./lib", 
+    ("https://gerrit.example.org/r/mediawiki/extensions/VisualEditor/", "./lib",
      "https://gerrit.example.org/r/mediawiki/extensions/VisualEditor/lib"),
     ("/srv/git/extensions/VisualEditor", "../Lib", "/srv/git/extensions/Lib"),
     ("git@host:ext/VisualEditor", "../Lib", "git@host:ext/Lib"),

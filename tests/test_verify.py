@@ -11,14 +11,14 @@ import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from bench.gitdaemon import git_daemon, stop
 from conftest import TARDIST, Deployment, extension_files
 from gitservers import closed_port
 from test_serving import HOST, NGINX, free_port, nginx_main_config, render_site, wait_until_serving
-from bench.gitdaemon import git_daemon, stop
 
 
 def run_verify(cwd: Path, *args: str) -> subprocess.CompletedProcess:

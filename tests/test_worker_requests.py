@@ -12,9 +12,9 @@ import time
 import pytest
 from helpers import TARDIST, Worker, directory_source, wait_done
 
+from tardist.layout import repo_lock_path
 from tardist.queue import HEADS, SYNC, Queue
 from worker.dispatcher import Dispatcher
-from tardist.layout import repo_lock_path
 from worker.lock import file_lock, sync_lock
 
 

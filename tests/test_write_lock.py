@@ -8,7 +8,7 @@ import os
 import sqlite3
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -105,7 +105,7 @@ def test_worker_requests_syncs_a_full_sync_gc_and_stats_ingest_side_by_side(depl
     deployment.sync()
     heads = {name: repo.commit({"NEWS": "moved\n"}) for name, repo in repos.items()}
     log = tmp_path / "access.log"
-    stamp = datetime.now(timezone.utc).strftime("%d/%b/%Y:%H:%M:%S %z")
+    stamp = datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S %z")
     log.write_text("".join(f'198.51.100.{i % 200} - - [{stamp}] "GET /dist/extensions/E{i % 6}-master-0123abc.tar.gz '
                            f'HTTP/1.1" 200 4242 "-" "curl/8.5.0"\n' for i in range(3000)))
     worker = Worker(deployment, tmp_path / "worker.log")  # it starts with a full sync of its own

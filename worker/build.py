@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tardist.layout import tarball_name, tarball_path
@@ -16,8 +16,8 @@ from tardist.settings import Settings
 from tardist.timestamps import utc_iso
 from worker import composer
 from worker.composer_install import ComposerError
-from worker.manifest import read_manifest
 from worker.git import GitError, ObjectReader, run_git
+from worker.manifest import read_manifest
 from worker.sources import Repo
 from worker.tarball import Built, TarballWriteError, build_tarball, extra_files, place_extras
 from worker.tree import TreeError, read_tree
@@ -65,7 +65,7 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
         return BranchRecord(branch, commit, "failed", error=readable(f"internal error: {exc!r}"))
     return BranchRecord(
         branch, commit, "reused" if reuse else "built", built_at=reuse["built_at"] if reuse else "",
-        committed_at=utc_iso(datetime.fromtimestamp(committed, timezone.utc)),
+        committed_at=utc_iso(datetime.fromtimestamp(committed, UTC)),
         tarball=built.file, size=built.size, sha256=built.sha256,
         manifest=manifest.fields, manifest_errors=shown(manifest.errors),
         warnings=shown(extra_warnings + tree.warnings + vendored.warnings), modules=sorted(tree.modules),

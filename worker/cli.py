@@ -13,8 +13,8 @@ import signal
 import sqlite3
 import sys
 import threading
-from contextlib import nullcontext
 import time
+from contextlib import nullcontext
 from datetime import date
 from pathlib import Path
 

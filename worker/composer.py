@@ -13,17 +13,18 @@ import os
 import posixpath
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from tardist.layout import scratch_root
 from tardist.settings import Settings
 from worker.composer_install import ComposerError, composer_command, install
 from worker.composer_policy import operator_folders, refused_in_json, refused_in_lock
-from worker.manifest import load_json
 from worker.git import ObjectReader
+from worker.manifest import load_json
 from worker.tree import Tree
 
 COMPOSER_JSON, COMPOSER_LOCK, VENDOR = "composer.json", "composer.lock", "vendor"
@@ -119,8 +120,8 @@ def _refuse_installed(settings: Settings, source: Path, folders: list[Path]) -> 
                        ("vendor/composer/installed.json", source / VENDOR / "composer" / "installed.json")):
         if not path.is_file() or path.is_symlink():
             continue
-        document, error = load_json(name, lambda _: path.stat().st_size, lambda _: path.read_bytes(),
-                                    settings.max_manifest_bytes * 16)
+        document, error = load_json(name, lambda _, path=path: path.stat().st_size,
+                                    lambda _, path=path: path.read_bytes(), settings.max_manifest_bytes * 16)
         if error:
             raise ComposerError(f"composer: {error}")
         _refuse(refused_in_lock(document, name, folders))

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 LOCAL_REPOSITORIES = ("path", "artifact")  # in the operator's config.json only
 NETWORK_URL = re.compile(r"https?://[^/\s?#@]", re.IGNORECASE)

@@ -11,7 +11,7 @@ import json
 import logging
 import signal
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -29,7 +29,7 @@ log = logging.getLogger("tardist.worker")
 
 def _trigger(settings: Settings, key: str) -> CronTrigger:
     try:
-        return CronTrigger.from_crontab(getattr(settings, key), timezone=timezone.utc)
+        return CronTrigger.from_crontab(getattr(settings, key), timezone=UTC)
     except ValueError as exc:
         raise SettingsError(f"{settings.config_file}: key {key!r}: expected a cron expression "
                             f"such as '0 * * * *': {exc}") from None
@@ -47,7 +47,7 @@ def run_worker(settings: Settings) -> None:
 
 def _run(settings: Settings) -> None:
     stop = threading.Event()
-    scheduler = BlockingScheduler(timezone=timezone.utc)
+    scheduler = BlockingScheduler(timezone=UTC)
 
     def sync_job() -> None:
         try:
@@ -81,9 +81,9 @@ def _run(settings: Settings) -> None:
             log.info("gc skipped: %s", exc)
 
     scheduler.add_job(sync_job, _trigger(settings, "schedule"), id="sync", max_instances=1, coalesce=True,
-                      next_run_time=datetime.now(timezone.utc))
+                      next_run_time=datetime.now(UTC))
     if settings.poll_seconds:
-        scheduler.add_job(poll_job, IntervalTrigger(seconds=settings.poll_seconds, timezone=timezone.utc), id="poll",
+        scheduler.add_job(poll_job, IntervalTrigger(seconds=settings.poll_seconds, timezone=UTC), id="poll",
                           max_instances=1, coalesce=True)
     scheduler.add_job(gc_job, _trigger(settings, "gc_schedule"), id="gc", max_instances=1, coalesce=True)
 

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tardist import schema, store
-from tardist.timestamps import utc_iso
+from tardist.layout import (
+    MODULES_FOLDER,
+    TARBALL_SUFFIX,
+    TEMP_PREFIX,
+    mirror_path,
+    module_lock_path,
+    repo_lock_path,
+    tarball_path,
+)
 from tardist.settings import Settings
-from tardist.layout import (MODULES_FOLDER, TARBALL_SUFFIX, TEMP_PREFIX, mirror_path, module_lock_path,
-                            repo_lock_path, tarball_path)
+from tardist.timestamps import utc_iso
 from worker.lock import file_lock
 from worker.publish import publish
 
@@ -24,7 +31,7 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
     Call while holding the sync lock; mirrors are removed under their repository's lock, since
     the worker syncs single repositories beside it.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     cutoff_time = now - timedelta(days=settings.retention_days)
     cutoff = utc_iso(cutoff_time)
     report: dict = {"removed": [], "tarballs": 0, "mirrors": 0, "bytes": 0, "dry_run": dry_run, "warnings": []}

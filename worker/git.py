@@ -106,8 +106,8 @@ class ObjectReader:
         process = self._processes.get(mirror)
         if process is None:
             process = self._processes[mirror] = subprocess.Popen(
-                bounded_command(["git", "cat-file", "--batch"], None), cwd=mirror, env=git_env(self._config), stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+                bounded_command(["git", "cat-file", "--batch"], None), cwd=mirror, env=git_env(self._config),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
         assert process.stdin is not None and process.stdout is not None
         try:
             process.stdin.write(sha.encode() + b"\n")
@@ -138,7 +138,7 @@ class ObjectReader:
                 process.stdout.close()
         self._processes.clear()
 
-    def __enter__(self) -> "ObjectReader":
+    def __enter__(self) -> ObjectReader:
         return self
 
     def __exit__(self, *exc: object) -> None:

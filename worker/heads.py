@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from tardist import schema
 from tardist.layout import tarball_path
-from tardist.timestamps import utcnow
 from tardist.settings import Settings
+from tardist.timestamps import utcnow
 
 if TYPE_CHECKING:
     from worker.sources import Repo

@@ -5,10 +5,9 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
-
 
 _held = threading.local()  # the file_lock descriptors the current thread holds
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import jsonschema
 
@@ -164,7 +165,8 @@ def _translations(key: str, files: Iterable[str], size_of: Callable[[str], int |
                   read: Callable[[str], bytes], max_bytes: int, errors: list[str]) -> dict[str, str]:
     """The descriptionmsg text of every i18n/<lang>.json but English; a bad file is an error, never a failure."""
     languages = sorted(path[len(I18N_PREFIX):-len(".json")] for path in files
-                       if path.startswith(I18N_PREFIX) and path.endswith(".json") and "/" not in path[len(I18N_PREFIX):])
+                       if path.startswith(I18N_PREFIX) and path.endswith(".json")
+                       and "/" not in path[len(I18N_PREFIX):])
     languages = [lang for lang in languages if is_language(lang) and lang != ENGLISH]
     if len(languages) > MAX_LANGUAGES:
         errors.append(f"{I18N_PREFIX}: more than {MAX_LANGUAGES} languages; only the first {MAX_LANGUAGES} are read")

@@ -13,18 +13,18 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import sqlite_utils
 
 from tardist import answers, queries
+from tardist.layout import TEMP_PREFIX, atomic_write, fsync_dir, publish_lock_file
 from tardist.schema import write_transaction
 from tardist.settings import Settings
-from tardist.layout import TEMP_PREFIX, atomic_write, fsync_dir, publish_lock_file
 from worker.checksums import checksums_path, write_checksums
 from worker.lock import file_lock
 

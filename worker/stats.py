@@ -15,10 +15,10 @@ import hashlib
 import re
 import secrets
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 from tardist.layout import BRANCH_PATTERN, KIND_PATTERN, NAME_PATTERN, TARBALL_PATH_RE
 from tardist.schema import write_transaction
@@ -204,7 +204,7 @@ def ingest(settings: Settings, db: sqlite3.Connection, path: Path, batch_lines: 
 
 
 def _commit(db: sqlite3.Connection, key: str, path: str, expected: int, offset: int, lines: int, skipped: int,
-            counter: Counter, salts: "Salts") -> bool:
+            counter: Counter, salts: Salts) -> bool:
     """Record a batch's counts, rows and the new offset in one transaction; False if another ingest moved on."""
     counts, rows = counter.take()
     with write_transaction(db):
@@ -217,10 +217,11 @@ def _commit(db: sqlite3.Connection, key: str, path: str, expected: int, offset: 
                        [(*k, v) for k, v in counts.items()])
         db.executemany("INSERT INTO requests (day, time, path, status, bytes, client, agent) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-        db.execute("INSERT INTO log_files (fingerprint, offset, lines, skipped, path, read_at) VALUES (?, ?, ?, ?, ?, ?) "
+        db.execute("INSERT INTO log_files (fingerprint, offset, lines, skipped, path, read_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?) "
                    "ON CONFLICT (fingerprint) DO UPDATE SET offset = excluded.offset, lines = lines + excluded.lines, "
                    "skipped = skipped + excluded.skipped, path = excluded.path, read_at = excluded.read_at",
-                   [key, offset, lines, skipped, path, datetime.now(timezone.utc).isoformat(timespec="seconds")])
+                   [key, offset, lines, skipped, path, datetime.now(UTC).isoformat(timespec="seconds")])
     return True
 
 
@@ -241,5 +242,5 @@ class Salts:
         """Store the salts made since the last save (inside the caller's transaction) and drop old ones."""
         db.executemany("INSERT OR IGNORE INTO stats_salts (day, salt) VALUES (?, ?)", list(self.new.items()))
         self.new.clear()
-        cutoff = (datetime.now(timezone.utc).date() - timedelta(days=SALT_DAYS)).isoformat()
+        cutoff = (datetime.now(UTC).date() - timedelta(days=SALT_DAYS)).isoformat()
         db.execute("DELETE FROM stats_salts WHERE day < ?", [cutoff])

@@ -22,8 +22,8 @@ from tardist.records import BranchRecord, RepoRecord
 from tardist.settings import Settings
 from tardist.timestamps import utcnow
 from worker.build import build_branch
-from worker.lock import file_lock
 from worker.git import GitError, ObjectReader
+from worker.lock import file_lock
 from worker.mirror import branch_head, delete_branches, fetch_branches, has_commit, remote_heads, repair_mirror
 from worker.sources import Repo
 

@@ -13,13 +13,13 @@ import json
 import os
 import tarfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tardist.layout import TEMP_PREFIX, atomic_write
 from tardist.timestamps import utc_iso
-from worker.lock import process_alive
 from worker.git import ObjectReader
+from worker.lock import process_alive
 from worker.tree import Blob, Tree
 
 
@@ -38,7 +38,7 @@ class Built:
 
 def extra_files(name: str, branch: str, commit: str, committed: int, remote_url: str) -> dict[str, bytes]:
     """The gitinfo.json and version files extdist put at the top of every tarball."""
-    date = utc_iso(datetime.fromtimestamp(committed, timezone.utc))
+    date = utc_iso(datetime.fromtimestamp(committed, UTC))
     gitinfo = {"head": f"refs/heads/{branch}", "headSHA1": commit, "headCommitDate": str(committed),
                "branch": branch, "remoteURL": remote_url}
     return {

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tardist.settings import Settings
 from tardist.layout import module_mirror_path
+from tardist.settings import Settings
 from worker.git import GitConfig, GitError, ObjectReader, run_git
 from worker.mirror import fetch_commit
 
@@ -189,8 +189,8 @@ def _resolve_symlinks(settings: Settings, reader: ObjectReader, raw: Tree) -> Tr
     out = Tree(warnings=list(raw.warnings), modules=raw.modules)
     links = {path: blob for path, blob in raw.files.items() if blob.mode == SYMLINK}
     # A link's target is its blob; one longer than PATH_MAX is no path at all, and not worth reading.
-    targets = {path: reader.read(blob.mirror, blob.sha).decode("utf-8", "surrogateescape") if blob.size <= MAX_LINK_TARGET else None
-               for path, blob in links.items()}
+    targets = {path: reader.read(blob.mirror, blob.sha).decode("utf-8", "surrogateescape")
+               if blob.size <= MAX_LINK_TARGET else None for path, blob in links.items()}
     for path, blob in raw.files.items():
         if blob.mode != SYMLINK:
             _add_file(settings, out, path, blob)

@@ -18,10 +18,10 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
 import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import BinaryIO
 
 from tardist.settings import BRANCH_RE, PROTOCOLS, Settings, is_plain_name
@@ -88,7 +88,8 @@ def verify(settings: Settings, target: str, source: str | None = None) -> Verdic
         info = read_gitinfo(download)
         url = source or info.remote_url
         if not url:
-            raise CannotVerify("the tarball names no clone URL (gitinfo.json remoteURL is empty): give one with --source")
+            raise CannotVerify("the tarball names no clone URL (gitinfo.json remoteURL is empty): "
+                               "give one with --source")
         # The URL of a tarball is untrusted like a repository's submodule URLs; --source is the user's own.
         protocols = tuple(sorted(PROTOCOLS)) if source else settings.submodule_protocols
         here = dataclasses.replace(settings, mirrors=scratch / "mirrors", composer="")
@@ -268,7 +269,7 @@ def _first_difference(theirs: list[Member], ours: list[Member]) -> str | None:
 
 
 def _when(stamp: int) -> str:
-    return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _members(path: Path) -> list[Member]:

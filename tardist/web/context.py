@@ -28,7 +28,7 @@ class Context:
     build_waiters: Waiters  # requests of this process waiting for an on-demand build
 
     @classmethod
-    def of(cls, settings: Settings) -> "Context":
+    def of(cls, settings: Settings) -> Context:
         """A context for these settings; the queue opens on first use, one connection per thread."""
         return cls(settings, Reader(settings.database), Queue(settings.queue_file), Waiters(settings.build_waiters))
 

@@ -18,8 +18,8 @@ from flask import Blueprint, Response, request, send_from_directory
 from werkzeug.exceptions import NotFound, ServiceUnavailable
 
 from tardist import catalog
-from tardist.queue import HEADS, SYNC, Queue
 from tardist.layout import TarballName, is_kind, is_tarball_file, parse_tarball_name, tarball_name, tarball_path
+from tardist.queue import HEADS, SYNC, Queue
 from tardist.settings import Settings
 from tardist.web import context
 

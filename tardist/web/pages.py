@@ -18,10 +18,10 @@ from markupsafe import Markup
 from werkzeug.exceptions import BadRequest, NotFound
 
 from tardist import answers, queries
-from tardist.web import context, responses, trust
 from tardist.info import localize, web_url
 from tardist.languages import accepted, fallbacks
 from tardist.layout import is_plain_name
+from tardist.web import context, responses, trust
 from tardist.wikitext import to_segments, to_text
 
 bp = Blueprint("pages", __name__)

@@ -6,8 +6,8 @@ from flask import Blueprint, Response
 from werkzeug.exceptions import NotFound
 
 from tardist import answers, queries
-from tardist.web import context, responses
 from tardist.layout import is_plain_name
+from tardist.web import context, responses
 
 bp = Blueprint("stats", __name__)
 
