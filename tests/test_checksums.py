@@ -17,9 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from bench.gitdaemon import stop
-from conftest import Deployment, Repo, directory_source, extension_files, git
-from test_serving import (
+from helpers import Deployment, Repo, directory_source, extension_files, git
+from serving import (
     HOST,
     NGINX,
     fetch,
@@ -30,12 +29,13 @@ from test_serving import (
     wait_until_serving,
 )
 
+from loopback.gitdaemon import stop
 from tardist import schema
 from tardist.settings import SettingsError, load_settings
 from worker.checksums import FOLDER, write_checksums
 from worker.publish import publish
 
-pytestmark = pytest.mark.skipif(not os.access(NGINX, os.X_OK), reason="nginx is not installed")
+pytestmark = [pytest.mark.skipif(not os.access(NGINX, os.X_OK), reason="nginx is not installed"), pytest.mark.nginx]
 
 
 def make_key(path: Path) -> Path:

@@ -240,6 +240,7 @@ def test_a_directory_source_check_reads_heads_without_git(deployment, upstream, 
         fake.close()
 
 
+@pytest.mark.slow
 def test_the_worker_builds_a_push_within_its_poll_time_without_any_webhook(stack, tmp_path):
     stack.deployment.write_config(submodule_protocols=["git"], poll_seconds=1,
                                   schedule="0 0 1 1 *")

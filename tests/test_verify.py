@@ -15,10 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from bench.gitdaemon import git_daemon, stop
-from conftest import TARDIST, Deployment, extension_files
-from gitservers import closed_port
-from test_serving import HOST, NGINX, free_port, nginx_main_config, render_site, wait_until_serving
+from helpers import TARDIST, Deployment, extension_files
+from serving import HOST, NGINX, free_port, nginx_main_config, render_site, wait_until_serving
+
+from loopback.gitdaemon import git_daemon, stop
+from loopback.servers import closed_port
 
 
 def run_verify(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -66,6 +67,7 @@ def test_a_synced_tarball_verifies_from_a_file(synced, tmp_path):
     assert not (tmp_path / "mirrors").exists()  # the temporary mirror is gone
 
 
+@pytest.mark.nginx
 def test_a_synced_tarball_verifies_by_url_through_nginx(synced, tmp_path):
     tarball, _cite = synced
     port = free_port()
@@ -196,6 +198,7 @@ def test_a_file_url_in_gitinfo_is_refused_as_a_submodule_url_would_be(synced, tm
     assert done.returncode == 2 and "cannot verify" in done.stderr
 
 
+@pytest.mark.composer
 @pytest.mark.skipif(shutil.which("composer") is None, reason="composer is not installed")
 def test_a_vendored_tarball_is_verified_outside_vendor_and_says_so(tmp_path, deployment, upstream):
     packages = tmp_path / "packages/acme/hello"

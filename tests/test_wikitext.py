@@ -127,11 +127,13 @@ def chromium():
         driver.quit()
 
 
+@pytest.mark.browser
+@pytest.mark.nginx
 def test_chromium_shows_real_and_hostile_descriptions_as_text(deployment, upstream, tmp_path, chromium):
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
+    from serving import start_gunicorn
     from test_browser import screenshot
-    from test_serving import start_gunicorn
     messages = {name: source for name, (source, _text, _segments) in REAL.items()}
     messages["Evil"] = "<script>alert(1)</script>[javascript:alert(1) x] [[a|[[b]]]] <img src=x onerror=alert(2)>"
     for name, source in messages.items():

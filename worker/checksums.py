@@ -28,10 +28,9 @@ from pathlib import Path
 
 import sqlite_utils
 
+from tardist.layout import TEMP_PREFIX, atomic_write, fsync_dir
 from tardist.schema import write_transaction
 from tardist.settings import Settings
-from worker.mirror import TEMP_PREFIX
-from worker.tarball import fsync_dir
 
 FOLDER = "checksums"
 SUMS, SIGNATURE = "SHA256SUMS", "SHA256SUMS.sig"
@@ -193,11 +192,8 @@ def _write_small(path: Path, data: bytes) -> None:
     """Write a file atomically unless it holds data already."""
     if path.is_file() and path.read_bytes() == data:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}")
-    _write_file(temp, data)
-    os.replace(temp, path)
-    fsync_dir(path.parent)
+    with atomic_write(path) as out:
+        out.write(data)
 
 
 def _record(db: sqlite_utils.Database, versions: dict[str, str], signers: str) -> None:

@@ -24,10 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from tardist.settings import BRANCH_RE, PROTOCOLS, Settings, is_plain_name
+from tardist.layout import BRANCH_RE, is_plain_name
+from tardist.settings import PROTOCOLS, Settings
 from worker import composer
-from worker.mirror import GitError, ObjectReader, fetch_commit, run_git, use_git_config
-from worker.tarball import PublishError, build_tarball, extra_files, place_extras
+from worker.git import GitError, ObjectReader, run_git
+from worker.mirror import fetch_commit
+from worker.tarball import TarballWriteError, build_tarball, extra_files, place_extras
 from worker.tree import TreeError, read_tree
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -167,12 +169,12 @@ def read_gitinfo(path: Path) -> GitInfo:
 
 def _rebuild(settings: Settings, info: GitInfo, url: str, protocols: tuple[str, ...], dest: Path) -> bool:
     """Build the tarball of info's commit into dest as a sync would; True when vendor/ came from composer."""
-    use_git_config(settings.git_config)
+    config = settings.git_config
     mirror = settings.mirrors / "repo.git"
     try:
-        fetch_commit(mirror, url, info.commit, settings.git_timeout, protocols)
-        committed = int(run_git(["show", "-s", "--format=%ct", info.commit], cwd=mirror).strip())
-        with ObjectReader() as reader:
+        fetch_commit(mirror, url, info.commit, settings.git_timeout, protocols, config)
+        committed = int(run_git(["show", "-s", "--format=%ct", info.commit], cwd=mirror, config=config).strip())
+        with ObjectReader(config) as reader:
             tree = read_tree(settings, reader, mirror, url, info.commit)
 
             def size_of(path: str) -> int | None:
@@ -186,7 +188,7 @@ def _rebuild(settings: Settings, info: GitInfo, url: str, protocols: tuple[str, 
             generated = extra_files(info.name, info.branch, info.commit, committed, info.remote_url)
             extras, _warnings = place_extras(tree, generated)
             build_tarball(reader, tree, dict(extras), info.name, committed, dest)
-    except (GitError, TreeError, PublishError) as exc:
+    except (GitError, TreeError, TarballWriteError) as exc:
         raise CannotVerify(str(exc)) from None
     finally:
         shutil.rmtree(settings.mirrors, ignore_errors=True)
