@@ -1,4 +1,4 @@
-"""A real systemd, booted for the tests in namespaces of its own, with tardist deployed as the README says.
+"""A real systemd, booted for the tests in namespaces of its own, with tardist deployed as docs/deploying.md says.
 
 `unshare --pid --fork --mount --uts --net` runs BOOT_SCRIPT: an overlay of the host's / with its
 changes on a tmpfs (nothing the units do reaches the host), the host's own services switched off,
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMD = Path("/lib/systemd/systemd")
 DEBIAN_PYTHON = Path("/usr/bin/python3")  # a Python under /root (pyenv) is hidden from the units by ProtectHome
-DEPLOYMENT = Path("/srv/tardist")  # the README's deployment root, inside the booted system
+DEPLOYMENT = Path("/srv/tardist")  # docs/deploying.md's deployment root, inside the booted system
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tardist"
 # The PATH of every command run inside: Debian's tools, not the host user's shims.
 INSIDE_ENV = {**os.environ, "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -179,7 +179,7 @@ def venv_key() -> str:
 
 
 def deploy(system: System) -> None:
-    """Deploy this checkout at /srv/tardist as the README's "Deploying" section does, and install the units."""
+    """Deploy this checkout at /srv/tardist as docs/deploying.md does, and install the units."""
     root = system.path(DEPLOYMENT)
     for name in project_files():
         target = root / name
@@ -206,12 +206,12 @@ def deploy(system: System) -> None:
     system.run("sh", "-c", "cp instance/tardist.toml.example instance/tardist.toml && "
                "mkdir -p mirrors tarballs published && chown -R tardist: mirrors tarballs published instance",
                cwd=str(DEPLOYMENT))
-    system.run("bash", "-c", readme_line("for unit in deploy/systemd/"), cwd=str(DEPLOYMENT))
+    system.run("bash", "-c", deploying_line("for unit in deploy/systemd/"), cwd=str(DEPLOYMENT))
     system.systemctl("daemon-reload")
 
 
-def readme_line(start: str) -> str:
-    """The one shell line of the README that starts so."""
-    lines = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(start)]
-    assert len(lines) == 1, f"the README has {len(lines)} lines starting {start!r}"
+def deploying_line(start: str) -> str:
+    """The one shell line of docs/deploying.md that starts so."""
+    lines = [line for line in (ROOT / "docs/deploying.md").read_text().splitlines() if line.startswith(start)]
+    assert len(lines) == 1, f"docs/deploying.md has {len(lines)} lines starting {start!r}"
     return lines[0]

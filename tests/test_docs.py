@@ -87,7 +87,7 @@ def shown_default(default) -> str:
     if isinstance(default, bool):
         return "true" if default else "false"
     if isinstance(default, list):
-        return " ".join(default)
+        return " ".join(default) if default else "[]"
     if isinstance(default, dict):
         return "{}"
     if default == "":

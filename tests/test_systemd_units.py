@@ -1,4 +1,4 @@
-"""deploy/systemd/ under a real systemd (tests/systemd_root.py), with the units exactly as the README installs them.
+"""deploy/systemd/ under a real systemd (tests/systemd_root.py), the units installed as docs/deploying.md says.
 
 Marked `systemd`: `-m "not systemd"` leaves them out of a quick loop.
 """
