@@ -302,3 +302,12 @@ def processes_naming(token: str) -> list[str]:
         if token in cmdline or token in cwd or token in environ:
             found.append(f"{entry}: {cmdline}")
     return found
+
+
+def git_shim(folder: Path, log: Path) -> str:
+    """A PATH whose `git` logs its arguments, one line per command, then runs the real git."""
+    folder.mkdir()
+    shim = folder / "git"
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec /usr/bin/git "$@"\n')
+    shim.chmod(0o755)
+    return f"{folder}:/usr/bin:/bin"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import TARDIST, Deployment, Repo, directory_source, git
+from helpers import TARDIST, Deployment, Repo, directory_source, git, git_shim
 from test_worker_requests import Worker
 
 from loopback.gerrit import FakeGerrit
@@ -67,14 +67,6 @@ class Stack:
         """/info of an extension, from the database."""
         return self.deployment.app().test_client().get(f"/info/extensions/{name}").get_json()
 
-
-def git_shim(folder: Path, log: Path) -> str:
-    """A PATH whose `git` logs its arguments, one line per command, then runs the real git."""
-    folder.mkdir()
-    shim = folder / "git"
-    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec /usr/bin/git "$@"\n')
-    shim.chmod(0o755)
-    return f"{folder}:/usr/bin:/bin"
 
 
 def gerrit_projects(upstream_root: Path):

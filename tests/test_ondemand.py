@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import serving
-from helpers import Deployment, Repo, Worker, directory_source, extension_files, git, make_deployment
+from helpers import Deployment, Repo, Worker, directory_source, extension_files, git, git_shim, make_deployment
 
 from loopback.gitdaemon import git_daemon, stop
 from tardist.queue import HEADS, Queue
@@ -40,14 +40,6 @@ def request(port: int, path: str, method: str = "GET", body: bytes | None = None
     finally:
         conn.close()
 
-
-def git_shim(folder: Path, log: Path) -> str:
-    """A PATH entry whose `git` logs its arguments, one line per command, then runs the real git."""
-    folder.mkdir()
-    shim = folder / "git"
-    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec /usr/bin/git "$@"\n')
-    shim.chmod(0o755)
-    return f"{folder}:/usr/bin:/bin"
 
 
 def patient_request(port: int, path: str, busy: list[serving.Answer]) -> serving.Answer:
