@@ -335,3 +335,17 @@ def test_a_retired_key_that_is_not_a_date_and_a_key_is_refused(entry):
 def test_a_site_url_that_is_not_a_plain_http_url_is_refused(url):
     with pytest.raises(SettingsError, match="site_url"):
         load_settings(None, {"site_url": url}, environ={})
+
+
+def test_a_key_that_cannot_sign_fails_publish_and_gc_with_a_reason_not_a_traceback(deployment, upstream, tmp_path):
+    upstream("Cite", files=extension_files("Cite"))
+    deployment.sync()
+    broken = tmp_path / "not-a-key"
+    broken.write_text("not an OpenSSH key\n")
+    broken.chmod(0o600)
+    deployment.write_config(signing_key=str(broken))
+    for command in ("publish", "gc"):
+        result = deployment.cli(command)
+        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        assert "tardist: cannot sign the checksum files: ssh-keygen" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr

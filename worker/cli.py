@@ -22,6 +22,7 @@ from tardist import queries, schema, store
 from tardist.info import InfoView
 from tardist.layout import is_kind
 from tardist.settings import Settings, SettingsError, load_settings
+from worker.checksums import SigningError
 from worker.gc import collect_garbage
 from worker.lock import AlreadyRunning, sync_lock
 from worker.progress import Progress
@@ -97,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except sqlite3.OperationalError as exc:  # locked past database_timeout, a full disk: nothing half written
         print(f"tardist: the database: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except SigningError as exc:  # gc, publish, init-db: published/ is marked for a full check next time
+        print(f"tardist: cannot sign the checksum files: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 
