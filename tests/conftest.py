@@ -1,5 +1,5 @@
 """Fixtures: isolation from the developer's setup, upstream repositories, a deployment (per test or per module),
-a git remote that hangs. The helpers they are built on are in helpers.py."""
+a git remote that hangs, a headless Chromium. The helpers they are built on are in helpers.py."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browsing import start_chromium
 from helpers import Deployment, make_deployment, unpack_every_tarball, upstream_maker
 
 from loopback.servers import SilentServer
@@ -60,3 +61,13 @@ def hanging_remote():
     remote = SilentServer()
     yield remote
     remote.close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    """Headless Chromium (tests/browsing.py) saving downloads into tmp_path/downloads; skipped without it."""
+    driver = start_chromium(tmp_path / "downloads")
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from tardist import create_app
+from tardist import create_app, schema
 from tardist.queue import Queue
 from tardist.schema import MIGRATIONS
 from tardist.settings import Settings, load_settings
+from worker.publish import published_files
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Author", "GIT_AUTHOR_EMAIL": "author@example.org",
@@ -242,6 +243,30 @@ def populate(deployment: Deployment, upstream, tmp_path: Path) -> None:
         + f'\n[[source]]\nkind = "apps"\ntype = "list"\nrepos = {{ Gone = "{tmp_path}/nowhere/Gone.git" }}\n')
     result = deployment.sync(check=False)
     assert result.returncode == 1 and deployment.summary(result)["failed"] == 2, result.stderr
+
+
+def on_disk(deployment: Deployment) -> dict[str, tuple[int, int]]:
+    """Every file under published/: relative path -> (inode, mtime_ns)."""
+    root = deployment.root / "published"
+    return {path.relative_to(root).as_posix(): (path.stat().st_ino, path.stat().st_mtime_ns)
+            for path in root.rglob("*") if path.is_file()}
+
+
+def assert_published_is_the_app(deployment: Deployment) -> set[str]:
+    """Every file under published/ is the app's answer for its URL, and no answer's file is missing."""
+    settings = deployment.settings()
+    conn = schema.open_reader(settings.database)
+    try:
+        expected = published_files(settings, conn)
+    finally:
+        conn.close()
+    assert set(on_disk(deployment)) == set(expected)
+    client = deployment.app().test_client()
+    for relative, (url, _body) in expected.items():
+        answer = client.get(url)
+        assert answer.status_code == 200 and answer.mimetype == "application/json", url
+        assert (deployment.root / "published" / relative).read_bytes() == answer.data, url
+    return set(expected)
 
 
 class Worker:

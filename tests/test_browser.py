@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from browsing import needs_chromium, screenshot
 from helpers import Deployment, extension_files, git
 from serving import free_port, start_gunicorn
 
 from loopback.gitdaemon import stop
 
 HOST = "127.0.0.1"
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-pytestmark = [pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                 reason="chromium is not installed (Debian: apt install chromium chromium-driver)"),
-              pytest.mark.browser, pytest.mark.nginx]
-webdriver = pytest.importorskip("selenium.webdriver")
+pytestmark = [needs_chromium, pytest.mark.browser, pytest.mark.nginx]
+pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402  (after the skip: selenium is a test extra)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -72,38 +68,6 @@ def count_downloads(deployment: Deployment, tmp: Path) -> None:
     log.write_text("\n".join(lines) + "\n")
     result = deployment.cli("stats", "ingest", str(log))
     assert result.returncode == 0, result.stderr
-
-
-@pytest.fixture
-def browser(tmp_path):
-    """Headless Chromium that saves downloads into tmp_path/downloads."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1200,900", "--lang=en"):
-        options.add_argument(argument)
-    (tmp_path / "downloads").mkdir()
-    options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path / "downloads"),
-                                              "download.prompt_for_download": False,
-                                              "safebrowsing.enabled": False})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def screenshot(driver, tmp_path: Path, name: str, width: int = 1200) -> Path:
-    """A full-page screenshot of the current page at the given width, saved under tmp_path/screens."""
-    driver.set_window_size(width, 900)
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(width, min(max(height, 600), 4000))
-    path = tmp_path / "screens" / f"{name}.png"
-    path.parent.mkdir(exist_ok=True)
-    driver.save_screenshot(str(path))
-    assert path.stat().st_size > 10_000
-    return path
 
 
 def test_search_finds_a_repository_by_a_word_of_its_description(site, browser, tmp_path):

@@ -22,8 +22,17 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TARDIST, Deployment, Repo, directory_source, extension_files, git, make_deployment, processes_naming
-from test_publish import assert_published_is_the_app
+from helpers import (
+    TARDIST,
+    Deployment,
+    Repo,
+    assert_published_is_the_app,
+    directory_source,
+    extension_files,
+    git,
+    make_deployment,
+    processes_naming,
+)
 
 from loopback.gitdaemon import git_daemon
 from loopback.servers import HangingFetchServer

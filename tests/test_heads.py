@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import TARDIST, Deployment, Repo, directory_source, git, git_shim
-from test_worker_requests import Worker
+from helpers import TARDIST, Deployment, Repo, Worker, directory_source, git, git_shim
 
 from loopback.gerrit import FakeGerrit
 from loopback.gitdaemon import git_daemon

@@ -11,34 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TARDIST, Deployment, directory_source, git, populate
+from helpers import TARDIST, assert_published_is_the_app, directory_source, git, on_disk, populate
 
-from tardist import schema
-from worker.publish import _publish_lock, publish, published_files
-
-
-def on_disk(deployment: Deployment) -> dict[str, tuple[int, int]]:
-    """Every file under published/: relative path -> (inode, mtime_ns)."""
-    root = deployment.root / "published"
-    return {path.relative_to(root).as_posix(): (path.stat().st_ino, path.stat().st_mtime_ns)
-            for path in root.rglob("*") if path.is_file()}
-
-
-def assert_published_is_the_app(deployment: Deployment) -> set[str]:
-    """Every file under published/ is the app's answer for its URL, and no answer's file is missing."""
-    settings = deployment.settings()
-    conn = schema.open_reader(settings.database)
-    try:
-        expected = published_files(settings, conn)
-    finally:
-        conn.close()
-    assert set(on_disk(deployment)) == set(expected)
-    client = deployment.app().test_client()
-    for relative, (url, _body) in expected.items():
-        answer = client.get(url)
-        assert answer.status_code == 200 and answer.mimetype == "application/json", url
-        assert (deployment.root / "published" / relative).read_bytes() == answer.data, url
-    return set(expected)
+from worker.publish import _publish_lock, publish
 
 
 def test_every_published_file_is_the_apps_answer(deployment, upstream, tmp_path):

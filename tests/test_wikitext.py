@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
+from browsing import screenshot
 from helpers import extension_files
+from serving import start_gunicorn
 
 from loopback.gitdaemon import free_port, stop
 from tardist.wikitext import to_segments, to_text
@@ -108,32 +109,11 @@ def test_info_gives_the_source_and_the_text_and_pages_show_only_text(deployment,
     assert "/browse/extensions/Cite" not in client.get("/browse?q=code").get_data(as_text=True)  # markup, not text
 
 
-@pytest.fixture
-def chromium():
-    """Headless Chromium, as tests/test_browser.py starts it; skipped where it is not installed."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("chromium is not installed (Debian: apt install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1200,900", "--lang=en"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(shutil.which("chromedriver")))
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 @pytest.mark.browser
 @pytest.mark.nginx
-def test_chromium_shows_real_and_hostile_descriptions_as_text(deployment, upstream, tmp_path, chromium):
+def test_chromium_shows_real_and_hostile_descriptions_as_text(deployment, upstream, tmp_path, browser):
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
-    from serving import start_gunicorn
-    from test_browser import screenshot
     messages = {name: source for name, (source, _text, _segments) in REAL.items()}
     messages["Evil"] = "<script>alert(1)</script>[javascript:alert(1) x] [[a|[[b]]]] <img src=x onerror=alert(2)>"
     for name, source in messages.items():
@@ -144,19 +124,19 @@ def test_chromium_shows_real_and_hostile_descriptions_as_text(deployment, upstre
     port = free_port()
     server = start_gunicorn(deployment, port, tmp_path / "gunicorn.log")
     try:
-        chromium.get(f"http://127.0.0.1:{port}/browse/extensions")
+        browser.get(f"http://127.0.0.1:{port}/browse/extensions")
         shown = {item.find_element(By.TAG_NAME, "h3").text: item.find_element(By.CSS_SELECTOR, "p").text
-                 for item in chromium.find_elements(By.CSS_SELECTOR, "ul.repos li")}
+                 for item in browser.find_elements(By.CSS_SELECTOR, "ul.repos li")}
         assert shown == {name: to_text(source) for name, source in messages.items()}
-        assert [code.text for code in chromium.find_elements(By.CSS_SELECTOR, "ul.repos code")][:2] == [
+        assert [code.text for code in browser.find_elements(By.CSS_SELECTOR, "ul.repos code")][:2] == [
             "<ref>", "<references>"]
-        screenshot(chromium, tmp_path, "descriptions")
+        screenshot(browser, tmp_path, "descriptions")
         for name in ("Gadgets", "Evil"):
-            chromium.get(f"http://127.0.0.1:{port}/browse/extensions/{name}")
-            assert chromium.find_element(By.CSS_SELECTOR, "p.description").text == to_text(messages[name])
-            assert chromium.find_elements(By.CSS_SELECTOR, "main script, main img, main a[href^=javascript]") == []
+            browser.get(f"http://127.0.0.1:{port}/browse/extensions/{name}")
+            assert browser.find_element(By.CSS_SELECTOR, "p.description").text == to_text(messages[name])
+            assert browser.find_elements(By.CSS_SELECTOR, "main script, main img, main a[href^=javascript]") == []
             with pytest.raises(NoAlertPresentException):
-                chromium.switch_to.alert.accept()
-        screenshot(chromium, tmp_path, "evil")
+                browser.switch_to.alert.accept()
+        screenshot(browser, tmp_path, "evil")
     finally:
         stop(server)
