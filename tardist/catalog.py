@@ -14,7 +14,8 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from tardist.layout import is_kind, is_plain_name
-from tardist.settings import Settings, Source
+from tardist.settings import Settings
+from tardist.source_config import Source
 
 
 class Executes(Protocol):

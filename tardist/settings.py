@@ -10,13 +10,14 @@ import json
 import os
 import shutil
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from tardist import layout, signers
 from tardist.gitconfig import git_config_pairs
-from tardist.layout import is_branch_name, is_kind, is_plain_name
+from tardist.layout import is_branch_name
+from tardist.source_config import Source, source_from_table
 
 DEFAULT_CONFIG = "instance/tardist.toml"
 
@@ -63,39 +64,12 @@ SETTINGS: dict[str, tuple[Any, str]] = {
 SandboxMode = Literal["bwrap", "none"]  # where composer runs: in bubblewrap, or not confined
 SANDBOXES: tuple[SandboxMode, ...] = ("bwrap", "none")
 PATH_KEYS = ("database", "mirrors", "tarballs")
-SOURCE_TYPES = {"directory": ("path",), "list": ("repos",), "gerrit": ("url", "prefix")}
 
 PROTOCOLS = {"https", "http", "git", "ssh", "file"}
 
 
 class SettingsError(Exception):
     """The configuration is wrong; the message names the file, the key and what was expected."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """One configured place repositories come from."""
-
-    kind: str
-    type: str
-    path: Path | None = None
-    repos: dict[str, str] = field(default_factory=dict)
-    url: str = ""
-    prefix: str = ""
-    public_url: str = ""  # template of the clone URL shown to people, with {name}
-
-    def shown_url(self, name: str, clone_url: str) -> str | None:
-        """What people are shown as a repository's clone URL: the public_url template, else the clone
-        URL of a list or gerrit source; never a directory source's path on this server."""
-        if self.public_url:
-            return self.public_url.replace("{name}", name)
-        return None if self.type == "directory" else clone_url
-
-    @property
-    def key(self) -> str:
-        """What identifies the source across runs and edits of other sources: kind, type and where."""
-        where = {"directory": str(self.path), "gerrit": f"{self.url}/projects/?p={self.prefix}", "list": ""}
-        return f"{self.kind} {self.type} {where[self.type]}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -255,7 +229,10 @@ def _build(raw: dict[str, Any], where: str, origins: dict[str, str] | None = Non
     sources = raw.get("source", [])
     if not isinstance(sources, list):
         raise SettingsError(f"{where}: key 'source': expected [[source]] tables")
-    values["sources"] = tuple(_source(where, index, entry) for index, entry in enumerate(sources))
+    try:
+        values["sources"] = tuple(source_from_table(index, entry) for index, entry in enumerate(sources))
+    except ValueError as error:
+        raise SettingsError(f"{where}: {error}") from None
     values["signing_key"] = Path(values["signing_key"]).absolute() if values["signing_key"] else None
     values["retired_signing_keys"] = tuple(_retired_key(where, entry) for entry in values["retired_signing_keys"])
     return Settings(config_file=Path(where), **values)
@@ -279,44 +256,6 @@ def _check_type(where: str, key: str, value: Any, default: Any) -> Any:
     if not ok:
         raise SettingsError(f"{where}: key {key!r}: expected {wanted}, got {value!r}")
     return value
-
-
-def _source(where: str, index: int, entry: Any) -> Source:
-    at = f"{where}: source[{index}]"
-    if not isinstance(entry, dict):
-        raise SettingsError(f"{at}: expected a table")
-    kind, type_ = entry.get("kind"), entry.get("type")
-    if not isinstance(kind, str) or not is_kind(kind):
-        raise SettingsError(f"{at}: key 'kind': expected a lower-case word such as 'extensions', got {kind!r}")
-    if type_ not in SOURCE_TYPES:
-        raise SettingsError(f"{at}: key 'type': expected one of {', '.join(SOURCE_TYPES)}, got {type_!r}")
-    allowed = {"kind", "type", "public_url", *SOURCE_TYPES[type_]}
-    for key in entry:
-        if key not in allowed:
-            raise SettingsError(f"{at}: unknown key {key!r} for type {type_!r} (allowed: {', '.join(sorted(allowed))})")
-    for key in SOURCE_TYPES[type_]:
-        if key not in entry:
-            raise SettingsError(f"{at}: key {key!r} is required for type {type_!r}")
-    public = entry.get("public_url", "")
-    if not isinstance(public, str) or (public and "{name}" not in public):
-        raise SettingsError(f"{at}: key 'public_url': expected a URL template with {{name}}, such as "
-                            f"'https://gerrit.example.org/r/mediawiki/extensions/{{name}}', got {public!r}")
-    if type_ == "directory":
-        if not isinstance(entry["path"], str):
-            raise SettingsError(f"{at}: key 'path': expected a folder path string")
-        return Source(kind, type_, path=Path(entry["path"]).absolute(), public_url=public)
-    if type_ == "list":
-        repos = entry["repos"]
-        if not isinstance(repos, dict) or not all(isinstance(v, str) for v in repos.values()):
-            raise SettingsError(f"{at}: key 'repos': expected a table of name = \"clone URL\"")
-        for name in repos:
-            if not is_plain_name(name):
-                raise SettingsError(f"{at}: key 'repos': {name!r} is not a plain repository name")
-        return Source(kind, type_, repos=dict(repos), public_url=public)
-    for key in ("url", "prefix"):
-        if not isinstance(entry[key], str):
-            raise SettingsError(f"{at}: key {key!r}: expected a string")
-    return Source(kind, type_, url=entry["url"].rstrip("/"), prefix=entry["prefix"], public_url=public)
 
 
 def _retired_key(where: str, entry: str) -> tuple[str, str]:

@@ -3,7 +3,7 @@
 Records (what a sync learned) are in `tardist.records`, the backoff policy in `tardist.backoff`.
 
 The worker is the only writer; the schema lives in `tardist.schema`, the
-web app's reads in `tardist.queries`.
+web app's reads in `tardist.queries`, the worker's own reads in `worker.recorded`.
 """
 
 from __future__ import annotations
@@ -20,21 +20,6 @@ from tardist.info import InfoView, facts_branch, render_info
 from tardist.records import BranchRecord, RepoRecord
 from tardist.schema import write_transaction
 from tardist.timestamps import utcnow
-
-
-def recorded_branches(db: sqlite_utils.Database, kind: str, name: str) -> dict[str, dict]:
-    """A repository's recorded branch rows, by branch name."""
-    return {row["branch"]: row for row in db["branches"].rows_where("kind = ? AND name = ?", [kind, name])}
-
-
-def recorded_repo(db: sqlite_utils.Database, kind: str, name: str) -> dict | None:
-    """A repository's recorded row, or None."""
-    return next(db["repos"].rows_where("kind = ? AND name = ?", [kind, name]), None)
-
-
-def recorded_tarballs(db: sqlite_utils.Database, kind: str, name: str) -> dict[str, dict]:
-    """A repository's recorded tarball rows, current or superseded, by file name."""
-    return {row["file"]: row for row in db["tarballs"].rows_where("kind = ? AND name = ?", [kind, name])}
 
 
 def save_repo(db: sqlite_utils.Database, record: RepoRecord, view: InfoView) -> None:
@@ -201,29 +186,6 @@ def finish_run(db: sqlite_utils.Database, run_id: int, status: str, summary: dic
         })
 
 
-def expired_tarballs(db: sqlite_utils.Database, cutoff: str) -> list[tuple[str, str, str]]:
-    """(kind, name, file) of tarballs superseded at or before cutoff."""
-    return db.execute("SELECT kind, name, file FROM tarballs WHERE superseded_at IS NOT NULL AND superseded_at <= ? "
-                      "ORDER BY kind, file", [cutoff]).fetchall()
-
-
-def still_expired(db: sqlite_utils.Database, kind: str, file: str, cutoff: str) -> bool:
-    """True while a tarball is still superseded at or before cutoff (a sync may have reused it since)."""
-    return db.execute("SELECT 1 FROM tarballs WHERE kind = ? AND file = ? AND superseded_at IS NOT NULL "
-                      "AND superseded_at <= ?", [kind, file, cutoff]).fetchone() is not None
-
-
-def known_tarballs(db: sqlite_utils.Database) -> set[tuple[str, str]]:
-    """(kind, file) of every tarball the database knows, current or superseded."""
-    return set(db.execute("SELECT kind, file FROM tarballs").fetchall())
-
-
-def expired_repos(db: sqlite_utils.Database, cutoff: str) -> list[tuple[str, str]]:
-    """(kind, name) of repositories that left every source at or before cutoff."""
-    return db.execute("SELECT kind, name FROM repos WHERE present = 0 AND removed_at <= ? ORDER BY kind, name",
-                      [cutoff]).fetchall()
-
-
 def forget_tarball(db: sqlite_utils.Database, kind: str, file: str) -> None:
     """Drop a superseded tarball's row (never a current one)."""
     with write_transaction(db):
@@ -236,22 +198,3 @@ def forget_repo(db: sqlite_utils.Database, kind: str, name: str) -> None:
         db.execute("DELETE FROM branches WHERE kind = ? AND name = ?", [kind, name])
         db.execute("DELETE FROM descriptions WHERE kind = ? AND name = ?", [kind, name])
         db.execute("DELETE FROM repos WHERE kind = ? AND name = ? AND present = 0", [kind, name])
-
-
-def count_listed_by(db: sqlite_utils.Database, source: str) -> int:
-    """How many present repositories source listed when last seen."""
-    return db.execute("SELECT count(*) FROM repos WHERE present = 1 AND source = ?", [source]).fetchone()[0]
-
-
-def modules_in_use(db: sqlite_utils.Database, cutoff: str) -> set[str] | None:
-    """Module mirror folder names used by the trees of tarballs current or kept past cutoff.
-
-    None when some of those tarballs were built before tardist recorded it.
-    """
-    used: set[str] = set()
-    for (modules,) in db.execute("SELECT modules FROM tarballs WHERE superseded_at IS NULL OR superseded_at > ?",
-                                 [cutoff]):
-        if modules is None:
-            return None  # built before tardist recorded them
-        used.update(json.loads(modules))
-    return used

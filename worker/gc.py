@@ -19,6 +19,7 @@ from tardist.layout import (
 )
 from tardist.settings import Settings
 from tardist.timestamps import utc_iso
+from worker import recorded
 from worker.lock import file_lock
 from worker.publish import publish
 
@@ -37,24 +38,24 @@ def collect_garbage(settings: Settings, dry_run: bool = False, now: datetime | N
     report: dict = {"removed": [], "tarballs": 0, "mirrors": 0, "bytes": 0, "dry_run": dry_run, "warnings": []}
     db = schema.open_writer(settings.database, settings.database_timeout)
     try:
-        for kind, name, file in store.expired_tarballs(db, cutoff):
+        for kind, name, file in recorded.expired_tarballs(db, cutoff):
             # Under the repository's lock: a sync beside gc may be reusing this tarball right now.
             with file_lock(repo_lock_path(settings, kind, name)):
-                if store.still_expired(db, kind, file, cutoff):
+                if recorded.still_expired(db, kind, file, cutoff):
                     _remove(report, tarball_path(settings, kind, file), dry_run, "tarballs")
                     if not dry_run:
                         store.forget_tarball(db, kind, file)
-        known = store.known_tarballs(db)
+        known = recorded.known_tarballs(db)
         for path in _tarball_files(settings.tarballs):
             # Written but never recorded (a crash between the two): old ones are orphans.
             if (path.parent.name, path.name) not in known and path.stat().st_mtime < cutoff_time.timestamp():
                 _remove(report, path, dry_run, "tarballs")
-        for kind, name in store.expired_repos(db, cutoff):
+        for kind, name in recorded.expired_repos(db, cutoff):
             with file_lock(repo_lock_path(settings, kind, name)):
                 _remove(report, mirror_path(settings, kind, name), dry_run, "mirrors")
                 if not dry_run:
                     store.forget_repo(db, kind, name)
-        used = store.modules_in_use(db, cutoff)
+        used = recorded.modules_in_use(db, cutoff)
         if used is None:
             report["warnings"].append("submodule mirrors kept: some tarballs were built before tardist recorded "
                                       "which submodules they use (`tardist sync --force` records it)")

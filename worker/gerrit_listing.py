@@ -17,7 +17,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from tardist.settings import Settings, Source
+from tardist.settings import Settings
+from tardist.source_config import Source
 
 GERRIT_XSSI_PREFIX = ")]}'"
 SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")

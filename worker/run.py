@@ -23,7 +23,7 @@ from tardist.info import InfoView
 from tardist.records import RepoRecord
 from tardist.settings import Settings, SettingsError
 from tardist.timestamps import utcnow
-from worker import composer_install
+from worker import composer_install, recorded
 from worker.heads import moved
 from worker.publish import publish
 from worker.sources import Listing, Repo, list_repos
@@ -124,7 +124,7 @@ def _mark_removed(db: sqlite_utils.Database, listing: Listing, listed_at: str,
     could not be listed says nothing about its repositories.
     """
     for index, source in listing.silent.items():
-        kept = store.count_listed_by(db, source.key)
+        kept = recorded.count_listed_by(db, source.key)
         warnings.append(f"source[{index}] ({source.key}) lists no repositories" + (
             f": the {kept} it listed before are kept, not marked removed (remove the [[source]] to retire them)"
             if kept else ""))

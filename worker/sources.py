@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tardist.layout import is_plain_name
-from tardist.settings import Settings, Source
+from tardist.settings import Settings
+from tardist.source_config import Source
 from worker import gerrit_listing
 from worker.heads import local_heads
 

@@ -21,6 +21,7 @@ from tardist.layout import mirror_path, repo_lock_path, tarball_name, tarball_pa
 from tardist.records import BranchRecord, RepoRecord
 from tardist.settings import Settings
 from tardist.timestamps import utcnow
+from worker import recorded
 from worker.build import build_branch
 from worker.git import GitError, ObjectReader
 from worker.lock import file_lock
@@ -51,8 +52,8 @@ class Recorder:
     def known(self, kind: str, name: str) -> Known:
         """What is recorded of one repository now."""
         with self.lock:
-            return Known(store.recorded_branches(self.db, kind, name), store.recorded_tarballs(self.db, kind, name),
-                         store.recorded_repo(self.db, kind, name))
+            return Known(recorded.branches(self.db, kind, name), recorded.tarballs(self.db, kind, name),
+                         recorded.repo(self.db, kind, name))
 
     def save(self, record: RepoRecord) -> None:
         """Record one repository's sync in one transaction."""
