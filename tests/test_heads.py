@@ -119,6 +119,8 @@ def test_a_listing_that_says_nothing_moved_costs_no_git_process_and_a_moved_head
         f"ls-remote {stack.gerrit.base}/{PREFIX}Cite refs/heads/master refs/heads/REL1_45 refs/heads/REL1_44"]
     assert not any("Echo" in c or "Gadgets" in c for c in commands)
     assert stack.info("Cite")["branches"]["master"]["commit"] == cite.head()
+    last_run = stack.deployment.app().test_client().get("/status").get_json()["runs"][0]
+    assert last_run["options"]["changed"] is True and last_run["built"] == 1, "/status tells a check run"
     assert stack.run("--changed")[1] == []
 
 

@@ -189,7 +189,8 @@ def run_sync(settings: Settings, *, only: tuple[str, ...] = (), kind: str | None
         remove_stale_temporaries(settings.tarballs)
         composer_install.remove_stale_scratch(settings)
         warnings.extend(composer_install.notes(settings))
-        run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force, "retry": retry},
+        run_id = store.start_run(db, {"only": list(only), "kind": kind, "force": force, "retry": retry,
+                                     "changed": changed},
                                  exclusive=not only)
         if on_start:
             on_start(len(selected))
