@@ -22,11 +22,12 @@ from loopback.gitdaemon import git_daemon, stop
 from loopback.servers import closed_port
 
 
-def run_verify(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    """`tardist verify ...` in a folder without a configuration, as someone who downloaded a tarball runs it."""
+def run_verify(cwd: Path, *args: str, **settings: str) -> subprocess.CompletedProcess:
+    """`tardist verify ...` in a folder without a configuration, as someone who downloaded a tarball runs it
+    (settings: TARDIST_* variables, such as TARDIST_COMPOSER_HOME)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TARDIST_")}
-    return subprocess.run([TARDIST, "verify", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run([TARDIST, "verify", *args], cwd=cwd, env={**env, **settings}, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture
@@ -198,9 +199,12 @@ def test_a_file_url_in_gitinfo_is_refused_as_a_submodule_url_would_be(synced, tm
     assert done.returncode == 2 and "cannot verify" in done.stderr
 
 
-@pytest.mark.composer
-@pytest.mark.skipif(shutil.which("composer") is None, reason="composer is not installed")
-def test_a_vendored_tarball_is_verified_outside_vendor_and_says_so(tmp_path, deployment, upstream):
+@pytest.fixture
+def vendored(tmp_path: Path, deployment: Deployment, upstream):
+    """Needy, requiring acme/hello from a path repository (its registry), synced through a git daemon:
+    yields (its master tarball, the composer home that reaches the registry)."""
+    if shutil.which("composer") is None:
+        pytest.skip("composer is not installed")
     packages = tmp_path / "packages/acme/hello"
     (packages / "src").mkdir(parents=True)
     (packages / "composer.json").write_text(json.dumps({"name": "acme/hello", "version": "1.2.3"}))
@@ -219,30 +223,59 @@ def test_a_vendored_tarball_is_verified_outside_vendor_and_says_so(tmp_path, dep
         tarball = next((deployment.root / "tarballs/extensions").glob("Needy-master-*.tar.gz"))
         with tarfile.open(tarball) as tar:
             assert "Needy/vendor/acme/hello/src/Hello.php" in tar.getnames()
-        done = run_verify(tmp_path, str(tarball))
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.startswith("identical outside vendor/ (sha256 ")
-        assert "vendor/ (and composer.lock) was not rebuilt" in done.stdout
-        assert "installed.json lists the packages composer.lock pins" in done.stdout
+        yield tarball, home
 
-        def outside(members):
-            change_byte_of(members, "Needy/extension.json")
 
-        def inside(members):
-            change_byte_of(members, "Needy/vendor/acme/hello/src/Hello.php")
+@pytest.mark.composer
+def test_a_vendored_tarball_is_rebuilt_whole_where_composer_reaches_its_registry(tmp_path, vendored):
+    tarball, home = vendored
+    registry = {"TARDIST_COMPOSER_HOME": str(home)}
+    identical = f"identical (sha256 {hashlib.sha256(tarball.read_bytes()).hexdigest()})\n"
+    done = run_verify(tmp_path, str(tarball), **registry)
+    assert (done.returncode, done.stdout) == (0, identical), done.stderr
+    newer = tmp_path / "packages/acme-next/hello"  # the registry moves on: the tarball's composer.lock still pins
+    shutil.copytree(tmp_path / "packages/acme/hello", newer)
+    (newer / "composer.json").write_text(json.dumps({"name": "acme/hello", "version": "1.2.4"}))
+    assert (run_verify(tmp_path, str(tarball), **registry).stdout) == identical
 
-        bad = run_verify(tmp_path, str(repack(tarball, tmp_path / "outside.tar.gz", outside)))
-        assert (bad.returncode, bad.stdout) == (1, "differs: content: Needy/extension.json\n")
-        vendor = run_verify(tmp_path, str(repack(tarball, tmp_path / "inside.tar.gz", inside)))
-        assert vendor.returncode == 0 and "vendor/ (and composer.lock) was not rebuilt" in vendor.stdout  # said plainly
+    def inside(members):
+        change_byte_of(members, "Needy/vendor/acme/hello/src/Hello.php")
 
-        def unpinned(members):
-            index = member(members, "Needy/vendor/composer/installed.json")
-            members[index] = (members[index][0], members[index][1].replace(b'"1.2.3"', b'"1.2.4"'))
+    changed = run_verify(tmp_path, str(repack(tarball, tmp_path / "inside.tar.gz", inside)), **registry)
+    assert (changed.returncode, changed.stdout) == (1, "differs: content: Needy/vendor/acme/hello/src/Hello.php\n")
 
-        lock = run_verify(tmp_path, str(repack(tarball, tmp_path / "unpinned.tar.gz", unpinned)))
-        assert (lock.returncode, lock.stdout) == (
-            1, "differs: content: vendor/composer/installed.json and composer.lock disagree about acme/hello 1.2.3\n")
+
+@pytest.mark.composer
+def test_a_vendored_tarball_is_verified_outside_vendor_and_says_so_without_a_registry(tmp_path, vendored):
+    tarball, _home = vendored
+    done = run_verify(tmp_path, str(tarball))  # composer's default registry, packagist.org: not reachable here
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("identical outside vendor/ (sha256 ")
+    assert "composer could not rebuild vendor/ here: " in done.stdout
+    assert "vendor/ (and composer.lock) was not rebuilt" in done.stdout
+    assert "installed.json lists the packages composer.lock pins" in done.stdout
+    off = run_verify(tmp_path, str(tarball), TARDIST_COMPOSER="")
+    assert off.returncode == 0 and "composer could not rebuild vendor/ here: composer is off or not installed" in (
+        off.stdout)
+
+    def outside(members):
+        change_byte_of(members, "Needy/extension.json")
+
+    def inside(members):
+        change_byte_of(members, "Needy/vendor/acme/hello/src/Hello.php")
+
+    bad = run_verify(tmp_path, str(repack(tarball, tmp_path / "outside.tar.gz", outside)))
+    assert (bad.returncode, bad.stdout) == (1, "differs: content: Needy/extension.json\n")
+    vendor = run_verify(tmp_path, str(repack(tarball, tmp_path / "inside.tar.gz", inside)))
+    assert vendor.returncode == 0 and "vendor/ (and composer.lock) was not rebuilt" in vendor.stdout  # said plainly
+
+    def unpinned(members):
+        index = member(members, "Needy/vendor/composer/installed.json")
+        members[index] = (members[index][0], members[index][1].replace(b'"1.2.3"', b'"1.2.4"'))
+
+    lock = run_verify(tmp_path, str(repack(tarball, tmp_path / "unpinned.tar.gz", unpinned)))
+    assert (lock.returncode, lock.stdout) == (
+        1, "differs: content: vendor/composer/installed.json and composer.lock disagree about acme/hello 1.2.3\n")
 
 
 def change_byte_of(members, name: str) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tardist.layout import tarball_name, tarball_path
 from tardist.records import BranchRecord
@@ -20,7 +22,7 @@ from worker.git import GitError, ObjectReader, run_git
 from worker.manifest import read_manifest
 from worker.sources import Repo
 from worker.tarball import Built, TarballWriteError, build_tarball, extra_files, place_extras
-from worker.tree import TreeError, read_tree
+from worker.tree import Tree, TreeError, read_tree
 
 log = logging.getLogger("tardist.sync")
 MAX_MESSAGES = 100  # manifest errors or warnings kept per branch: a hostile repository can make millions
@@ -37,14 +39,7 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
         committed = int(run_git(["show", "-s", "--format=%ct", commit], cwd=mirror,
                                 config=settings.git_config).strip())
         tree = read_tree(settings, reader, mirror, repo.url, commit)
-
-        def size_of(path: str) -> int | None:
-            blob = tree.files.get(path)
-            return blob.size if blob else None
-
-        def read(path: str) -> bytes:
-            return reader.read(tree.files[path].mirror, tree.files[path].sha)
-
+        size_of, read = file_access(reader, tree)
         manifest = read_manifest(repo.kind, size_of, read, settings.max_manifest_bytes, files=tree.files)
         requirements = composer.required(size_of, read, settings.max_manifest_bytes, manifest.errors)
         # remoteURL is what people may be shown: never a directory source's path on this server.
@@ -55,9 +50,8 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
             extras, extra_warnings = place_extras(tree, generated)
         else:
             dest = tarball_path(settings, repo.kind, tarball_name(repo.name, branch, commit))
-            with composer.vendor_tree(settings, reader, tree, requirements, commit) as vendored:
-                extras, extra_warnings = place_extras(vendored.tree, generated)
-                built = build_tarball(reader, vendored.tree, {**extras, **vendored.files}, repo.name, committed, dest)
+            built, vendored, extra_warnings = write_tarball(settings, reader, tree, requirements, generated,
+                                                            repo.name, commit, committed, dest)
     except (GitError, TreeError, TarballWriteError, ComposerError) as exc:
         return BranchRecord(branch, commit, "failed", error=readable(str(exc)))
     except Exception as exc:  # a bug or a broken mirror must cost this branch only
@@ -70,6 +64,29 @@ def build_branch(settings: Settings, reader: ObjectReader, repo: Repo, mirror: P
         manifest=manifest.fields, manifest_errors=shown(manifest.errors),
         warnings=shown(extra_warnings + tree.warnings + vendored.warnings), modules=sorted(tree.modules),
         descriptions=manifest.descriptions, vendor=vendored.packages)
+
+
+def file_access(reader: ObjectReader, tree: Tree) -> tuple[Callable[[str], int | None], Callable[[str], bytes]]:
+    """size_of and read of a tree's files by path, for the manifest and composer.json readers."""
+    def size_of(path: str) -> int | None:
+        blob = tree.files.get(path)
+        return blob.size if blob else None
+
+    def read(path: str) -> bytes:
+        return reader.read(tree.files[path].mirror, tree.files[path].sha)
+
+    return size_of, read
+
+
+def write_tarball(settings: Settings, reader: ObjectReader, tree: Tree, requirements: dict[str, Any] | None,
+                  generated: dict[str, bytes], name: str, commit: str, committed: int, dest: Path,
+                  lock: bytes | None = None) -> tuple[Built, composer.Vendored, list[str]]:
+    """Pack a tree as every build does: composer's vendor/ when requirements ask for packages (installed
+    from ``lock`` when given), tardist's own files placed, the tarball written to dest."""
+    with composer.vendor_tree(settings, reader, tree, requirements, commit, lock) as vendored:
+        extras, warnings = place_extras(vendored.tree, generated)
+        built = build_tarball(reader, vendored.tree, {**extras, **vendored.files}, name, committed, dest)
+    return built, vendored, warnings
 
 
 def shown(messages: list[str]) -> list[str]:

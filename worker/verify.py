@@ -27,9 +27,11 @@ from typing import BinaryIO
 from tardist.layout import BRANCH_RE, is_plain_name
 from tardist.settings import PROTOCOLS, Settings
 from worker import composer
+from worker.build import file_access, readable, write_tarball
+from worker.composer_install import ComposerError, composer_command
 from worker.git import GitError, ObjectReader, run_git
 from worker.mirror import fetch_commit
-from worker.tarball import TarballWriteError, build_tarball, extra_files, place_extras
+from worker.tarball import TarballWriteError, extra_files
 from worker.tree import TreeError, read_tree
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -94,10 +96,14 @@ def verify(settings: Settings, target: str, source: str | None = None) -> Verdic
                                "give one with --source")
         # The URL of a tarball is untrusted like a repository's submodule URLs; --source is the user's own.
         protocols = tuple(sorted(PROTOCOLS)) if source else settings.submodule_protocols
-        here = dataclasses.replace(settings, mirrors=scratch / "mirrors", composer="")
+        here = dataclasses.replace(settings, mirrors=scratch / "mirrors")
         rebuilt = scratch / "rebuilt.tar.gz"
-        vendored = _rebuild(here, info, url, protocols, rebuilt)
-        return compare(download, rebuilt, info.name, skip_vendor=vendored)
+        lock = _member_bytes(download, f"{info.name}/{composer.COMPOSER_LOCK}", settings.max_manifest_bytes * 16)
+        not_rebuilt = _rebuild(here, info, url, protocols, rebuilt, lock)
+        verdict = compare(download, rebuilt, info.name, skip_vendor=not_rebuilt is not None)
+        if not_rebuilt and verdict.notes:
+            verdict.notes.insert(0, f"composer could not rebuild vendor/ here: {not_rebuilt}")
+        return verdict
 
 
 def fetch_tarball(settings: Settings, target: str, dest: Path) -> Path:
@@ -167,8 +173,10 @@ def read_gitinfo(path: Path) -> GitInfo:
     return GitInfo(first.name, branch, commit, url)
 
 
-def _rebuild(settings: Settings, info: GitInfo, url: str, protocols: tuple[str, ...], dest: Path) -> bool:
-    """Build the tarball of info's commit into dest as a sync would; True when vendor/ came from composer."""
+def _rebuild(settings: Settings, info: GitInfo, url: str, protocols: tuple[str, ...], dest: Path,
+             lock: bytes | None) -> str | None:
+    """Build the tarball of info's commit into dest as a sync would, vendor/ installed from the download's
+    composer.lock. None when all of it was rebuilt; else why vendor/ was not (it is then left out)."""
     config = settings.git_config
     mirror = settings.mirrors / "repo.git"
     try:
@@ -176,23 +184,23 @@ def _rebuild(settings: Settings, info: GitInfo, url: str, protocols: tuple[str, 
         committed = int(run_git(["show", "-s", "--format=%ct", info.commit], cwd=mirror, config=config).strip())
         with ObjectReader(config) as reader:
             tree = read_tree(settings, reader, mirror, url, info.commit)
-
-            def size_of(path: str) -> int | None:
-                blob = tree.files.get(path)
-                return blob.size if blob else None
-
-            def read(path: str) -> bytes:
-                return reader.read(tree.files[path].mirror, tree.files[path].sha)
-
-            vendored = composer.required(size_of, read, settings.max_manifest_bytes, []) is not None
+            size_of, read = file_access(reader, tree)
+            requirements = composer.required(size_of, read, settings.max_manifest_bytes, [])
             generated = extra_files(info.name, info.branch, info.commit, committed, info.remote_url)
-            extras, _warnings = place_extras(tree, generated)
-            build_tarball(reader, tree, dict(extras), info.name, committed, dest)
+            why = None if requirements is None or composer_command(settings) else "composer is off or not installed"
+            if requirements is not None and why is None:
+                try:
+                    write_tarball(settings, reader, tree, requirements, generated, info.name, info.commit, committed,
+                                  dest, lock)
+                    return None
+                except ComposerError as exc:  # no registry here, most often
+                    why = readable(str(exc))
+            write_tarball(settings, reader, tree, None, generated, info.name, info.commit, committed, dest)
+            return why
     except (GitError, TreeError, TarballWriteError) as exc:
         raise CannotVerify(str(exc)) from None
     finally:
         shutil.rmtree(settings.mirrors, ignore_errors=True)
-    return vendored
 
 
 def compare(download: Path, rebuilt: Path, top: str, skip_vendor: bool = False) -> Verdict:
@@ -213,8 +221,8 @@ def compare(download: Path, rebuilt: Path, top: str, skip_vendor: bool = False) 
         verdict.difference = "every member is the same, but the archive's bytes are not (tar headers or gzip)"
     if skip_vendor and any(m.name.startswith(vendor + "/") for m in _members(download)):
         verdict.notes.append("vendor/ (and composer.lock) was not rebuilt: it holds the composer packages tardist "
-                             "installed, which need composer's registry; everything outside vendor/ was compared "
-                             "byte for byte")
+                             "installed, which need composer and its registry; everything outside vendor/ was "
+                             "compared byte for byte")
         if verdict.identical:
             verdict.difference = _installed_against_lock(download, top)
             if verdict.identical:
@@ -224,14 +232,8 @@ def compare(download: Path, rebuilt: Path, top: str, skip_vendor: bool = False) 
 
 def _installed_against_lock(download: Path, top: str) -> str | None:
     """Why vendor/composer/installed.json does not list what composer.lock pins (both from the download)."""
-    wanted = {f"{top}/{composer.COMPOSER_LOCK}": None, f"{top}/{VENDOR}/composer/installed.json": None}
-    with tarfile.open(download, "r:gz") as tar:
-        for info in tar:
-            if info.name in wanted and info.isfile() and info.size < 1 << 24:
-                handle = tar.extractfile(info)
-                assert handle is not None
-                wanted[info.name] = handle.read()
-    lock, installed = wanted.values()
+    lock = _member_bytes(download, f"{top}/{composer.COMPOSER_LOCK}", 1 << 24)
+    installed = _member_bytes(download, f"{top}/{VENDOR}/composer/installed.json", 1 << 24)
     try:
         pinned = {(p["name"], p["version"]) for p in json.loads(lock or b"{}").get("packages", [])}
         listed = json.loads(installed or b"{}")
@@ -242,6 +244,17 @@ def _installed_against_lock(download: Path, top: str) -> str | None:
     if pinned != present:
         odd = sorted(pinned ^ present)[0]
         return f"content: vendor/composer/installed.json and composer.lock disagree about {odd[0]} {odd[1]}"
+    return None
+
+
+def _member_bytes(path: Path, name: str, limit: int) -> bytes | None:
+    """The content of one regular file of a tarball, if it has it and it is smaller than limit."""
+    with tarfile.open(path, "r:gz") as tar:
+        for info in tar:
+            if info.name == name and info.isfile() and info.size < limit:
+                handle = tar.extractfile(info)
+                assert handle is not None
+                return handle.read()
     return None
 
 
