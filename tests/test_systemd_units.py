@@ -195,6 +195,44 @@ def test_the_web_unit_answers_list_and_restarts_after_kill_9(synced):
     assert "Plain" in system.run("curl", "-sS", "--fail", "http://127.0.0.1:8000/list").stdout
 
 
+def documented_sed_line() -> str:
+    """The line of deploy/nginx.conf's header that fills in its placeholders, as an operator copies it."""
+    lines = (Path(__file__).resolve().parents[1] / "deploy/nginx.conf").read_text().splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("#   sed "))
+    command = []
+    for line in lines[start:]:
+        command.append(line.removeprefix("#").strip().removesuffix("\\").strip())
+        if not line.endswith("\\"):
+            return " ".join(command)
+    raise AssertionError("the sed line of deploy/nginx.conf does not end")
+
+
+def test_nginx_with_the_documented_site_serves_published_files_tarballs_and_the_web_unit(synced):
+    system = synced
+    if not system.path("/usr/sbin/nginx").exists():
+        pytest.skip("nginx is not installed (Debian: apt install nginx-light; ./scripts/test installs it)")
+    sed = documented_sed_line()
+    assert sed.endswith("deploy/nginx.conf > /etc/nginx/sites-enabled/tardist") and "/srv/tardist/" in sed, sed
+    system.run("sh", "-c", sed, cwd=str(DEPLOYMENT))
+    started = system.systemctl("start", "tardist-web.service", "nginx.service", timeout=60, check=False)
+    assert started.returncode == 0, system.journal("nginx.service") + system.journal("tardist-web.service")
+    host = "extdist.example.org"  # the sed line's server_name, beside Debian's default site on port 80
+
+    def get(path: str) -> str:
+        return system.run("curl", "-sS", "--fail", "-H", f"Host: {host}", f"http://127.0.0.1{path}").stdout
+
+    listed = json.loads(get("/list"))  # a file of published/, written by the sync unit
+    assert {"Plain", "Needy"} <= set(listed["extensions"]), listed
+    assert "Plain" in get("/browse/extensions")  # proxied to gunicorn in tardist-web.service
+    assert json.loads(get("/info/extensions/Plain?uselang=en"))["name"] == "Plain"  # a query: the app answers
+    tarball = sorted(system.path(DEPLOYMENT / "tarballs/extensions").glob("Plain-master-*.tar.gz"))[-1]
+    copy = f"/tmp/{tarball.name}"
+    system.run("curl", "-sS", "--fail", "-H", f"Host: {host}", "-o", copy, f"http://127.0.0.1/dist/extensions/{tarball.name}")
+    assert system.path(copy).read_bytes() == tarball.read_bytes()
+    log = system.path("/var/log/nginx/tardist.access.log").read_text()
+    assert f"/dist/extensions/{tarball.name}" in log, "the access log tardist stats ingest reads"
+
+
 def test_the_web_unit_writes_its_instance_folder_and_nothing_else(synced):
     system = synced
     root = str(DEPLOYMENT)
