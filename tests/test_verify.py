@@ -158,6 +158,19 @@ def test_a_byte_flipped_on_the_wire_is_a_damaged_archive(synced, tmp_path):
     assert done.returncode == 1 and done.stdout.startswith("differs: the archive is damaged: "), done.stderr
 
 
+def test_a_gzip_bomb_is_refused_before_it_is_unpacked_whole(tmp_path):
+    bomb = tmp_path / "bomb.tar.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as out:  # 64 MiB of zeros in about 64 KiB
+        for _ in range(64):
+            out.write(bytes(1 << 20))
+    limits = {"TARDIST_MAX_TARBALL_BYTES": str(16 << 20), "TARDIST_MAX_FILES": "100"}
+    done = run_verify(tmp_path, str(bomb), **limits)
+    assert done.returncode == 2, done
+    assert done.stderr == (f"tardist verify: cannot verify: it unpacks to more than {(16 << 20) + 2048 * 116} "
+                           "bytes: larger than any tarball tardist builds (max_tarball_bytes of content, "
+                           "max_files members)\n")
+
+
 def test_an_unknown_commit_or_an_unreachable_source_cannot_be_verified(synced, tmp_path):
     tarball, _cite = synced
 

@@ -86,7 +86,8 @@ def verify(settings: Settings, target: str, source: str | None = None) -> Verdic
     with tempfile.TemporaryDirectory(prefix="tardist-verify-") as folder:
         scratch = Path(folder)
         download = fetch_tarball(settings, target, scratch / "download.tar.gz")
-        damage = gzip_damage(download)
+        # content, plus a tar header and padding per member (pax headers for long names: 2 KiB at most)
+        damage = gzip_damage(download, settings.max_tarball_bytes + 2048 * (settings.max_files + 16))
         if damage:  # tardist writes whole gzip streams: this one was changed or cut on the way
             return Verdict(_file_sha256(download), f"the archive is damaged: {damage}")
         info = read_gitinfo(download)
@@ -127,16 +128,20 @@ def fetch_tarball(settings: Settings, target: str, dest: Path) -> Path:
     return dest
 
 
-def gzip_damage(path: Path) -> str | None:
+def gzip_damage(path: Path, limit: int) -> str | None:
     """Why a gzip file does not decompress whole (its CRC and length checked), or None; CannotVerify
-    when it is no gzip file at all."""
+    when it is no gzip file at all, or unpacks to more than limit bytes (a bomb, not a tardist tarball)."""
     with open(path, "rb") as raw:
         if raw.read(2) != b"\x1f\x8b":
             raise CannotVerify("not a readable .tar.gz: it does not start as a gzip file does")
     try:
         with gzip.open(path, "rb") as stream:
-            while stream.read(CHUNK):
-                pass
+            unpacked = 0
+            while chunk := stream.read(CHUNK):
+                unpacked += len(chunk)
+                if unpacked > limit:
+                    raise CannotVerify(f"it unpacks to more than {limit} bytes: larger than any tarball tardist "
+                                       "builds (max_tarball_bytes of content, max_files members)")
     except (OSError, EOFError, zlib.error) as exc:
         return str(exc) or type(exc).__name__
     return None
