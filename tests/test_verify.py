@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tarfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -166,9 +167,9 @@ def test_a_gzip_bomb_is_refused_before_it_is_unpacked_whole(tmp_path):
     limits = {"TARDIST_MAX_TARBALL_BYTES": str(16 << 20), "TARDIST_MAX_FILES": "100"}
     done = run_verify(tmp_path, str(bomb), **limits)
     assert done.returncode == 2, done
-    assert done.stderr == (f"tardist verify: cannot verify: it unpacks to more than {(16 << 20) + 2048 * 116} "
-                           "bytes: larger than any tarball tardist builds (max_tarball_bytes of content, "
-                           "max_files members)\n")
+    assert done.stderr == (f"tardist verify: cannot verify: it unpacks to more than {(16 << 20) + 8192 * 116} "
+                           "bytes, more than a tarball built with this configuration's max_tarball_bytes and "
+                           "max_files can (raise them, e.g. TARDIST_MAX_TARBALL_BYTES, to verify a larger one)\n")
 
 
 def test_an_unknown_commit_or_an_unreachable_source_cannot_be_verified(synced, tmp_path):
@@ -213,22 +214,35 @@ def test_a_file_url_in_gitinfo_is_refused_as_a_submodule_url_would_be(synced, tm
 
 
 @pytest.fixture
-def vendored(tmp_path: Path, deployment: Deployment, upstream):
-    """Needy, requiring acme/hello from a path repository (its registry), synced through a git daemon:
-    yields (its master tarball, the composer home that reaches the registry)."""
+def make_needy(tmp_path: Path, deployment: Deployment, upstream):
+    """Needy requires acme/hello 1.2.3 from a path repository (its registry); make(locked) commits its
+    composer.lock or not, syncs it through a git daemon and returns (its master tarball, the composer home
+    that reaches the registry)."""
     if shutil.which("composer") is None:
         pytest.skip("composer is not installed")
-    packages = tmp_path / "packages/acme/hello"
-    (packages / "src").mkdir(parents=True)
-    (packages / "composer.json").write_text(json.dumps({"name": "acme/hello", "version": "1.2.3"}))
-    (packages / "src/Hello.php").write_text("<?php\nclass Hello {}\n")
-    home = tmp_path / "composer-home"
-    home.mkdir()
-    (home / "config.json").write_text(json.dumps({"repositories": [
-        {"type": "path", "url": f"{tmp_path}/packages/*/*"}, {"packagist.org": False}]}))
-    upstream("Needy", files={**extension_files("Needy"), "composer.json": json.dumps(
-        {"name": "mediawiki/needy", "require": {"acme/hello": "^1.0"}})})
-    with git_daemon(tmp_path / "upstream") as base:
+    daemon = ExitStack()
+
+    def make(locked: bool) -> tuple[Path, Path]:
+        packages = tmp_path / "packages/acme/hello"
+        (packages / "src").mkdir(parents=True)
+        (packages / "composer.json").write_text(json.dumps({"name": "acme/hello", "version": "1.2.3"}))
+        (packages / "src/Hello.php").write_text("<?php\nclass Hello {}\n")
+        home = tmp_path / "composer-home"
+        home.mkdir()
+        (home / "config.json").write_text(json.dumps({"repositories": [
+            {"type": "path", "url": f"{tmp_path}/packages/*/*"}, {"packagist.org": False}]}))
+        files = {**extension_files("Needy"), "composer.json": json.dumps(
+            {"name": "mediawiki/needy", "require": {"acme/hello": "^1.0"}})}
+        if locked:
+            work = tmp_path / "locking"
+            work.mkdir()
+            (work / "composer.json").write_text(files["composer.json"])
+            subprocess.run(["composer", "update", "--no-install", "--no-interaction", "--no-plugins", "--no-scripts"],
+                           cwd=work, env={**os.environ, "COMPOSER_HOME": str(home)}, check=True,
+                           capture_output=True, timeout=120)
+            files["composer.lock"] = (work / "composer.lock").read_text()
+        upstream("Needy", files=files)
+        base = daemon.enter_context(git_daemon(tmp_path / "upstream"))
         deployment.write_config(f'\n[[source]]\nkind = "extensions"\ntype = "list"\n'
                                 f'repos = {{ Needy = "{base}/extensions/Needy" }}\n', submodule_protocols=["git"],
                                 composer_home=str(home))
@@ -236,57 +250,83 @@ def vendored(tmp_path: Path, deployment: Deployment, upstream):
         tarball = next((deployment.root / "tarballs/extensions").glob("Needy-master-*.tar.gz"))
         with tarfile.open(tarball) as tar:
             assert "Needy/vendor/acme/hello/src/Hello.php" in tar.getnames()
-        yield tarball, home
+        return tarball, home
+
+    with daemon:
+        yield make
+
+
+def forge_hello(tmp_path: Path):
+    """An edit of a tarball's members: acme/hello's code replaced, and composer.lock made to say it came
+    from a folder holding that code, as someone would forge it for a verifier that trusted the lock."""
+    evil = tmp_path / "evil/acme/hello"
+    (evil / "src").mkdir(parents=True)
+    (evil / "src/Hello.php").write_text("<?php system('id');\n")
+
+    def forge(members):
+        index = member(members, "Needy/vendor/acme/hello/src/Hello.php")
+        members[index] = (members[index][0], (evil / "src/Hello.php").read_bytes())
+        index = member(members, "Needy/composer.lock")
+        lock = json.loads(members[index][1])
+        lock["packages"][0]["dist"]["url"] = str(evil)
+        members[index] = (members[index][0], json.dumps(lock, indent=4).encode())
+    return forge
 
 
 @pytest.mark.composer
-def test_a_vendored_tarball_is_rebuilt_whole_where_composer_reaches_its_registry(tmp_path, vendored):
-    tarball, home = vendored
+def test_a_vendored_tarball_whose_commit_locks_its_packages_is_rebuilt_whole(tmp_path, make_needy):
+    tarball, home = make_needy(locked=True)
     registry = {"TARDIST_COMPOSER_HOME": str(home)}
     identical = f"identical (sha256 {hashlib.sha256(tarball.read_bytes()).hexdigest()})\n"
     done = run_verify(tmp_path, str(tarball), **registry)
     assert (done.returncode, done.stdout) == (0, identical), done.stderr
-    newer = tmp_path / "packages/acme-next/hello"  # the registry moves on: the tarball's composer.lock still pins
+    newer = tmp_path / "packages/acme-next/hello"  # the registry moves on: the committed lock still pins
     shutil.copytree(tmp_path / "packages/acme/hello", newer)
     (newer / "composer.json").write_text(json.dumps({"name": "acme/hello", "version": "1.2.4"}))
-    assert (run_verify(tmp_path, str(tarball), **registry).stdout) == identical
+    assert run_verify(tmp_path, str(tarball), **registry).stdout == identical
 
     def inside(members):
         change_byte_of(members, "Needy/vendor/acme/hello/src/Hello.php")
 
     changed = run_verify(tmp_path, str(repack(tarball, tmp_path / "inside.tar.gz", inside)), **registry)
     assert (changed.returncode, changed.stdout) == (1, "differs: content: Needy/vendor/acme/hello/src/Hello.php\n")
+    forged = run_verify(tmp_path, str(repack(tarball, tmp_path / "forged.tar.gz", forge_hello(tmp_path))),
+                        **registry)
+    assert forged.returncode == 1 and forged.stdout in ("differs: content: Needy/composer.lock\n",
+                                                        "differs: content: Needy/vendor/acme/hello/src/Hello.php\n")
+    refused = run_verify(tmp_path, str(tarball))  # no registry: the lock's folder is nobody's repository here
+    assert refused.returncode == 0 and refused.stdout.startswith("identical outside vendor/ (sha256 ")
+    assert "vendor/ (and composer.lock) was not rebuilt: composer failed: composer: refused composer.lock" in (
+        refused.stdout)
+    off = run_verify(tmp_path, str(tarball), TARDIST_COMPOSER="", **registry)
+    assert off.returncode == 0 and "was not rebuilt: composer is off or not installed" in off.stdout
 
 
 @pytest.mark.composer
-def test_a_vendored_tarball_is_verified_outside_vendor_and_says_so_without_a_registry(tmp_path, vendored):
-    tarball, _home = vendored
-    done = run_verify(tmp_path, str(tarball))  # composer's default registry, packagist.org: not reachable here
+def test_a_vendored_tarball_of_a_commit_without_a_lock_is_verified_outside_vendor_and_says_why(tmp_path,
+                                                                                              make_needy):
+    tarball, home = make_needy(locked=False)
+    registry = {"TARDIST_COMPOSER_HOME": str(home)}
+    done = run_verify(tmp_path, str(tarball), **registry)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("identical outside vendor/ (sha256 ")
-    assert "composer could not rebuild vendor/ here: " in done.stdout
-    assert "vendor/ (and composer.lock) was not rebuilt" in done.stdout
+    assert "vendor/ (and composer.lock) was not rebuilt: the commit holds no composer.lock" in done.stdout
     assert "installed.json lists the packages composer.lock pins" in done.stdout
-    off = run_verify(tmp_path, str(tarball), TARDIST_COMPOSER="")
-    assert off.returncode == 0 and "composer could not rebuild vendor/ here: composer is off or not installed" in (
-        off.stdout)
+    forged = run_verify(tmp_path, str(repack(tarball, tmp_path / "forged.tar.gz", forge_hello(tmp_path))),
+                        **registry)  # never "identical": vendor/ is said to be unproven
+    assert forged.returncode == 0 and forged.stdout.startswith("identical outside vendor/")
 
     def outside(members):
         change_byte_of(members, "Needy/extension.json")
 
-    def inside(members):
-        change_byte_of(members, "Needy/vendor/acme/hello/src/Hello.php")
-
-    bad = run_verify(tmp_path, str(repack(tarball, tmp_path / "outside.tar.gz", outside)))
+    bad = run_verify(tmp_path, str(repack(tarball, tmp_path / "outside.tar.gz", outside)), **registry)
     assert (bad.returncode, bad.stdout) == (1, "differs: content: Needy/extension.json\n")
-    vendor = run_verify(tmp_path, str(repack(tarball, tmp_path / "inside.tar.gz", inside)))
-    assert vendor.returncode == 0 and "vendor/ (and composer.lock) was not rebuilt" in vendor.stdout  # said plainly
 
     def unpinned(members):
         index = member(members, "Needy/vendor/composer/installed.json")
         members[index] = (members[index][0], members[index][1].replace(b'"1.2.3"', b'"1.2.4"'))
 
-    lock = run_verify(tmp_path, str(repack(tarball, tmp_path / "unpinned.tar.gz", unpinned)))
+    lock = run_verify(tmp_path, str(repack(tarball, tmp_path / "unpinned.tar.gz", unpinned)), **registry)
     assert (lock.returncode, lock.stdout) == (
         1, "differs: content: vendor/composer/installed.json and composer.lock disagree about acme/hello 1.2.3\n")
 

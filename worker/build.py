@@ -79,11 +79,11 @@ def file_access(reader: ObjectReader, tree: Tree) -> tuple[Callable[[str], int |
 
 
 def write_tarball(settings: Settings, reader: ObjectReader, tree: Tree, requirements: dict[str, Any] | None,
-                  generated: dict[str, bytes], name: str, commit: str, committed: int, dest: Path,
-                  lock: bytes | None = None) -> tuple[Built, composer.Vendored, list[str]]:
-    """Pack a tree as every build does: composer's vendor/ when requirements ask for packages (installed
-    from ``lock`` when given), tardist's own files placed, the tarball written to dest."""
-    with composer.vendor_tree(settings, reader, tree, requirements, commit, lock) as vendored:
+                  generated: dict[str, bytes], name: str, commit: str, committed: int,
+                  dest: Path) -> tuple[Built, composer.Vendored, list[str]]:
+    """Pack a tree as every build does: composer's vendor/ when requirements ask for packages, tardist's
+    own files placed, the tarball written to dest."""
+    with composer.vendor_tree(settings, reader, tree, requirements, commit) as vendored:
         extras, warnings = place_extras(vendored.tree, generated)
         built = build_tarball(reader, vendored.tree, {**extras, **vendored.files}, name, committed, dest)
     return built, vendored, warnings

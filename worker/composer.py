@@ -63,13 +63,11 @@ def required(size_of: Callable[[str], int | None], read: Callable[[str], bytes],
 
 @contextmanager
 def vendor_tree(settings: Settings, reader: ObjectReader, tree: Tree, document: dict[str, Any] | None,
-                commit: str, lock: bytes | None = None) -> Iterator[Vendored]:
+                commit: str) -> Iterator[Vendored]:
     """Run composer on the branch's files when document requires packages; yield what to pack.
 
     The built files live in the scratch folder, which is removed when the block ends.
-    Without a document (or with the step off) the tree comes back unchanged. With ``lock``
-    (`tardist verify`: the composer.lock of the tarball it checks), composer installs from that
-    lock instead of the branch's own, so the rebuild pins what the build pinned.
+    Without a document (or with the step off) the tree comes back unchanged.
     """
     if document is None:
         yield Vendored(tree)
@@ -80,16 +78,14 @@ def vendor_tree(settings: Settings, reader: ObjectReader, tree: Tree, document: 
                                        "not installed: built without vendor/"])
         return
     folders = operator_folders(settings.composer_home)
-    _refuse(refused_in_json(document) + refused_in_lock(_lock_to_install(reader, tree, settings, lock),
-                                                         COMPOSER_LOCK, folders))
+    _refuse(refused_in_json(document) + refused_in_lock(_committed_lock(reader, tree, settings), COMPOSER_LOCK,
+                                                         folders))
     root = scratch_root(settings)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=root, prefix=f"{os.getpid()}-{commit[:12]}-"))  # pid: see remove_stale_scratch
     try:
         source = scratch / "src"
         _write_files(reader, tree, source)
-        if lock is not None:
-            (source / COMPOSER_LOCK).write_bytes(lock)
         _write_composer_json(source / COMPOSER_JSON, document, commit)
         install(settings, command, scratch)
         _refuse_installed(settings, source, folders)
@@ -106,16 +102,13 @@ def _refuse(refused: list[str]) -> None:
                             "may reach a tarball")
 
 
-def _lock_to_install(reader: ObjectReader, tree: Tree, settings: Settings, given: bytes | None) -> Any:
-    """The composer.lock composer installs from whatever composer.json says: the one given, else the branch's."""
-    if given is not None:
-        size_of, read = (lambda _: len(given)), (lambda _: given)
-    else:
-        blob = tree.files.get(COMPOSER_LOCK)
-        if blob is None:
-            return None
-        size_of, read = (lambda _: blob.size), (lambda _: reader.read(blob.mirror, blob.sha))
-    document, error = load_json(COMPOSER_LOCK, size_of, read, settings.max_manifest_bytes * 16)
+def _committed_lock(reader: ObjectReader, tree: Tree, settings: Settings) -> Any:
+    """The branch's own composer.lock, which composer installs from whatever composer.json says."""
+    blob = tree.files.get(COMPOSER_LOCK)
+    if blob is None:
+        return None
+    document, error = load_json(COMPOSER_LOCK, lambda path: blob.size, lambda path: reader.read(blob.mirror, blob.sha),
+                                settings.max_manifest_bytes * 16)
     if error:
         raise ComposerError(f"composer: {error}")
     return document

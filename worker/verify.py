@@ -28,11 +28,11 @@ from tardist.layout import BRANCH_RE, is_plain_name
 from tardist.settings import PROTOCOLS, Settings
 from worker import composer
 from worker.build import file_access, readable, write_tarball
-from worker.composer_install import ComposerError, composer_command
+from worker.composer_install import ComposerError, composer_command, remove_scratch_root
 from worker.git import GitError, ObjectReader, run_git
 from worker.mirror import fetch_commit
 from worker.tarball import TarballWriteError, extra_files
-from worker.tree import TreeError, read_tree
+from worker.tree import Tree, TreeError, read_tree
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 CHUNK = 1 << 20
@@ -86,8 +86,8 @@ def verify(settings: Settings, target: str, source: str | None = None) -> Verdic
     with tempfile.TemporaryDirectory(prefix="tardist-verify-") as folder:
         scratch = Path(folder)
         download = fetch_tarball(settings, target, scratch / "download.tar.gz")
-        # content, plus a tar header and padding per member (pax headers for long names: 2 KiB at most)
-        damage = gzip_damage(download, settings.max_tarball_bytes + 2048 * (settings.max_files + 16))
+        # content, plus headers and padding: generous per file (pax headers of long names), folders too
+        damage = gzip_damage(download, settings.max_tarball_bytes + 8192 * (settings.max_files + 16))
         if damage:  # tardist writes whole gzip streams: this one was changed or cut on the way
             return Verdict(_file_sha256(download), f"the archive is damaged: {damage}")
         info = read_gitinfo(download)
@@ -99,12 +99,8 @@ def verify(settings: Settings, target: str, source: str | None = None) -> Verdic
         protocols = tuple(sorted(PROTOCOLS)) if source else settings.submodule_protocols
         here = dataclasses.replace(settings, mirrors=scratch / "mirrors")
         rebuilt = scratch / "rebuilt.tar.gz"
-        lock = _member_bytes(download, f"{info.name}/{composer.COMPOSER_LOCK}", settings.max_manifest_bytes * 16)
-        not_rebuilt = _rebuild(here, info, url, protocols, rebuilt, lock)
-        verdict = compare(download, rebuilt, info.name, skip_vendor=not_rebuilt is not None)
-        if not_rebuilt and verdict.notes:
-            verdict.notes.insert(0, f"composer could not rebuild vendor/ here: {not_rebuilt}")
-        return verdict
+        not_rebuilt = _rebuild(here, info, url, protocols, rebuilt)
+        return compare(download, rebuilt, info.name, not_rebuilt)
 
 
 def fetch_tarball(settings: Settings, target: str, dest: Path) -> Path:
@@ -130,7 +126,7 @@ def fetch_tarball(settings: Settings, target: str, dest: Path) -> Path:
 
 def gzip_damage(path: Path, limit: int) -> str | None:
     """Why a gzip file does not decompress whole (its CRC and length checked), or None; CannotVerify
-    when it is no gzip file at all, or unpacks to more than limit bytes (a bomb, not a tardist tarball)."""
+    when it is no gzip file at all, or unpacks to more than limit bytes (a bomb, or built with larger limits)."""
     with open(path, "rb") as raw:
         if raw.read(2) != b"\x1f\x8b":
             raise CannotVerify("not a readable .tar.gz: it does not start as a gzip file does")
@@ -140,8 +136,9 @@ def gzip_damage(path: Path, limit: int) -> str | None:
             while chunk := stream.read(CHUNK):
                 unpacked += len(chunk)
                 if unpacked > limit:
-                    raise CannotVerify(f"it unpacks to more than {limit} bytes: larger than any tarball tardist "
-                                       "builds (max_tarball_bytes of content, max_files members)")
+                    raise CannotVerify(f"it unpacks to more than {limit} bytes, more than a tarball built with "
+                                       "this configuration's max_tarball_bytes and max_files can (raise them, "
+                                       "e.g. TARDIST_MAX_TARBALL_BYTES, to verify a larger one)")
     except (OSError, EOFError, zlib.error) as exc:
         return str(exc) or type(exc).__name__
     return None
@@ -178,10 +175,13 @@ def read_gitinfo(path: Path) -> GitInfo:
     return GitInfo(first.name, branch, commit, url)
 
 
-def _rebuild(settings: Settings, info: GitInfo, url: str, protocols: tuple[str, ...], dest: Path,
-             lock: bytes | None) -> str | None:
-    """Build the tarball of info's commit into dest as a sync would, vendor/ installed from the download's
-    composer.lock. None when all of it was rebuilt; else why vendor/ was not (it is then left out)."""
+def _rebuild(settings: Settings, info: GitInfo, url: str, protocols: tuple[str, ...], dest: Path) -> str | None:
+    """Build the tarball of info's commit into dest as a sync would. None when all of it was rebuilt; else
+    why vendor/ was not (it is then left out).
+
+    vendor/ is rebuilt only from a composer.lock the commit holds: the download's own lock names where its
+    packages came from, and installing from it would reproduce whatever a forger put there.
+    """
     config = settings.git_config
     mirror = settings.mirrors / "repo.git"
     try:
@@ -192,25 +192,40 @@ def _rebuild(settings: Settings, info: GitInfo, url: str, protocols: tuple[str, 
             size_of, read = file_access(reader, tree)
             requirements = composer.required(size_of, read, settings.max_manifest_bytes, [])
             generated = extra_files(info.name, info.branch, info.commit, committed, info.remote_url)
-            why = None if requirements is None or composer_command(settings) else "composer is off or not installed"
-            if requirements is not None and why is None:
-                try:
-                    write_tarball(settings, reader, tree, requirements, generated, info.name, info.commit, committed,
-                                  dest, lock)
-                    return None
-                except ComposerError as exc:  # no registry here, most often
-                    why = readable(str(exc))
+            why = None
+            if requirements is not None:
+                why = _cannot_rebuild_vendor(settings, tree)
+                if why is None:
+                    try:
+                        write_tarball(settings, reader, tree, requirements, generated, info.name, info.commit,
+                                      committed, dest)
+                        return None
+                    except (ComposerError, OSError) as exc:  # no registry here, most often
+                        why = readable(f"composer failed: {exc}")
             write_tarball(settings, reader, tree, None, generated, info.name, info.commit, committed, dest)
             return why
     except (GitError, TreeError, TarballWriteError) as exc:
         raise CannotVerify(str(exc)) from None
     finally:
         shutil.rmtree(settings.mirrors, ignore_errors=True)
+        remove_scratch_root(settings)
 
 
-def compare(download: Path, rebuilt: Path, top: str, skip_vendor: bool = False) -> Verdict:
-    """Compare two tarballs: the sha256 of the download, and the first member that differs."""
+def _cannot_rebuild_vendor(settings: Settings, tree: Tree) -> str | None:
+    """Why composer cannot rebuild this commit's vendor/ here, or None when it can try."""
+    if composer_command(settings) is None:
+        return "composer is off or not installed"
+    if composer.COMPOSER_LOCK not in tree.files:
+        return ("the commit holds no composer.lock, so which versions composer chose when the tarball was "
+                "built is known only from the tarball's own lock, which proves nothing")
+    return None
+
+
+def compare(download: Path, rebuilt: Path, top: str, vendor_not_rebuilt: str | None = None) -> Verdict:
+    """Compare two tarballs: the sha256 of the download, and the first member that differs; with
+    vendor_not_rebuilt (why), everything but vendor/ and composer.lock."""
     sha256 = _file_sha256(download)
+    skip_vendor = vendor_not_rebuilt is not None
     if not skip_vendor and sha256 == _file_sha256(rebuilt):
         return Verdict(sha256)
     vendor, lock = f"{top}/{VENDOR}", f"{top}/{composer.COMPOSER_LOCK}"
@@ -225,9 +240,8 @@ def compare(download: Path, rebuilt: Path, top: str, skip_vendor: bool = False) 
     if verdict.identical and not skip_vendor:
         verdict.difference = "every member is the same, but the archive's bytes are not (tar headers or gzip)"
     if skip_vendor and any(m.name.startswith(vendor + "/") for m in _members(download)):
-        verdict.notes.append("vendor/ (and composer.lock) was not rebuilt: it holds the composer packages tardist "
-                             "installed, which need composer and its registry; everything outside vendor/ was "
-                             "compared byte for byte")
+        verdict.notes.append(f"vendor/ (and composer.lock) was not rebuilt: {vendor_not_rebuilt}; everything "
+                             "outside vendor/ was compared byte for byte")
         if verdict.identical:
             verdict.difference = _installed_against_lock(download, top)
             if verdict.identical:
