@@ -1,8 +1,10 @@
 """Fixtures: isolation from the developer's setup, upstream repositories, a deployment (per test or per module),
-a git remote that hangs, a headless Chromium. The helpers they are built on are in helpers.py."""
+a git remote that hangs, a headless Chromium; and the check that a test carries the markers of what it needs.
+The helpers they are built on are in helpers.py."""
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,3 +73,34 @@ def browser(tmp_path: Path):
         yield driver
     finally:
         driver.quit()
+
+
+# What a test needs, seen in its code or its fixtures' code: it must carry the marker that says so, so that
+# `-m "not nginx"` and the like leave out exactly the tests that need what is missing.
+NEEDS = {"nginx": ("start_gunicorn(", "nginx_main_config(", "GUNICORN"), "browser": ("start_chromium(",),
+         "systemd": ("System()",)}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse to run a test that needs nginx, gunicorn, Chromium or a booted systemd without its marker."""
+    sources: dict[object, str] = {}
+
+    def source(function) -> str:
+        if function not in sources:
+            try:
+                sources[function] = inspect.getsource(function)
+            except (OSError, TypeError):
+                sources[function] = ""
+        return sources[function]
+
+    missing = []
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        # the fixtures the test uses, its own and theirs (pytest keeps them on the item)
+        fixtures = [definitions[-1].func for definitions in item._fixtureinfo.name2fixturedefs.values()]
+        code = "".join(source(function) for function in (item.function, *fixtures))
+        missing += [f"{item.nodeid}: mark it {marker}" for marker, needles in NEEDS.items()
+                    if any(needle in code for needle in needles) and item.get_closest_marker(marker) is None]
+    if missing:
+        raise pytest.UsageError("tests without the marker of what they need:\n" + "\n".join(missing))
