@@ -300,6 +300,10 @@ def test_a_vendored_tarball_whose_commit_locks_its_packages_is_rebuilt_whole(tmp
         refused.stdout)
     off = run_verify(tmp_path, str(tarball), TARDIST_COMPOSER="", **registry)
     assert off.returncode == 0 and "was not rebuilt: composer is off or not installed" in off.stdout
+    shutil.rmtree(tmp_path / "packages")  # the registry is gone: composer runs and cannot install
+    gone = run_verify(tmp_path, str(tarball), **registry)
+    assert gone.returncode == 0 and gone.stdout.startswith("identical outside vendor/ (sha256 "), gone.stderr
+    assert "was not rebuilt: composer failed: " in gone.stdout and "refused" not in gone.stdout, gone.stdout
 
 
 @pytest.mark.composer
