@@ -28,7 +28,8 @@ from pathlib import Path
 from report import write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: loopback/ is shared with tests/
-from loopback.gitdaemon import RefusingGitServer, git_daemon  # noqa: E402
+from loopback.gitdaemon import git_daemon  # noqa: E402
+from loopback.servers import RefusingGitServer  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 TARDIST = BENCH.parent / ".venv" / "bin" / "tardist"

@@ -5,7 +5,6 @@ import contextlib
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,50 +64,3 @@ def git_daemon(base_path: Path, port: int | None = None, timeout: float = 10.0) 
             yield f"git://{HOST}:{port}"
         finally:
             stop(daemon, timeout=5)
-
-
-class RefusingGitServer:
-    """A loopback git:// server that refuses every request with the same ERR line, after `delay` seconds.
-
-    Every fetch from it fails, as from a host that is slow to say no; `connections` counts the requests.
-    """
-
-    def __init__(self, port: int = 0, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.connections = 0
-        self.stopped = threading.Event()
-        self.listener = socket.create_server((HOST, port))
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, name="refusing-git-server", daemon=True)
-        self.thread.start()
-
-    def url(self, name: str) -> str:
-        """A git:// URL of a repository on this server."""
-        return f"git://{HOST}:{self.port}/{name}.git"
-
-    def _serve(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                conn = self.listener.accept()[0]
-            except (TimeoutError, OSError):
-                continue
-            self.connections += 1
-            threading.Thread(target=self._refuse, args=(conn,), daemon=True).start()
-
-    def _refuse(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(5 + self.delay)
-            try:
-                conn.recv(65536)  # the client's request line, read so that it hears the answer
-                time.sleep(self.delay)
-                message = b"ERR access denied by the test server\n"
-                conn.sendall(b"%04x" % (len(message) + 4) + message)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        """Stop accepting."""
-        self.stopped.set()
-        self.thread.join(5)
-        self.listener.close()

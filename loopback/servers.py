@@ -1,10 +1,12 @@
-"""Git remotes on loopback that misbehave: one that never answers, one that hangs in the fetch; a closed port."""
+"""Git remotes on loopback that misbehave: one that never answers, one that refuses, one that hangs in the
+fetch; a closed port. Each is a LoopbackServer that handles the connections it accepts its own way."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 from loopback.gitdaemon import HOST
@@ -17,15 +19,20 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-class SilentServer:
-    """A loopback TCP server that accepts every connection and says nothing until released."""
+class LoopbackServer:
+    """A TCP server on loopback whose thread hands every connection to `accepted` until `close`.
 
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.connected = threading.Event()
-        self.listener = socket.create_server((HOST, 0))
+    Subclasses set their own state before calling `__init__`: the first connection may come at once.
+    """
+
+    name = "loopback-server"
+
+    def __init__(self, port: int = 0) -> None:
+        self.stopped = threading.Event()
+        self.listener = socket.create_server((HOST, port))
+        self.listener.settimeout(0.1)
         self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, name="silent-server", daemon=True)
+        self.thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
         self.thread.start()
 
     def url(self, name: str) -> str:
@@ -33,22 +40,43 @@ class SilentServer:
         return f"git://{HOST}:{self.port}/{name}.git"
 
     def _serve(self) -> None:
-        self.listener.settimeout(0.1)
-        held = []
-        while not self.release.is_set():
+        while not self.stopped.is_set():
             try:
-                held.append(self.listener.accept()[0])
+                conn = self.listener.accept()[0]
             except (TimeoutError, OSError):
                 continue
-            self.connected.set()
-        for conn in held:
-            conn.close()
+            self.accepted(conn)
+
+    def accepted(self, conn: socket.socket) -> None:
+        """Handle one connection (in the server's thread: hand long work to another)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop accepting."""
+        self.stopped.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+class SilentServer(LoopbackServer):
+    """Accepts every connection and says nothing until closed."""
+
+    name = "silent-server"
+
+    def __init__(self) -> None:
+        self.connected = threading.Event()
+        self.held: list[socket.socket] = []
+        super().__init__()
+
+    def accepted(self, conn: socket.socket) -> None:
+        self.held.append(conn)
+        self.connected.set()
 
     def close(self) -> None:
         """Release every held connection and stop listening."""
-        self.release.set()
-        self.thread.join(5)
-        self.listener.close()
+        super().close()
+        for conn in self.held:
+            conn.close()
 
 
 @contextlib.contextmanager
@@ -61,38 +89,55 @@ def silent_server() -> Iterator[int]:
         server.close()
 
 
-class HangingFetchServer:
+class RefusingGitServer(LoopbackServer):
+    """A git:// server that refuses every request with the same ERR line, after `delay` seconds.
+
+    Every fetch from it fails, as from a host that is slow to say no; `connections` counts the requests.
+    """
+
+    name = "refusing-git-server"
+
+    def __init__(self, port: int = 0, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.connections = 0
+        super().__init__(port)
+
+    def accepted(self, conn: socket.socket) -> None:
+        self.connections += 1
+        threading.Thread(target=self._refuse, args=(conn,), daemon=True).start()
+
+    def _refuse(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5 + self.delay)
+            try:
+                conn.recv(65536)  # the client's request line, read so that it hears the answer
+                time.sleep(self.delay)
+                message = b"ERR access denied by the test server\n"
+                conn.sendall(b"%04x" % (len(message) + 4) + message)
+            except OSError:
+                pass
+
+
+class HangingFetchServer(LoopbackServer):
     """A git:// proxy to a real git daemon that passes on the first `answered` connections
-    (an `ls-remote`) and holds every later one (the fetch) silent until released."""
+    (an `ls-remote`) and holds every later one (the fetch) silent until closed."""
+
+    name = "hanging-fetch"
 
     def __init__(self, daemon_url: str, answered: int = 1) -> None:
         self.target = ("127.0.0.1", int(daemon_url.rsplit(":", 1)[1]))
         self.answered = answered
         self.held: list[socket.socket] = []
         self.fetching = threading.Event()
-        self.listener = socket.create_server((HOST, 0))
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._serve, name="hanging-fetch", daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def url(self, path: str) -> str:
-        """The URL of a repository of the daemon, through this proxy."""
-        return f"git://{HOST}:{self.port}/{path}"
-
-    def _serve(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                conn = self.listener.accept()[0]
-            except (TimeoutError, OSError):
-                continue
-            if self.answered > 0:
-                self.answered -= 1
-                threading.Thread(target=self._forward, args=(conn,), daemon=True).start()
-            else:
-                self.held.append(conn)
-                self.fetching.set()
+    def accepted(self, conn: socket.socket) -> None:
+        if self.answered > 0:
+            self.answered -= 1
+            threading.Thread(target=self._forward, args=(conn,), daemon=True).start()
+        else:
+            self.held.append(conn)
+            self.fetching.set()
 
     def _forward(self, conn: socket.socket) -> None:
         with conn, socket.create_connection(self.target) as upstream:
@@ -110,9 +155,6 @@ class HangingFetchServer:
 
     def close(self) -> None:
         """Stop accepting; drop the held connections."""
-        self.stopped.set()
-        self.thread.join(5)
-        self.listener.close()
+        super().close()
         for conn in self.held:
             conn.close()
-

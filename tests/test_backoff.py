@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from helpers import git
 
-from loopback.gitdaemon import RefusingGitServer
+from loopback.servers import RefusingGitServer
 from worker.run import sync_one
 
 

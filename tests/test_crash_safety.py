@@ -224,7 +224,7 @@ def test_sigkill_during_a_hanging_fetch_leaves_no_git_and_the_next_fetch_is_safe
     with git_daemon(tmp_path / "served") as daemon:
         proxy = HangingFetchServer(daemon)
         try:
-            url = proxy.url("Cite.git")
+            url = proxy.url("Cite")
             deployment.write_config(f'[[source]]\nkind = "extensions"\ntype = "list"\nrepos = {{ Cite = "{url}" }}\n',
                                     git_timeout=300)
             process = start_sync(deployment)
