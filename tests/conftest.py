@@ -77,8 +77,8 @@ def browser(tmp_path: Path):
 
 # What a test needs, seen in its code or its fixtures' code: it must carry the marker that says so, so that
 # `-m "not nginx"` and the like leave out exactly the tests that need what is missing.
-NEEDS = {"nginx": ("start_gunicorn(", "nginx_main_config(", "GUNICORN"), "browser": ("start_chromium(",),
-         "systemd": ("System()",)}
+NEEDS = {"nginx": ("start_gunicorn(", "running_nginx(", "nginx_main_config(", "GUNICORN"),
+         "browser": ("start_chromium(",), "systemd": ("System()",)}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,6 +3,7 @@ nginx with a site of deploy/, plain HTTP requests to them on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from helpers import Deployment
 from loopback.gitdaemon import free_port, stop
 
 __all__ = ["GUNICORN", "HOST", "NGINX", "ROOT", "Answer", "fetch", "free_port", "needs_nginx", "nginx_main_config",
-           "render_site", "start_gunicorn", "wait_until_serving"]
+           "render_site", "running_nginx", "site_values", "start_gunicorn", "wait_until_serving"]
 
 ROOT = Path(__file__).resolve().parents[1]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -95,7 +97,7 @@ def render_site(values: dict[str, str], site: str = "deploy/nginx.conf") -> str:
     return text
 
 
-def nginx_main_config(tmp: Path, *sites: Path) -> str:
+def nginx_main_config(tmp: Path, *sites: Path, worker_connections: int = 64) -> str:
     """A minimal nginx.conf around the sites, with every file it writes kept under tmp."""
     temp_paths = "\n".join(f"    {kind}_temp_path {tmp / kind};" for kind in
                            ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -106,9 +108,40 @@ def nginx_main_config(tmp: Path, *sites: Path) -> str:
 worker_processes 1;
 pid {tmp / 'nginx.pid'};
 error_log {tmp / 'error.log'};
-events {{ worker_connections 64; }}
+events {{ worker_connections {worker_connections}; }}
 http {{
     access_log {tmp / 'access.log'};
 {temp_paths}
 {"".join(f"    include {site};{chr(10)}" for site in sites)}}}
 """
+
+
+def site_values(deployment: Deployment, folder: Path, port: int, gunicorn_port: int) -> dict[str, str]:
+    """deploy/nginx.conf's placeholders for a deployment served on port with gunicorn on gunicorn_port,
+    nginx's cache and access log under folder."""
+    settings = deployment.settings()
+    return {"LISTEN": f"{HOST}:{port}", "SERVER_NAME": "localhost", "TARBALLS": str(settings.tarballs),
+            "PUBLISHED": str(settings.published), "CACHE_SECONDS": str(settings.cache_seconds),
+            "GUNICORN": f"{HOST}:{gunicorn_port}", "CACHE": str(folder / "cache"),
+            "ACCESS_LOG": str(folder / "access.log")}
+
+
+@contextlib.contextmanager
+def running_nginx(folder: Path, sites: dict[str, str], ports: Iterable[int],
+                  worker_connections: int = 64) -> Iterator[subprocess.Popen]:
+    """nginx with these sites (file name -> text, written into folder, with every file nginx writes) until
+    the block ends; yielded once it answers on every port."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in sites.items():
+        (folder / name).write_text(text)
+    (folder / "nginx.conf").write_text(nginx_main_config(folder, *(folder / name for name in sites),
+                                                         worker_connections=worker_connections))
+    log = folder / "error.log"
+    process = subprocess.Popen([NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-e", str(log)],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for port in ports:
+            wait_until_serving(process, port, log)
+        yield process
+    finally:
+        stop(process)

@@ -23,10 +23,10 @@ from serving import (
     NGINX,
     fetch,
     free_port,
-    nginx_main_config,
     render_site,
+    running_nginx,
+    site_values,
     start_gunicorn,
-    wait_until_serving,
 )
 
 from loopback.gitdaemon import stop
@@ -100,25 +100,12 @@ def site(tmp_path_factory) -> Iterator[Site]:
     gunicorn = start_gunicorn(deployment, api_port, tmp / "gunicorn.log")
     try:
         nginx_dir = tmp / "nginx"
-        nginx_dir.mkdir()
-        site_conf, edge_conf = nginx_dir / "tardist.conf", nginx_dir / "edge.conf"
-        site_conf.write_text(render_site({
-            "LISTEN": f"{HOST}:{port}", "SERVER_NAME": "localhost", "TARBALLS": str(settings.tarballs),
-            "PUBLISHED": str(settings.published), "CACHE_SECONDS": "5", "GUNICORN": f"{HOST}:{api_port}",
-            "CACHE": str(nginx_dir / "cache"), "ACCESS_LOG": str(nginx_dir / "access.log")}))
-        edge_conf.write_text(render_site({
-            "LISTEN": f"{HOST}:{edge_port}", "SERVER_NAME": "localhost", "TARBALLS": str(edge / "tarballs"),
-            "PUBLISHED": str(edge / "published"), "CACHE_SECONDS": "5"}, "deploy/nginx-static.conf"))
-        (nginx_dir / "nginx.conf").write_text(nginx_main_config(nginx_dir, site_conf, edge_conf))
-        log = nginx_dir / "error.log"
-        nginx = subprocess.Popen([NGINX, "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf"), "-e", str(log)],
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_until_serving(nginx, port, log)
-            wait_until_serving(nginx, edge_port, log)
+        sites = {"tardist.conf": render_site(site_values(deployment, nginx_dir, port, api_port)),
+                 "edge.conf": render_site({
+                     "LISTEN": f"{HOST}:{edge_port}", "SERVER_NAME": "localhost", "TARBALLS": str(edge / "tarballs"),
+                     "PUBLISHED": str(edge / "published"), "CACHE_SECONDS": "5"}, "deploy/nginx-static.conf")}
+        with running_nginx(nginx_dir, sites, (port, edge_port)):
             yield Site(deployment, port, edge_port, edge, key, tmp)
-        finally:
-            stop(nginx)
     finally:
         stop(gunicorn)
 

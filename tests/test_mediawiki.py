@@ -24,10 +24,10 @@ from serving import (
     Answer,
     fetch,
     free_port,
-    nginx_main_config,
     render_site,
+    running_nginx,
+    site_values,
     start_gunicorn,
-    wait_until_serving,
 )
 
 from loopback.gitdaemon import stop
@@ -134,23 +134,9 @@ def tardist_behind_nginx(deployment: Deployment, tmp: Path) -> Iterator[int]:
     gunicorn = start_gunicorn(deployment, api_port, tmp / "gunicorn.log")
     try:
         nginx_dir = tmp / "nginx"
-        nginx_dir.mkdir()
-        settings = deployment.settings()
-        site = nginx_dir / "tardist.conf"
-        site.write_text(render_site({
-            "LISTEN": f"{HOST}:{web_port}", "SERVER_NAME": "localhost", "TARBALLS": str(settings.tarballs),
-            "PUBLISHED": str(settings.published), "CACHE_SECONDS": str(settings.cache_seconds),
-            "GUNICORN": f"{HOST}:{api_port}", "CACHE": str(nginx_dir / "cache"),
-            "ACCESS_LOG": str(nginx_dir / "access.log")}))
-        (nginx_dir / "nginx.conf").write_text(nginx_main_config(nginx_dir, site))
-        log = nginx_dir / "error.log"
-        nginx = subprocess.Popen([NGINX, "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf"), "-e", str(log)],
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_until_serving(nginx, web_port, log)
+        site = render_site(site_values(deployment, nginx_dir, web_port, api_port))
+        with running_nginx(nginx_dir, {"tardist.conf": site}, (web_port,)):
             yield web_port
-        finally:
-            stop(nginx)
     finally:
         stop(gunicorn)
 

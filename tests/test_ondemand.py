@@ -90,26 +90,10 @@ def serve(tmp: Path, sources: str, ready: str, **config) -> Iterator[Stack]:
         try:
             serving.wait_until_serving(gunicorn, api_port, gunicorn_log)
             nginx_dir = tmp / "nginx"
-            nginx_dir.mkdir()
-            site = nginx_dir / "tardist.conf"
-            site.write_text(serving.render_site({
-                "LISTEN": f"{HOST}:{web_port}", "SERVER_NAME": "localhost",
-                "TARBALLS": str(deployment.settings().tarballs), "GUNICORN": f"{HOST}:{api_port}",
-                "PUBLISHED": str(deployment.settings().published),
-                "CACHE_SECONDS": str(deployment.settings().cache_seconds), "CACHE": str(nginx_dir / "cache"),
-                "ACCESS_LOG": str(nginx_dir / "access.log")}))
+            site = serving.render_site(serving.site_values(deployment, nginx_dir, web_port, api_port))
             # 50 clients at once, each also holding a connection to gunicorn
-            (nginx_dir / "nginx.conf").write_text(serving.nginx_main_config(nginx_dir, site)
-                                                  .replace("worker_connections 64;", "worker_connections 512;"))
-            nginx_log = nginx_dir / "error.log"
-            nginx = subprocess.Popen([serving.NGINX, "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf"),
-                                      "-e", str(nginx_log)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-            try:
-                serving.wait_until_serving(nginx, web_port, nginx_log)
+            with serving.running_nginx(nginx_dir, {"tardist.conf": site}, (web_port,), worker_connections=512):
                 yield Stack(deployment, web_port, {}, git_log, worker)
-            finally:
-                stop(nginx)
         finally:
             stop(gunicorn)
     finally:

@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import json
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,15 +14,14 @@ import pytest
 from helpers import Deployment, git
 from serving import (
     HOST,
-    NGINX,
     Answer,
     fetch,
     free_port,
     needs_nginx,
-    nginx_main_config,
     render_site,
+    running_nginx,
+    site_values,
     start_gunicorn,
-    wait_until_serving,
 )
 
 from loopback.gitdaemon import stop
@@ -54,26 +52,14 @@ def served(module_tmp, module_upstream, module_deployment) -> Iterator[Served]:
     gunicorn = start_gunicorn(deployment, api_port, tmp / "gunicorn.log")
     try:
         nginx_dir = tmp / "nginx"
-        nginx_dir.mkdir()
-        settings = deployment.settings()
-        folders = {"TARBALLS": str(settings.tarballs), "PUBLISHED": str(settings.published),
-                   "CACHE_SECONDS": str(settings.cache_seconds)}
-        site, static_site = nginx_dir / "tardist.conf", nginx_dir / "tardist-static.conf"
-        site.write_text(render_site({"LISTEN": f"{HOST}:{web_port}", "SERVER_NAME": "localhost", **folders,
-                                     "GUNICORN": f"{HOST}:{api_port}", "CACHE": str(nginx_dir / "cache"),
-                                     "ACCESS_LOG": str(nginx_dir / "tardist.access.log")}))
-        static_site.write_text(render_site({"LISTEN": f"{HOST}:{static_port}", "SERVER_NAME": "localhost",
-                                            **folders}, "deploy/nginx-static.conf"))
-        (nginx_dir / "nginx.conf").write_text(nginx_main_config(nginx_dir, site, static_site))
-        nginx_log = nginx_dir / "error.log"
-        nginx = subprocess.Popen(
-            [NGINX, "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf"), "-e", str(nginx_log)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_until_serving(nginx, web_port, nginx_log)
+        values = {**site_values(deployment, nginx_dir, web_port, api_port),
+                  "ACCESS_LOG": str(nginx_dir / "tardist.access.log")}
+        static = {key: values[key] for key in ("TARBALLS", "PUBLISHED", "CACHE_SECONDS")}
+        sites = {"tardist.conf": render_site(values),
+                 "tardist-static.conf": render_site({"LISTEN": f"{HOST}:{static_port}", "SERVER_NAME": "localhost",
+                                                     **static}, "deploy/nginx-static.conf")}
+        with running_nginx(nginx_dir, sites, (web_port,)):
             yield Served(deployment, web_port, static_port)
-        finally:
-            stop(nginx)
     finally:
         stop(gunicorn)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 from helpers import TARDIST, Deployment, extension_files
-from serving import HOST, NGINX, free_port, nginx_main_config, render_site, wait_until_serving
+from serving import HOST, free_port, render_site, running_nginx
 
-from loopback.gitdaemon import git_daemon, stop
+from loopback.gitdaemon import git_daemon
 from loopback.servers import closed_port
 
 
@@ -73,22 +73,12 @@ def test_a_synced_tarball_verifies_from_a_file(synced, tmp_path):
 def test_a_synced_tarball_verifies_by_url_through_nginx(synced, tmp_path):
     tarball, _cite = synced
     port = free_port()
-    nginx_dir = tmp_path / "nginx"
-    nginx_dir.mkdir()
-    site = nginx_dir / "static.conf"
-    site.write_text(render_site({"LISTEN": f"{HOST}:{port}", "SERVER_NAME": "localhost",
-                                 "TARBALLS": str(tarball.parent.parent), "PUBLISHED": str(tmp_path / "published"),
-                                 "CACHE_SECONDS": "5"}, "deploy/nginx-static.conf"))
-    (nginx_dir / "nginx.conf").write_text(nginx_main_config(nginx_dir, site))
-    log = nginx_dir / "error.log"
-    nginx = subprocess.Popen([NGINX, "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf"), "-e", str(log)],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until_serving(nginx, port, log)
+    site = render_site({"LISTEN": f"{HOST}:{port}", "SERVER_NAME": "localhost",
+                        "TARBALLS": str(tarball.parent.parent), "PUBLISHED": str(tmp_path / "published"),
+                        "CACHE_SECONDS": "5"}, "deploy/nginx-static.conf")
+    with running_nginx(tmp_path / "nginx", {"static.conf": site}, (port,)):
         done = run_verify(tmp_path, f"http://{HOST}:{port}/dist/extensions/{tarball.name}")
         missing = run_verify(tmp_path, f"http://{HOST}:{port}/dist/extensions/Nope-master-1234567.tar.gz")
-    finally:
-        stop(nginx)
     assert done.returncode == 0 and done.stdout.startswith("identical (sha256 "), done.stderr
     assert missing.returncode == 2 and "cannot download" in missing.stderr and "Not Found" in missing.stderr
 
