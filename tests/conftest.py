@@ -77,7 +77,7 @@ def browser(tmp_path: Path):
 
 # What a test needs, seen in its code or its fixtures' code: it must carry the marker that says so, so that
 # `-m "not nginx"` and the like leave out exactly the tests that need what is missing.
-NEEDS = {"nginx": ("start_gunicorn(", "running_nginx(", "nginx_main_config(", "GUNICORN"),
+NEEDS = {"nginx": ("start_gunicorn(", "running_nginx(", "nginx_main_config(", "wait_until_serving(", "GUNICORN"),
          "browser": ("start_chromium(",), "systemd": ("System()",)}
 
 

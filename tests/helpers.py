@@ -166,6 +166,13 @@ class Deployment:
         return create_app({"TESTING": True, **tomllib.loads(self.config.read_text()), **overrides})
 
 
+def link_venv(root: Path) -> None:
+    """root/.venv/bin with this interpreter's tardist and gunicorn, as a deployment's own virtualenv has them."""
+    (root / ".venv/bin").mkdir(parents=True)
+    for program in ("tardist", "gunicorn"):
+        (root / ".venv/bin" / program).symlink_to(Path(sys.executable).with_name(program))
+
+
 def directory_source(kind: str, path: Path) -> str:
     """A [[source]] table of type directory."""
     return f'\n[[source]]\nkind = "{kind}"\ntype = "directory"\npath = "{path}"\n'

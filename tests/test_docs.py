@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import gzip
-import http.client
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers import link_venv
+from serving import fetch, free_port, wait_until_serving
 
+from loopback.gitdaemon import stop
 from tardist.settings import SETTINGS, load_settings
 from worker.cli import build_parser
 
@@ -218,38 +218,13 @@ def run(line: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
 def checkout(tmp_path: Path) -> Path:
     """A checkout as the README's operator has it: deploy/, wsgi.py and .venv/bin with tardist and gunicorn."""
     root = tmp_path / "checkout"
-    (root / ".venv/bin").mkdir(parents=True)
-    for program in ("tardist", "gunicorn"):
-        (root / ".venv/bin" / program).symlink_to(Path(sys.executable).with_name(program))
+    link_venv(root)
     (root / "deploy").symlink_to(ROOT / "deploy")
     shutil.copy(ROOT / "wsgi.py", root / "wsgi.py")
     return root
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get(port: int, path: str, seconds: float = 20) -> tuple[int, bytes]:
-    """GET path from 127.0.0.1:port, waiting for the server to answer at all."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-        finally:
-            conn.close()
-
-
+@pytest.mark.nginx
 def test_the_readme_minimal_configuration_and_commands_work_as_written(checkout, upstream, tmp_path):
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## A minimal configuration\n", 1)[1].split("\n## ", 1)[0]
@@ -270,19 +245,19 @@ def test_the_readme_minimal_configuration_and_commands_work_as_written(checkout,
     assert tarball.is_file()
     assert (checkout / "published/info/extensions/Cite.json").is_file()
     port = free_port()
-    log = (tmp_path / "gunicorn.log").open("w")
-    gunicorn = subprocess.Popen(["bash", "-c", f"exec {lines[3].split('#')[0]} --bind 127.0.0.1:{port} --workers 1"],
-                                cwd=checkout, stdout=log, stderr=subprocess.STDOUT)
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as out:
+        gunicorn = subprocess.Popen(["bash", "-c", f"exec {lines[3].split('#')[0]} --bind 127.0.0.1:{port} "
+                                     "--workers 1"], cwd=checkout, stdout=out, stderr=subprocess.STDOUT)
     try:
-        status, body = get(port, "/info/extensions/Cite")
-        assert status == 200
-        assert json.loads(body)["branches"]["master"]["commit"] == head
-        status, body = get(port, f"/dist/extensions/{tarball.name}")
-        assert status == 200 and body == tarball.read_bytes()
+        wait_until_serving(gunicorn, port, log)
+        info = fetch(port, "/info/extensions/Cite")
+        assert info.status == 200
+        assert info.json()["branches"]["master"]["commit"] == head
+        download = fetch(port, f"/dist/extensions/{tarball.name}")
+        assert download.status == 200 and download.body == tarball.read_bytes()
     finally:
-        gunicorn.terminate()
-        gunicorn.wait(timeout=30)
-        log.close()
+        stop(gunicorn)
 
 
 def test_the_cli_synopsis_runs_on_a_small_deployment(deployment, upstream, tmp_path):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import link_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -29,9 +29,7 @@ def readme_install_line() -> str:
 def deployment_root(tmp_path: Path) -> Path:
     """A deployment root whose .venv/bin holds the real tardist and gunicorn, with tardist's folders."""
     root = tmp_path / "srv-tardist"
-    (root / ".venv/bin").mkdir(parents=True)
-    for program in ("tardist", "gunicorn"):
-        (root / ".venv/bin" / program).symlink_to(Path(sys.executable).with_name(program))
+    link_venv(root)
     for folder in ("mirrors", "tarballs", "published", "instance"):
         (root / folder).mkdir()
     shutil.copytree(ROOT / "deploy", root / "deploy")
