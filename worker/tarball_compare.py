@@ -76,8 +76,8 @@ def compare(download: Path, rebuilt: Path, top: str, vendor_not_rebuilt: str | N
 
 def _installed_against_lock(download: Path, top: str) -> str | None:
     """Why vendor/composer/installed.json does not list what composer.lock pins (both from the download)."""
-    lock = _member_bytes(download, f"{top}/{composer.COMPOSER_LOCK}", 1 << 24)
-    installed = _member_bytes(download, f"{top}/{VENDOR}/composer/installed.json", 1 << 24)
+    lock, installed = _member_contents(download, [f"{top}/{composer.COMPOSER_LOCK}",
+                                                  f"{top}/{VENDOR}/composer/installed.json"], 1 << 24)
     try:
         pinned = {(p["name"], p["version"]) for p in json.loads(lock or b"{}").get("packages", [])}
         listed = json.loads(installed or b"{}")
@@ -91,15 +91,17 @@ def _installed_against_lock(download: Path, top: str) -> str | None:
     return None
 
 
-def _member_bytes(path: Path, name: str, limit: int) -> bytes | None:
-    """The content of one regular file of a tarball, if it has it and it is smaller than limit."""
+def _member_contents(path: Path, names: list[str], limit: int) -> list[bytes | None]:
+    """The contents of these regular files of a tarball (None for one it lacks or holds at limit bytes or more),
+    read in one pass."""
+    found: dict[str, bytes] = {}
     with tarfile.open(path, "r:gz") as tar:
         for info in tar:
-            if info.name == name and info.isfile() and info.size < limit:
+            if info.name in names and info.isfile() and info.size < limit:
                 handle = tar.extractfile(info)
                 assert handle is not None
-                return handle.read()
-    return None
+                found[info.name] = handle.read()
+    return [found.get(name) for name in names]
 
 
 def _first_difference(theirs: list[Member], ours: list[Member]) -> str | None:
